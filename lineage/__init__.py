@@ -1,0 +1,41 @@
+"""Pure lineage logic: the graph, its walks and infection propagation. No I/O."""
+
+from lineage.errors import CycleError, LineageError
+from lineage.graph import (
+    check_new_parents,
+    depth_of,
+    lineage_graph,
+    shortest_paths_from,
+    topological_order,
+)
+from lineage.propagation import (
+    Finding,
+    Reach,
+    Status,
+    effective_status,
+    infection_path,
+    propagate_infection,
+    recompute_statuses,
+)
+from lineage.relations import DATASET_USES, DEFAULT_PROPAGATION, MODEL_RELATIONS, Relation
+
+__all__ = [
+    "DATASET_USES",
+    "DEFAULT_PROPAGATION",
+    "MODEL_RELATIONS",
+    "CycleError",
+    "Finding",
+    "LineageError",
+    "Reach",
+    "Relation",
+    "Status",
+    "check_new_parents",
+    "depth_of",
+    "effective_status",
+    "infection_path",
+    "lineage_graph",
+    "propagate_infection",
+    "recompute_statuses",
+    "shortest_paths_from",
+    "topological_order",
+]

@@ -1,0 +1,144 @@
+"""The one error hierarchy of mbom.
+
+Every error a user can meet is a :class:`MbomError`. ``diagnostics()`` gives the
+human message: what was wrong and what to do. The CLI prints it on one line of
+stderr; the API returns it as an ``application/problem+json`` body. Third-party
+errors are translated at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class MbomError(Exception):
+    """Base class of every mbom error."""
+
+    #: Short machine-readable identifier, used as the problem ``type`` suffix.
+    code = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """The message a person reads: what went wrong, then what to do."""
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class InvalidInput(MbomError):
+    """A value given by the user is malformed (a reference, a digest, a name)."""
+
+    code = "invalid-input"
+
+
+class NotFound(MbomError):
+    """A named model, dataset, team, publisher or deployment does not exist."""
+
+    code = "not-found"
+
+    def __init__(self, what: str, ref: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{what} {ref} is not registered", hint=hint)
+        self.what = what
+        self.ref = ref
+
+
+class AlreadyExists(MbomError):
+    """Something with that identity is registered already."""
+
+    code = "already-exists"
+
+    def __init__(self, what: str, ref: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{what} {ref} is already registered", hint=hint)
+        self.what = what
+        self.ref = ref
+
+
+class AmbiguousReference(InvalidInput):
+    """A bare ``N@V`` names both a model and a dataset."""
+
+    code = "ambiguous-reference"
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(
+            f"{ref} names both a model and a dataset",
+            hint=f"write model:{ref} or dataset:{ref}",
+        )
+        self.ref = ref
+
+
+class DuplicateContent(MbomError):
+    """The files being registered are byte-identical to a registered version."""
+
+    code = "duplicate-content"
+
+    def __init__(self, digest: str, existing: str) -> None:
+        super().__init__(
+            f"these files (manifest {digest}) are already registered as {existing}",
+            hint="pass --allow-duplicate-content to record them under another name",
+        )
+        self.digest = digest
+        self.existing = existing
+
+
+class UnsafePath(MbomError):
+    """A file tree holds something mbom refuses to hash (escaping link, device, fifo)."""
+
+    code = "unsafe-path"
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(
+            f"{path}: {reason}", hint="remove it or register a directory without it"
+        )
+        self.path = path
+        self.reason = reason
+
+
+class SignatureError(MbomError):
+    """A signature is invalid, or cannot be checked."""
+
+    code = "bad-signature"
+
+
+class LineageCycle(MbomError):
+    """An edge would make the lineage cyclic, or make a model its own parent."""
+
+    code = "lineage-cycle"
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        super().__init__(
+            "refused: this lineage would be cyclic: " + " -> ".join(cycle),
+            hint="a model cannot descend from itself; check the --parent values",
+        )
+        self.cycle = tuple(cycle)
+
+
+class PolicyViolation(MbomError):
+    """A registration or deployment breaks a team decision or the lineage status."""
+
+    code = "policy-violation"
+
+
+class PermissionDenied(MbomError):
+    """The acting identity's role or team does not allow the operation."""
+
+    code = "permission-denied"
+
+
+class AuthenticationRequired(MbomError):
+    """No valid bearer token was presented to the server."""
+
+    code = "authentication-required"
+
+
+class ConfigurationError(MbomError):
+    """The environment or settings are unusable (database URL, server address)."""
+
+    code = "configuration"
+
+
+class RemoteError(MbomError):
+    """The server answered with an error the client could not map to a local one."""
+
+    code = "remote"
