@@ -1,6 +1,12 @@
 """Pure lineage logic: the graph, its walks and infection propagation. No I/O."""
 
-from lineage.errors import CycleError, LineageError
+from lineage.errors import (
+    ConflictingEdgeError,
+    CycleError,
+    LineageError,
+    NoInfectionPathError,
+    UnknownNodeError,
+)
 from lineage.graph import (
     check_new_parents,
     depth_of,
@@ -23,12 +29,15 @@ __all__ = [
     "DATASET_USES",
     "DEFAULT_PROPAGATION",
     "MODEL_RELATIONS",
+    "ConflictingEdgeError",
     "CycleError",
     "Finding",
     "LineageError",
+    "NoInfectionPathError",
     "Reach",
     "Relation",
     "Status",
+    "UnknownNodeError",
     "check_new_parents",
     "depth_of",
     "effective_status",

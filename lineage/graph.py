@@ -1,19 +1,19 @@
 """Building the lineage graph and walking it with shortest paths.
 
 Nodes are any hashable, orderable ids (the registry uses integer ids); every
-edge carries a ``relation`` attribute. Ties between equally short paths are
-broken by the smallest node id, so every answer is deterministic.
+edge carries one ``relation`` attribute. Ties between equally short paths are
+broken by the smallest node id, so every answer is deterministic: it depends on
+the graph, never on the order in which its edges were added.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 import networkx as nx
 
-from lineage.errors import CycleError
+from lineage.errors import ConflictingEdgeError, CycleError, UnknownNodeError
 from lineage.relations import Relation
 
 Node = Any  # hashable and orderable; the registry uses int ids
@@ -25,22 +25,36 @@ def lineage_graph(
 ) -> nx.DiGraph:
     """Build a lineage DAG from ``(parent, child, relation)`` triples.
 
-    Raises :class:`CycleError` when the edges are not acyclic.
+    ``nodes`` adds nodes that have no edge (yet). An edge given twice with the
+    same relation counts once. Raises :class:`CycleError` when the edges are
+    not acyclic (a self-parent included) and :class:`ConflictingEdgeError`
+    when one parent and child are given with two different relations.
 
     >>> graph = lineage_graph([("base", "ft", "finetune"), ("ft", "app", "head")])
     >>> sorted(graph.successors("base"))
     ['ft']
+    >>> graph.edges["ft", "app"]["relation"]
+    <Relation.HEAD: 'head'>
     >>> lineage_graph([("a", "b", "finetune"), ("b", "a", "finetune")])
     Traceback (most recent call last):
     ...
     lineage.errors.CycleError: lineage cycle: a -> b -> a
+    >>> lineage_graph([("a", "a", "finetune")])
+    Traceback (most recent call last):
+    ...
+    lineage.errors.CycleError: lineage cycle: a -> a
     """
     graph = nx.DiGraph()
     graph.add_nodes_from(nodes)
-    for parent, child, relation in edges:
+    for parent, child, given in edges:
+        relation = Relation(given)
         if parent == child:
             raise CycleError((parent, child))
-        graph.add_edge(parent, child, relation=Relation(relation))
+        known = graph.get_edge_data(parent, child)
+        if known is not None and known["relation"] is not relation:
+            # Last-one-wins would make the graph depend on the order of the edges.
+            raise ConflictingEdgeError(parent, child, sorted({known["relation"], relation}))
+        graph.add_edge(parent, child, relation=relation)
     try:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:
@@ -52,6 +66,7 @@ def check_new_parents(graph: nx.DiGraph, child: Node, parents: Iterable[Node]) -
     """Raise :class:`CycleError` if edges ``parent -> child`` would close a cycle.
 
     A cycle appears when a parent is the child itself or one of its descendants.
+    Parents and a child that are not in the graph yet are allowed.
 
     >>> graph = lineage_graph([("a", "b", "finetune")])
     >>> check_new_parents(graph, "c", ["b"])
@@ -59,14 +74,21 @@ def check_new_parents(graph: nx.DiGraph, child: Node, parents: Iterable[Node]) -
     Traceback (most recent call last):
     ...
     lineage.errors.CycleError: lineage cycle: a -> b -> a
+    >>> check_new_parents(graph, "c", ["b", "c"])
+    Traceback (most recent call last):
+    ...
+    lineage.errors.CycleError: lineage cycle: c -> c
     """
+    parents = list(parents)
+    if child in parents:
+        raise CycleError((child, child))
+    if child not in graph:
+        return
+    descendants = shortest_paths_from(graph, child, direction="down")
     for parent in parents:
-        if parent == child:
-            raise CycleError((child, child))
-        if child in graph and parent in graph:
-            path = shortest_paths_from(graph, child, direction="down").get(parent)
-            if path is not None:
-                raise CycleError((*path, child))
+        path = descendants.get(parent)
+        if path is not None:
+            raise CycleError((*path, child))
 
 
 def shortest_paths_from(
@@ -80,8 +102,11 @@ def shortest_paths_from(
     """Shortest path from ``start`` to every node reachable from it (``start`` excluded).
 
     ``direction="down"`` walks to descendants, ``"up"`` to ancestors; paths are
-    always written from the ancestor to the descendant. ``follow`` limits the
-    walk to edges whose relation it accepts.
+    always written from the ancestor to the descendant. ``max_depth`` keeps the
+    nodes at most that many edges away; ``follow`` limits the walk to edges
+    whose relation it accepts. Each node is reached from the smallest node id
+    on the previous level of the walk, so walking down gives the same paths as
+    :func:`lineage.propagation.infection_path` (the same ``via``).
 
     >>> graph = lineage_graph([("a", "b", "finetune"), ("b", "c", "finetune"),
     ...                        ("a", "c", "merge")])
@@ -89,22 +114,31 @@ def shortest_paths_from(
     {'b': ('a', 'b'), 'c': ('a', 'c')}
     >>> shortest_paths_from(graph, "c", direction="up")
     {'a': ('a', 'c'), 'b': ('b', 'c')}
+    >>> shortest_paths_from(graph, "a", follow=lambda relation: relation != "merge")
+    {'b': ('a', 'b'), 'c': ('a', 'b', 'c')}
+    >>> shortest_paths_from(graph, "a", max_depth=0)
+    {}
     """
     if direction not in ("down", "up"):
         raise ValueError(f"direction must be 'down' or 'up', not {direction!r}")
-    step = _neighbours(graph, down=direction == "down", follow=follow)
-    paths: dict[Node, Path] = {}
-    queue: deque[tuple[Node, Path]] = deque([(start, (start,))])
-    while queue:
-        node, path = queue.popleft()
-        if max_depth is not None and depth_of(path) >= max_depth:
-            continue
-        for neighbour in sorted(step(node)):
-            if neighbour == start or neighbour in paths:
-                continue
-            longer = (*path, neighbour) if direction == "down" else (neighbour, *path)
-            paths[neighbour] = longer
-            queue.append((neighbour, longer))
+    if max_depth is not None and max_depth < 0:
+        raise ValueError(f"max_depth must be 0 or more, not {max_depth}")
+    if start not in graph:
+        raise UnknownNodeError(start)
+    down = direction == "down"
+    step = _neighbours(graph, down=down, follow=follow)
+    paths: dict[Node, Path] = {start: (start,)}
+    frontier, depth = [start], 0
+    while frontier and (max_depth is None or depth < max_depth):
+        reached = []
+        for node in frontier:  # sorted, so the smallest id on this level wins ties
+            for neighbour in sorted(step(node)):
+                if neighbour not in paths:
+                    path = paths[node]
+                    paths[neighbour] = (*path, neighbour) if down else (neighbour, *path)
+                    reached.append(neighbour)
+        frontier, depth = sorted(reached), depth + 1
+    del paths[start]
     return paths
 
 
@@ -127,6 +161,17 @@ def depth_of(path: Path) -> int:
 
 
 def topological_order(graph: nx.DiGraph, nodes: Iterable[Hashable] | None = None) -> list[Node]:
-    """Nodes in a deterministic topological order (ties broken by node id)."""
+    """Nodes in a deterministic topological order (ties broken by node id).
+
+    With ``nodes`` only those (that are in the graph) are ordered. Raises
+    :class:`CycleError` rather than a partial order when the graph is cyclic.
+
+    >>> topological_order(lineage_graph([("c", "a", "finetune"), ("b", "a", "merge")]))
+    ['b', 'c', 'a']
+    """
     sub = graph if nodes is None else graph.subgraph(nodes)
-    return list(nx.lexicographical_topological_sort(sub))
+    try:
+        return list(nx.lexicographical_topological_sort(sub))
+    except nx.NetworkXUnfeasible as exc:
+        cycle = nx.find_cycle(sub)
+        raise CycleError([edge[0] for edge in cycle] + [cycle[0][0]]) from exc

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 import networkx as nx
 
+from lineage.errors import NoInfectionPathError
 from lineage.graph import Node, Path, topological_order
 from lineage.relations import DEFAULT_PROPAGATION, Relation
 
@@ -71,11 +72,19 @@ def propagate_infection(
 ) -> Reaches:
     """Every compromised source reaching each node, with its shortest path.
 
-    With ``within`` only those nodes are computed; their parents outside it
-    contribute the reaches given in ``inherited`` (what the registry has stored
-    for them), which lets a flag recompute just the flagged node's descendants.
+    An edge carries an infection when ``policy`` says its relation propagates;
+    a relation missing from ``policy`` follows :data:`DEFAULT_PROPAGATION`.
     Among equally short paths the one arriving through the smallest parent id
-    wins. Nodes that no compromise reaches are absent from the result.
+    wins. Nodes that no compromise reaches are absent from the result; a
+    compromised node is never its own source.
+
+    With ``within`` only those nodes are computed: their parents inside it
+    contribute what is computed here, their parents outside it the reaches
+    given in ``inherited`` (what the registry has stored for them). A flag or
+    an unflag changes only the node's descendants, so recomputing the node and
+    its descendants with the stored reaches of the rest equals a from-scratch
+    recomputation of them. Entries of ``inherited`` for nodes in ``within`` are
+    ignored.
 
     >>> from lineage.graph import lineage_graph
     >>> graph = lineage_graph([("base", "ft", "finetune"), ("ft", "app", "head"),
@@ -83,40 +92,62 @@ def propagate_infection(
     >>> reaches = propagate_infection(graph, {"base", "data"})
     >>> sorted(reaches)
     ['app', 'ft']
-    >>> reaches["app"]["base"]
-    Reach(source='base', depth=2, via='ft')
+    >>> reaches["app"]
+    {'base': Reach(source='base', depth=2, via='ft')}
+    >>> propagate_infection(graph, {"ft"}, within={"app"}, inherited=reaches)["app"]
+    {'base': Reach(source='base', depth=2, via='ft'), 'ft': Reach(source='ft', depth=1, via='ft')}
     """
-    inherited = inherited or {}
+    flagged = frozenset(compromised)
+    computed = None if within is None else frozenset(within)
+    stored = inherited or {}
     result: Reaches = {}
-    for node in topological_order(graph, within):
+    for node in topological_order(graph, computed):
         found: dict[Node, Reach] = {}
         for parent in sorted(graph.predecessors(node)):
-            if not policy.get(graph.edges[parent, node]["relation"], True):
+            if not _propagates(graph.edges[parent, node]["relation"], policy):
                 continue
-            candidates = [Reach(parent, 1, parent)] if parent in compromised else []
-            upstream = result.get(parent) if parent in result else inherited.get(parent, {})
-            candidates += [Reach(r.source, r.depth + 1, parent) for r in (upstream or {}).values()]
+            upstream = result if computed is None or parent in computed else stored
+            candidates = [Reach(parent, 1, parent)] if parent in flagged else []
+            candidates += [
+                Reach(reach.source, reach.depth + 1, parent)
+                for reach in upstream.get(parent, {}).values()
+            ]
             for candidate in candidates:
                 best = found.get(candidate.source)
-                if best is None or (candidate.depth, candidate.via) < (best.depth, best.via):
+                # Parents come in ascending order: on a tie in depth the first one stays.
+                if best is None or candidate.depth < best.depth:
                     found[candidate.source] = candidate
         found.pop(node, None)
         if found:
-            result[node] = found
+            result[node] = dict(sorted(found.items()))
     return result
+
+
+def _propagates(relation: Relation, policy: Mapping[Relation, bool]) -> bool:
+    return bool(policy.get(relation, DEFAULT_PROPAGATION.get(relation, True)))
 
 
 def infection_path(reaches: Mapping[Node, Mapping[Node, Reach]], node: Node, source: Node) -> Path:
     """Rebuild the shortest path from ``source`` down to ``node``.
 
+    Raises :class:`NoInfectionPathError` when ``reaches`` has no infection of
+    ``node`` by ``source``.
+
     >>> reaches = {"ft": {"base": Reach("base", 1, "base")},
     ...            "app": {"base": Reach("base", 2, "ft")}}
     >>> infection_path(reaches, "app", "base")
     ('base', 'ft', 'app')
+    >>> infection_path(reaches, "app", "data")
+    Traceback (most recent call last):
+    ...
+    lineage.errors.NoInfectionPathError: data does not infect app
     """
     path = [node]
     while path[-1] != source:
-        path.append(reaches[path[-1]][source].via)
+        reach = reaches.get(path[-1], {}).get(source)
+        if reach is None:
+            raise NoInfectionPathError(node, source)
+        path.append(reach.via)
     return tuple(reversed(path))
 
 
@@ -158,15 +189,26 @@ def recompute_statuses(
     confirmed: Collection[tuple[Node, Node]] = (),
     policy: Mapping[Relation, bool] = DEFAULT_PROPAGATION,
 ) -> dict[Node, Status]:
-    """The effective status of every node in the graph, from scratch."""
-    reaches = propagate_infection(graph, compromised, policy=policy)
+    """The effective status of every node in the graph, from scratch.
+
+    >>> from lineage.graph import lineage_graph
+    >>> graph = lineage_graph([("base", "ft", "finetune"), ("ft", "app", "head"),
+    ...                        ("base", "other", "quantized")])
+    >>> statuses = recompute_statuses(graph, {"base"}, cleared={("ft", "base")},
+    ...                               confirmed={("app", "base")})
+    >>> {node: str(status) for node, status in sorted(statuses.items())}
+    {'app': 'confirmed', 'base': 'compromised', 'ft': 'cleared', 'other': 'infected'}
+    """
+    flagged = frozenset(compromised)
+    cleared_pairs, confirmed_pairs = frozenset(cleared), frozenset(confirmed)
+    reaches = propagate_infection(graph, flagged, policy=policy)
     return {
         node: effective_status(
             node,
-            compromised=compromised,
+            compromised=flagged,
             sources=reaches.get(node, {}).keys(),
-            cleared=cleared,
-            confirmed=confirmed,
+            cleared=cleared_pairs,
+            confirmed=confirmed_pairs,
         )
         for node in graph.nodes
     }

@@ -1,0 +1,35 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from registry.api import problems
+from registry.api.routes import router
+from registry.db import make_engine, migrate
+from registry.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """Build the app on its own engine (created from ``settings`` unless given)."""
+    settings = settings or Settings.from_env()
+    engine = engine or make_engine(settings.database_url)
+    migrate(engine)
+    app = FastAPI(
+        title="mbom",
+        summary="Model bill of materials and lineage registry",
+        description="Every endpoint needs `Authorization: Bearer <token>` (mbom tokens create).",
+        version="0.1.0",
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,238 @@
+"""REST routes: each one a thin call into :mod:`registry.service`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from lineage import Relation
+from registry import service
+from registry.api.deps import CurrentActor, SessionDep
+from registry.identity import Role
+from registry.schemas import (
+    ArtifactPublic,
+    AuditEventPublic,
+    AuditVerification,
+    DecisionPublic,
+    DecisionRequest,
+    DeploymentPublic,
+    DeployRequest,
+    KeyPublic,
+    KeyRequest,
+    LineageEntry,
+    ReasonRequest,
+    RegisterDatasetRequest,
+    RegisterModelRequest,
+    StatusChange,
+    StatusReport,
+    TeamPublic,
+    TeamRequest,
+    TokenPublic,
+    TokenRequest,
+    VerifyReport,
+    VerifyRequest,
+    manifest_of,
+)
+
+router = APIRouter(prefix="/api/v1")
+Depth = Annotated[int | None, Query(ge=1, description="only relatives within this many edges")]
+
+
+@router.post("/models", status_code=status.HTTP_201_CREATED, tags=["models"])
+def register_model(body: RegisterModelRequest, session: SessionDep, actor: CurrentActor) -> ArtifactPublic:
+    """Register a model version from a manifest the client computed."""
+    fields = body.model_dump(exclude={"manifest", "relation", "datasets"})
+    return service.register_model(
+        session, actor=actor, manifest=manifest_of(body.manifest),
+        relation=Relation(body.relation) if body.relation else None,
+        datasets=[(d.ref, Relation(d.use)) for d in body.datasets], **fields,
+    )
+
+
+@router.get("/models", tags=["models"])
+def list_models(
+    session: SessionDep, _actor: CurrentActor, status_: Annotated[str | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 500,
+) -> list[ArtifactPublic]:
+    """Registered model versions."""
+    return service.list_artifacts(session, kind="model", status=status_, limit=limit)
+
+
+@router.post("/datasets", status_code=status.HTTP_201_CREATED, tags=["datasets"])
+def register_dataset(body: RegisterDatasetRequest, session: SessionDep, actor: CurrentActor) -> ArtifactPublic:
+    """Register a dataset version by digest or manifest."""
+    return service.register_dataset(
+        session, actor=actor, name=body.name, version=body.version, digest=body.digest,
+        manifest=manifest_of(body.manifest) if body.manifest else None, source=body.source,
+    )
+
+
+@router.get("/datasets", tags=["datasets"])
+def list_datasets(
+    session: SessionDep, _actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=10000)] = 500
+) -> list[ArtifactPublic]:
+    """Registered dataset versions."""
+    return service.list_artifacts(session, kind="dataset", limit=limit)
+
+
+@router.post("/identify", tags=["verification"])
+def identify(body: VerifyRequest, session: SessionDep, _actor: CurrentActor) -> list[ArtifactPublic]:
+    """The registered versions whose files are exactly these."""
+    return service.identify(session, manifest_of(body.manifest))
+
+
+@router.post("/verify", tags=["verification"])
+def verify(body: VerifyRequest, session: SessionDep, _actor: CurrentActor) -> VerifyReport:
+    """Compare files with a registered version; its signature and lineage status."""
+    return service.verify(session, manifest_of(body.manifest), ref=body.ref,
+                          accept_cleared=body.accept_cleared)
+
+
+@router.post("/artifacts/{ref:path}/flag", tags=["status"])
+def flag(ref: str, body: ReasonRequest, session: SessionDep, actor: CurrentActor) -> StatusChange:
+    """Flag a model or dataset compromised (admins)."""
+    return service.flag(session, ref, actor=actor, reason=body.reason)
+
+
+@router.post("/artifacts/{ref:path}/unflag", tags=["status"])
+def unflag(ref: str, body: ReasonRequest, session: SessionDep, actor: CurrentActor) -> StatusChange:
+    """Withdraw a flag (admins)."""
+    return service.unflag(session, ref, actor=actor, reason=body.reason)
+
+
+@router.post("/artifacts/{ref:path}/clear", tags=["status"])
+def clear(ref: str, body: ReasonRequest, session: SessionDep, actor: CurrentActor) -> StatusChange:
+    """Clear an inherited infection (approvers)."""
+    return service.clear(session, ref, actor=actor, reason=body.reason)
+
+
+@router.get("/artifacts/{ref:path}/status", tags=["status"])
+def status_report(ref: str, session: SessionDep, _actor: CurrentActor) -> StatusReport:
+    """Finding, effective status and compromised ancestors with paths."""
+    return service.status_report(session, ref)
+
+
+@router.get("/artifacts/{ref:path}/descendants", tags=["lineage"])
+def descendants(
+    ref: str, session: SessionDep, _actor: CurrentActor, depth: Depth = None, team: str | None = None
+) -> list[LineageEntry]:
+    """Descendants with depth and shortest path."""
+    return service.descendants(session, ref, depth=depth, team=team)
+
+
+@router.get("/artifacts/{ref:path}/deployments", tags=["lineage"])
+def deployed_descendants(
+    ref: str, session: SessionDep, _actor: CurrentActor, depth: Depth = None, team: str | None = None
+) -> list[DeploymentPublic]:
+    """Deployments of the artifact and its descendants, each with its path."""
+    return service.deployed_descendants(session, ref, depth=depth, team=team)
+
+
+@router.get("/artifacts/{ref:path}/ancestors", tags=["lineage"])
+def ancestors(ref: str, session: SessionDep, _actor: CurrentActor, depth: Depth = None) -> list[LineageEntry]:
+    """Ancestors (models and datasets) with depth and path."""
+    return service.ancestors(session, ref, depth=depth)
+
+
+@router.get("/artifacts/{ref:path}", tags=["models"])
+def show(ref: str, session: SessionDep, _actor: CurrentActor, kind: str | None = None) -> ArtifactPublic:
+    """One model or dataset version."""
+    return service.show(session, ref, kind=kind)
+
+
+@router.post("/deployments", status_code=status.HTTP_201_CREATED, tags=["deployments"])
+def deploy(body: DeployRequest, session: SessionDep, actor: CurrentActor) -> DeploymentPublic:
+    """Deploy a model version (refused when tainted or blocked)."""
+    return service.deploy(session, body.ref, actor=actor, environment=body.environment,
+                          team=body.team, override=body.override)
+
+
+@router.post("/deployments/undeploy", tags=["deployments"])
+def undeploy(body: DeployRequest, session: SessionDep, actor: CurrentActor) -> DeploymentPublic:
+    """End a deployment."""
+    return service.undeploy(session, body.ref, actor=actor, environment=body.environment, team=body.team)
+
+
+@router.get("/deployments", tags=["deployments"])
+def list_deployments(
+    session: SessionDep, _actor: CurrentActor, team: str | None = None, environment: str | None = None
+) -> list[DeploymentPublic]:
+    """Active deployments."""
+    return service.list_deployments(session, team=team, environment=environment)
+
+
+@router.post("/teams", status_code=status.HTTP_201_CREATED, tags=["teams"])
+def create_team(body: TeamRequest, session: SessionDep, actor: CurrentActor) -> TeamPublic:
+    """Create a team (admins)."""
+    return service.create_team(session, actor=actor, name=body.name, require_approval=body.require_approval)
+
+
+@router.get("/teams", tags=["teams"])
+def list_teams(session: SessionDep, _actor: CurrentActor) -> list[TeamPublic]:
+    """Every team."""
+    return service.list_teams(session)
+
+
+@router.post("/decisions", status_code=status.HTTP_201_CREATED, tags=["teams"])
+def decide(body: DecisionRequest, session: SessionDep, actor: CurrentActor) -> DecisionPublic:
+    """Approve or block a model for a team (approvers of that team)."""
+    return service.decide(session, actor=actor, **body.model_dump())
+
+
+@router.get("/decisions", tags=["teams"])
+def list_decisions(session: SessionDep, _actor: CurrentActor, team: str | None = None) -> list[DecisionPublic]:
+    """Active decisions."""
+    return service.list_decisions(session, team=team)
+
+
+@router.post("/keys", status_code=status.HTTP_201_CREATED, tags=["signatures"])
+def enroll_key(body: KeyRequest, session: SessionDep, actor: CurrentActor) -> KeyPublic:
+    """Enrol a publisher's Ed25519 public key (admins)."""
+    return service.enroll_key(session, actor=actor, publisher=body.publisher,
+                              public_key_pem=body.public_key_pem)
+
+
+@router.get("/keys", tags=["signatures"])
+def list_keys(session: SessionDep, _actor: CurrentActor, publisher: str | None = None) -> list[KeyPublic]:
+    """Enrolled keys."""
+    return service.list_keys(session, publisher=publisher)
+
+
+@router.post("/tokens", status_code=status.HTTP_201_CREATED, tags=["identity"])
+def create_token(body: TokenRequest, session: SessionDep, actor: CurrentActor) -> TokenPublic:
+    """Create an API token (admins); the secret is in this answer only."""
+    return service.create_token(session, actor=actor, user=body.user, role=Role(body.role), team=body.team)
+
+
+@router.get("/tokens", tags=["identity"])
+def list_tokens(session: SessionDep, actor: CurrentActor) -> list[TokenPublic]:
+    """Every token, without secrets (admins)."""
+    return service.list_tokens(session, actor=actor)
+
+
+@router.post("/tokens/{token_id}/revoke", tags=["identity"])
+def revoke_token(token_id: int, session: SessionDep, actor: CurrentActor) -> TokenPublic:
+    """Revoke a token (admins)."""
+    return service.revoke_token(session, token_id, actor=actor)
+
+
+@router.get("/audit", tags=["audit"])
+def list_events(
+    session: SessionDep, _actor: CurrentActor, subject: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
+) -> list[AuditEventPublic]:
+    """Audit events, oldest first."""
+    return service.list_events(session, subject=subject, limit=limit)
+
+
+@router.get("/audit/verify", tags=["audit"])
+def verify_chain(session: SessionDep, _actor: CurrentActor) -> AuditVerification:
+    """Re-check the audit hash chain."""
+    return service.verify_chain(session)
+
+
+@router.get("/consistency", tags=["audit"])
+def find_inconsistencies(session: SessionDep, _actor: CurrentActor) -> list[str]:
+    """Recompute every status from scratch; list disagreements with the stored state."""
+    return service.find_inconsistencies(session)

@@ -1,0 +1,5 @@
+"""The ``mbom`` command line."""
+
+from registry.cli.main import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,136 @@
+"""Commands about compromise and lineage: flag, unflag, clear, status, descendants, ancestors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from registry.cli import render
+from registry.cli.main import DepthOpt, JsonOpt, ReasonOpt, RefArg, app, ctx_of
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from registry.schemas import DeploymentPublic, LineageEntry, StatusChange, StatusReport
+
+
+def _print_change(verb: str, change: StatusChange) -> None:
+    render.out.print(f"{verb} {change.ref}: status {render.status(change.status)}")
+    render.table(
+        f"{len(change.changed)} descendants changed status",
+        ["descendant", "status", "path"],
+        [(e.ref, render.status(e.status), render.path(e.path)) for e in change.changed],
+    )
+    render.table(
+        f"{len(change.deployments)} deployments descend from {change.ref}",
+        ["model", "environment", "team", "status", "path"],
+        [(d.ref, d.environment, d.team, render.status(d.status), render.path(d.path)) for d in change.deployments],
+    )
+
+
+@app.command()
+def flag(ctx: typer.Context, ref: RefArg, reason: ReasonOpt, json_: JsonOpt = False) -> None:
+    """Mark a model or dataset compromised; every descendant becomes infected (admins).
+
+    Prints the descendants whose status changed and every deployment that
+    descends from it, each with its lineage path. The flagged model is blocked
+    for every team.
+    """
+    change = ctx_of(ctx).call("flag", ref, reason=reason)
+    render.emit_json(change) if json_ else _print_change("flagged", change)
+
+
+@app.command()
+def unflag(ctx: typer.Context, ref: RefArg, reason: ReasonOpt, json_: JsonOpt = False) -> None:
+    """Withdraw a flag (a false positive); descendants are recomputed (admins)."""
+    change = ctx_of(ctx).call("unflag", ref, reason=reason)
+    render.emit_json(change) if json_ else _print_change("unflagged", change)
+
+
+@app.command()
+def clear(ctx: typer.Context, ref: RefArg, reason: ReasonOpt, json_: JsonOpt = False) -> None:
+    """Clear an inherited infection with evidence, e.g. a full retrain (approvers).
+
+    Covers the compromised sources reaching the model now; a new compromise
+    reaching it later makes it infected again.
+    """
+    change = ctx_of(ctx).call("clear", ref, reason=reason)
+    render.emit_json(change) if json_ else _print_change("cleared", change)
+
+
+@app.command()
+def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
+    """Own finding, effective status, and every compromised ancestor with the path."""
+    report: StatusReport = ctx_of(ctx).call("status_report", ref)
+    if json_:
+        render.emit_json(report)
+        return
+    render.out.print(f"[bold]{report.ref}[/] ({report.kind})")
+    render.out.print(f"  finding  {report.finding}")
+    render.out.print(f"  status   {render.status(report.status)}")
+    for item in report.flags:
+        state = "active" if item.active else f"withdrawn by {item.resolved_by}: {item.resolution}"
+        render.out.print(f"  flag     {item.reason} (by {item.actor}, {item.created_at:%Y-%m-%d %H:%M}; {state})")
+    render.table(
+        "compromised ancestors",
+        ["source", "kind", "depth", "path", "reason", "cleared"],
+        [(s.source, s.source_kind, s.depth, render.path(s.path), "; ".join(s.reasons), "yes" if s.cleared else "")
+         for s in report.sources],
+    )
+
+
+@app.command()
+def descendants(
+    ctx: typer.Context,
+    ref: RefArg,
+    deployed: Annotated[bool, typer.Option("--deployed", help="List the deployments of it and its descendants.")] = False,
+    team: Annotated[str | None, typer.Option("--team", help="Only this team's models (or deployments).")] = None,
+    depth: DepthOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Every descendant with depth and path; --deployed: which deployments are hit."""
+    if deployed:
+        found: list[DeploymentPublic] = ctx_of(ctx).call("deployed_descendants", ref, depth=depth, team=team)
+        if json_:
+            render.emit_json(found)
+            return
+        render.table(
+            f"{len(found)} deployments descend from {ref}",
+            ["model", "environment", "team", "status", "path"],
+            [(d.ref, d.environment, d.team, render.status(d.status), render.path(d.path)) for d in found],
+        )
+        return
+    entries: list[LineageEntry] = ctx_of(ctx).call("descendants", ref, depth=depth, team=team)
+    _print_entries(f"{len(entries)} descendants of {ref}", entries, json_)
+
+
+@app.command()
+def ancestors(ctx: typer.Context, ref: RefArg, depth: DepthOpt = None, json_: JsonOpt = False) -> None:
+    """Every ancestor (base models and datasets) with depth and path."""
+    entries: list[LineageEntry] = ctx_of(ctx).call("ancestors", ref, depth=depth)
+    _print_entries(f"{len(entries)} ancestors of {ref}", entries, json_)
+
+
+def _print_entries(title: str, entries: list[LineageEntry], json_: bool) -> None:
+    if json_:
+        render.emit_json(entries)
+        return
+    render.table(
+        title, ["model", "kind", "depth", "status", "team", "path"],
+        [(e.ref, e.kind, e.depth, render.status(e.status), e.team, render.path(e.path)) for e in entries],
+    )
+
+
+@app.command()
+def check(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Recompute every status from scratch and compare with the stored state (exit 1 on any difference)."""
+    problems: list[str] = ctx_of(ctx).call("find_inconsistencies")
+    if json_:
+        render.emit_json({"ok": not problems, "problems": problems})
+    elif problems:
+        for problem in problems:
+            render.err.print(problem)
+    else:
+        render.out.print("stored statuses equal a from-scratch recomputation")
+    if problems:
+        raise typer.Exit(1)

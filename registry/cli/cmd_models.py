@@ -1,0 +1,245 @@
+"""Commands about model and dataset versions: register, show, list, identify, verify."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from registry.cli import render
+from registry.cli.main import (
+    JsonOpt,
+    OverrideOpt,
+    RefArg,
+    app,
+    ctx_of,
+    dataset_app,
+    hash_path,
+)
+from registry.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from lineage import Relation
+    from registry.schemas import ArtifactPublic, VerifyReport
+
+PathArg = Annotated[
+    Path, typer.Argument(metavar="PATH", help="A model directory (or one file).", show_default=False)
+]
+
+
+class RelationChoice(StrEnum):
+    """The --relation values (lineage.Relation's model relations)."""
+
+    FINETUNE = "finetune"
+    ADAPTER = "adapter"
+    QUANTIZED = "quantized"
+    MERGE = "merge"
+    DISTILL = "distill"
+    HEAD = "head"
+    CONVERSION = "conversion"
+
+
+DATASET_USES = ("trained_on", "fine_tuned_on", "evaluated_on")
+
+
+def parse_dataset(text: str) -> tuple[str, Relation]:
+    """``N@V[:use]`` into the reference and its use (default trained_on)."""
+    from lineage import Relation
+
+    ref, sep, use = text.rpartition(":")
+    if not sep or use not in DATASET_USES:
+        return text, Relation.TRAINED_ON
+    return ref, Relation(use)
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    path: PathArg,
+    name: Annotated[str, typer.Option("--name", help="Model name, e.g. acme/fraud-bert.")],
+    version: Annotated[str, typer.Option("--version", help="Version, e.g. 1.0.")],
+    parent: Annotated[list[str] | None, typer.Option("--parent", metavar="N@V", help="A base model (repeat for a merge).")] = None,
+    relation: Annotated[RelationChoice | None, typer.Option("--relation", help="How it was made from its parents (default: finetune, or merge for several).", case_sensitive=False)] = None,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", metavar="N@V[:USE]", help="A dataset; USE is trained_on (default), fine_tuned_on or evaluated_on.")] = None,
+    publisher: Annotated[str | None, typer.Option("--publisher", help="Who publishes it (whose key signs it).")] = None,
+    source: Annotated[str | None, typer.Option("--source", metavar="URI", help="Where it comes from: a path, hf://org/name@rev, a URL.")] = None,
+    format_: Annotated[str | None, typer.Option("--format", help="File format, e.g. safetensors.")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="The registering team (its approvals and blocks apply).")] = None,
+    sign_key: Annotated[Path | None, typer.Option("--sign-key", metavar="PRIVATE_KEY", help="Sign the manifest digest with this Ed25519 key.")] = None,
+    allow_duplicate_content: Annotated[bool, typer.Option("--allow-duplicate-content", help="Record files identical to a registered version.")] = False,
+    override: OverrideOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Hash PATH and register it as NAME@VERSION with its lineage.
+
+    Every file is SHA-256'd; the manifest digest identifies the content. Refused,
+    with nothing written: unknown parents, cycles, duplicate versions, symlinks
+    out of PATH, special files, and parents that are tainted, blocked for the
+    team or not approved where approval is required.
+    """
+    manifest = hash_path(path)
+    signature = None
+    if sign_key is not None:
+        from registry import signing
+
+        signature = signing.sign_digest(signing.load_private_key(sign_key), manifest.digest)
+    from lineage import Relation
+
+    result: ArtifactPublic = ctx_of(ctx).call(
+        "register_model", name=name, version=version, manifest=manifest, parents=parent or [],
+        relation=Relation(relation.value) if relation else None, datasets=[parse_dataset(d) for d in dataset or []], publisher=publisher,
+        source=source, format=format_, team=team, signature=signature,
+        allow_duplicate_content=allow_duplicate_content, override=override,
+    )
+    if json_:
+        render.emit_json(result)
+        return
+    signed = "signed" if result.signed else "unsigned"
+    render.out.print(
+        f"registered {result.ref}: {result.file_count} files, {result.digest}, {signed}, "
+        f"status {render.status(result.status)}"
+    )
+
+
+def show_artifact(artifact: ArtifactPublic) -> None:
+    """Print one artifact."""
+    rows = [
+        ("kind", artifact.kind), ("status", render.status(artifact.status)),
+        ("finding", artifact.finding), ("digest", artifact.digest), ("files", artifact.file_count),
+        ("size", artifact.total_size), ("publisher", artifact.publisher),
+        ("signed", artifact.signed), ("source", artifact.source), ("team", artifact.team),
+        ("parents", ", ".join(f"{p.ref} ({p.relation})" for p in artifact.parents) or "none"),
+        ("registered", f"{artifact.created_at:%Y-%m-%d %H:%M} by {artifact.created_by}"),
+    ]
+    render.out.print(f"[bold]{artifact.ref}[/]")
+    for key, value in rows:
+        if value is not None:
+            render.out.print(f"  {key:<11}{value}")
+
+
+@app.command()
+def show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
+    """Show one model or dataset version."""
+    result = ctx_of(ctx).call("show", ref)
+    render.emit_json(result) if json_ else show_artifact(result)
+
+
+def artifact_rows(items: list[ArtifactPublic]) -> list[tuple[object, ...]]:
+    """Table rows for a list of artifacts."""
+    return [
+        (a.ref, render.status(a.status), a.finding, a.team, ", ".join(p.ref for p in a.parents), (a.digest or "")[:19])
+        for a in items
+    ]
+
+
+@app.command("models")
+def list_models(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option("--status", help="Only this effective status.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 500,
+    json_: JsonOpt = False,
+) -> None:
+    """List registered model versions."""
+    items = ctx_of(ctx).call("list_artifacts", kind="model", status=status, limit=limit)
+    if json_:
+        render.emit_json(items)
+        return
+    render.table("models", ["model", "status", "finding", "team", "parents", "digest"], artifact_rows(items))
+
+
+@app.command()
+def identify(ctx: typer.Context, path: PathArg, json_: JsonOpt = False) -> None:
+    """Name the registered version whose files are exactly PATH (by manifest digest)."""
+    manifest = hash_path(path)
+    found: list[ArtifactPublic] = ctx_of(ctx).call("identify", manifest)
+    if json_:
+        render.emit_json({"digest": manifest.digest, "matches": [a.model_dump(mode="json") for a in found]})
+    elif found:
+        for artifact in found:
+            render.out.print(f"{artifact.ref} ({artifact.kind}, status {render.status(artifact.status)})")
+    else:
+        render.err.print(f"no registered version has these files ({manifest.digest})")
+    if not found:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    path: PathArg,
+    ref: Annotated[str | None, typer.Argument(metavar="[N@V]", help="Compare with this version (default: find it by digest).")] = None,
+    accept_cleared: Annotated[bool, typer.Option("--accept-cleared", help="Also pass when the lineage status is cleared.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Prove PATH is a registered, signed model of clean lineage; exit 0 only then.
+
+    Re-hashes every file and reports each as match, mismatch, missing or extra,
+    checks the signature against the publisher's enrolled key and the lineage
+    status. Use it to gate a pipeline.
+    """
+    manifest = hash_path(path)
+    report: VerifyReport = ctx_of(ctx).call("verify", manifest, ref=ref, accept_cleared=accept_cleared)
+    if json_:
+        render.emit_json(report)
+    else:
+        _print_verification(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_verification(report: VerifyReport) -> None:
+    files = [(c.path, c.state, (c.expected_sha256 or "")[:16], (c.actual_sha256 or "")[:16])
+             for c in report.files if c.state != "match"]
+    matched = sum(1 for c in report.files if c.state == "match")
+    render.out.print(f"{report.ref}: {matched}/{len(report.files)} files match")
+    if files:
+        render.table("differences", ["file", "state", "expected", "actual"], files)
+    sig = report.signature
+    render.out.print(f"signature: {sig.state}" + (f" ({sig.publisher}, {sig.fingerprint})" if sig.fingerprint else ""))
+    render.out.print(f"lineage status: {render.status(report.status)}")
+    verdict = "[green]OK[/]" if report.ok else "[bold red]FAILED[/]: " + "; ".join(report.problems)
+    render.out.print(f"verification {verdict}")
+
+
+@dataset_app.command("register")
+def dataset_register(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Dataset name.")],
+    version: Annotated[str, typer.Option("--version", help="Dataset version.")],
+    path: Annotated[Path | None, typer.Argument(metavar="[PATH]", help="The dataset files (or give --digest).")] = None,
+    digest: Annotated[str | None, typer.Option("--digest", metavar="sha256:HEX", help="Register by a known digest instead of PATH.")] = None,
+    source: Annotated[str | None, typer.Option("--source", metavar="URI")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Register a dataset version from its files or a known digest."""
+    if (path is None) == (digest is None):
+        raise InvalidInput("give either a dataset PATH or --digest, not both or neither")
+    manifest = hash_path(path) if path is not None else None
+    result: ArtifactPublic = ctx_of(ctx).call(
+        "register_dataset", name=name, version=version, digest=digest, manifest=manifest, source=source
+    )
+    if json_:
+        render.emit_json(result)
+    else:
+        render.out.print(f"registered dataset {result.ref}: {result.digest}")
+
+
+@dataset_app.command("list")
+def dataset_list(
+    ctx: typer.Context, limit: Annotated[int, typer.Option("--limit", min=1)] = 500, json_: JsonOpt = False
+) -> None:
+    """List registered dataset versions."""
+    items = ctx_of(ctx).call("list_artifacts", kind="dataset", limit=limit)
+    if json_:
+        render.emit_json(items)
+        return
+    render.table("datasets", ["dataset", "status", "finding", "team", "parents", "digest"], artifact_rows(items))
+
+
+@dataset_app.command("show")
+def dataset_show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
+    """Show one dataset version."""
+    result = ctx_of(ctx).call("show", ref, kind="dataset")
+    render.emit_json(result) if json_ else show_artifact(result)

@@ -1,0 +1,42 @@
+"""How a CLI invocation reaches its registry: local database or a server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from registry.settings import Settings
+
+if TYPE_CHECKING:
+    from registry.client import Registry
+
+
+@dataclass
+class CliContext:
+    """Options shared by every command, resolved lazily into a registry."""
+
+    server: str | None = None
+    token: str | None = None
+    _registry: Registry | None = field(default=None, repr=False)
+
+    def registry(self) -> Registry:
+        """The local registry, or the server's when --server / MBOM_SERVER is set."""
+        if self._registry is None:
+            settings = Settings.from_env()
+            server = self.server or settings.server
+            # Imported here: the database stack costs ~0.5 s, --help needs none of it.
+            from registry.client import LocalRegistry, RemoteRegistry
+
+            if server:
+                self._registry = RemoteRegistry(server, self.token or settings.token)
+            else:
+                from registry.db import make_engine, migrate
+
+                engine = make_engine(settings.database_url)
+                migrate(engine)
+                self._registry = LocalRegistry(engine)
+        return self._registry
+
+    def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one domain verb on the registry."""
+        return self.registry().call(verb, *args, **kwargs)

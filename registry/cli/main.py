@@ -1,0 +1,109 @@
+"""``mbom``: the command line, thin over the domain operations.
+
+Exit codes: 0 success; 1 a refused operation, a failed verification, a
+finding; 2 a usage error (bad flags, malformed references).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from registry.cli import render
+from registry.cli.context import CliContext
+from registry.cli.progress import HashingProgress
+from registry.errors import InvalidInput, MbomError
+from registry.manifest import Manifest, hash_tree
+
+app = typer.Typer(
+    name="mbom",
+    help=(
+        "Model bill of materials and lineage registry.\n\n"
+        "Record each model's base models, datasets, file hashes and signatures; flag a "
+        "compromised base or dataset and see every infected descendant and deployment, with the "
+        "path. Without --server, mbom works on a local SQLite registry (MBOM_HOME or "
+        "MBOM_DATABASE_URL move it)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+dataset_app = typer.Typer(help="Register, list and show dataset versions.", no_args_is_help=True)
+keys_app = typer.Typer(help="Ed25519 signing keys: generate, enroll, list.", no_args_is_help=True)
+team_app = typer.Typer(help="Teams: create and list.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens for mbom serve: create, list, revoke.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The hash-chained audit log: list events, verify the chain.", invoke_without_command=True
+)
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(keys_app, name="keys")
+app.add_typer(team_app, name="team")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(audit_app, name="audit")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RefArg = Annotated[str, typer.Argument(metavar="N@V", help="A model or dataset version, NAME@VERSION.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
+TeamOpt = Annotated[str, typer.Option("--team", help="The team.")]
+DepthOpt = Annotated[int | None, typer.Option("--depth", min=1, help="Only relatives within K edges.")]
+OverrideOpt = Annotated[
+    str | None,
+    typer.Option("--override", metavar="REASON", help="Approvers only: proceed despite the policy (audited)."),
+]
+
+
+def ctx_of(ctx: typer.Context) -> CliContext:
+    """The shared CLI context."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliContext)
+    return obj
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None, typer.Option("--server", envvar="MBOM_SERVER", help="Use a running mbom serve at URL.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="MBOM_TOKEN", help="Bearer token for --server.")
+    ] = None,
+) -> None:
+    ctx.obj = CliContext(server=server, token=token)
+
+
+def hash_path(path: Path) -> Manifest:
+    """Hash a file tree with a progress bar on a terminal."""
+    with HashingProgress(path.name or str(path)) as progress:
+        return hash_tree(path, progress=progress)
+
+
+def main() -> None:
+    """Entry point: run the app, turning domain errors into one line on stderr."""
+    try:
+        code = app(standalone_mode=False)
+    except MbomError as error:
+        render.err.print(f"[bold red]mbom: error:[/] {error.diagnostics()}", markup=True)
+        sys.exit(2 if isinstance(error, InvalidInput) else 1)
+    except typer.Abort:
+        render.err.print("mbom: aborted")
+        sys.exit(1)
+    except (typer.Exit, SystemExit) as done:
+        code = done.exit_code if isinstance(done, typer.Exit) else done.code
+        sys.exit(code)
+    except Exception as error:  # noqa: BLE001 - click usage errors and the like
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+# The command modules attach themselves to the apps above.
+from registry.cli import cmd_lineage, cmd_models, cmd_ops  # noqa: E402, F401

@@ -1,0 +1,58 @@
+"""Human and JSON output for the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {
+    "clean": "green",
+    "cleared": "cyan",
+    "infected": "bold yellow",
+    "confirmed": "bold red",
+    "compromised": "bold red",
+}
+
+
+def emit_json(value: BaseModel | Sequence[BaseModel] | Any) -> None:
+    """Print a view (or a list of views) as JSON on stdout."""
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json")
+    elif isinstance(value, list | tuple):
+        data = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    else:
+        data = value
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def status(text: str) -> str:
+    """A status word with its colour."""
+    style = STATUS_STYLE.get(text)
+    return f"[{style}]{text}[/]" if style else text
+
+
+def path(steps: Sequence[str]) -> str:
+    """A lineage path, ancestor first."""
+    return " -> ".join(steps)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a table, or a one-line note when it is empty."""
+    if not rows:
+        out.print(f"[dim]{title or 'nothing'}: none[/]")
+        return
+    grid = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        grid.add_row(*(str(cell) if cell is not None else "" for cell in row))
+    out.print(grid)

@@ -1,0 +1,225 @@
+"""The two ways the CLI reaches a registry: in-process, or over HTTP.
+
+:class:`LocalRegistry` opens the database itself and runs each call as one
+unit of work, acting as the OS user with the admin role. :class:`RemoteRegistry`
+calls a running ``mbom serve`` with a bearer token. Both expose the same
+methods and return the same :mod:`registry.schemas` views, so the CLI is
+written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+import inspect
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter
+from sqlalchemy import Engine
+
+from lineage import Relation
+from registry import errors, service
+from registry.db import unit_of_work
+from registry.identity import Actor, Role
+from registry.manifest import Manifest
+from registry.schemas import (
+    ArtifactPublic,
+    AuditEventPublic,
+    AuditVerification,
+    DecisionPublic,
+    DeploymentPublic,
+    KeyPublic,
+    LineageEntry,
+    StatusChange,
+    StatusReport,
+    TeamPublic,
+    TokenPublic,
+    VerifyReport,
+    manifest_in,
+)
+
+class Registry(Protocol):
+    """What the CLI asks of a registry (see :mod:`registry.service` for each verb)."""
+
+    def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one domain operation by name."""
+        ...
+
+
+class LocalRegistry:
+    """The embedded registry: each call is one transaction on the local database."""
+
+    def __init__(self, engine: Engine, actor: Actor | None = None) -> None:
+        self.engine = engine
+        self.actor = actor or Actor.local()
+
+    def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+        """Run ``registry.service.<verb>`` in one unit of work as this actor."""
+        if verb not in service.__all__:
+            raise AttributeError(verb)
+        operation: Callable[..., Any] = getattr(service, verb)
+        if "actor" in inspect.signature(operation).parameters:
+            kwargs["actor"] = self.actor
+        with unit_of_work(self.engine) as session:
+            return operation(session, *args, **kwargs)
+
+
+_PROBLEM_CLASSES: dict[str, type[errors.MbomError]] = {
+    cls.code: cls
+    for cls in (
+        errors.InvalidInput, errors.NotFound, errors.AlreadyExists, errors.AmbiguousReference,
+        errors.DuplicateContent, errors.UnsafePath, errors.SignatureError, errors.LineageCycle,
+        errors.PolicyViolation, errors.PermissionDenied, errors.AuthenticationRequired,
+        errors.ConfigurationError,
+    )
+}
+
+
+class RemoteRegistry:
+    """A client of ``mbom serve``: the same verbs, over the REST API."""
+
+    def __init__(self, server: str, token: str | None, *, timeout: float = 60.0) -> None:
+        import httpx
+
+        if not token:
+            raise errors.ConfigurationError(
+                "talking to a server needs a token", hint="set MBOM_TOKEN or pass --token"
+            )
+        self._http = httpx.Client(
+            base_url=server.rstrip("/") + "/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+        self.server = server
+
+    def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one verb on the server."""
+        handler = getattr(self, f"_{verb}", None)
+        if handler is None:
+            raise AttributeError(verb)
+        return handler(*args, **kwargs)
+
+    def _request(self, method: str, path: str, answer: Any, **options: Any) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **options)
+        except httpx.HTTPError as exc:
+            raise errors.ConfigurationError(
+                f"cannot reach the mbom server at {self.server}: {exc}",
+                hint="check MBOM_SERVER / --server and that mbom serve is running",
+            ) from exc
+        if response.status_code >= 400:
+            raise _problem_error(response)
+        return TypeAdapter(answer).validate_python(response.json())
+
+    def _register_model(self, *, manifest: Manifest, relation: Relation | None = None,
+                        datasets: Sequence[tuple[str, Relation]] = (), **fields: Any) -> ArtifactPublic:
+        body = {**fields, "manifest": manifest_in(manifest).model_dump(),
+                "relation": relation.value if relation else None,
+                "datasets": [{"ref": ref, "use": use.value} for ref, use in datasets]}
+        return self._request("POST", "/models", ArtifactPublic, json=_drop_none(body))
+
+    def _register_dataset(self, *, manifest: Manifest | None = None, **fields: Any) -> ArtifactPublic:
+        body = {**fields, "manifest": manifest_in(manifest).model_dump() if manifest else None}
+        return self._request("POST", "/datasets", ArtifactPublic, json=_drop_none(body))
+
+    def _show(self, ref: str, *, kind: str | None = None) -> ArtifactPublic:
+        return self._request("GET", f"/artifacts/{ref}", ArtifactPublic, params=_drop_none({"kind": kind}))
+
+    def _list_artifacts(self, *, kind: str = "model", **filters: Any) -> list[ArtifactPublic]:
+        path = "/datasets" if kind == "dataset" else "/models"
+        return self._request("GET", path, list[ArtifactPublic], params=_drop_none(filters))
+
+    def _identify(self, manifest: Manifest) -> list[ArtifactPublic]:
+        body = {"manifest": manifest_in(manifest).model_dump()}
+        return self._request("POST", "/identify", list[ArtifactPublic], json=body)
+
+    def _verify(self, manifest: Manifest, **options: Any) -> VerifyReport:
+        body = {"manifest": manifest_in(manifest).model_dump(), **options}
+        return self._request("POST", "/verify", VerifyReport, json=_drop_none(body))
+
+    def _flag(self, ref: str, *, reason: str) -> StatusChange:
+        return self._request("POST", f"/artifacts/{ref}/flag", StatusChange, json={"reason": reason})
+
+    def _unflag(self, ref: str, *, reason: str) -> StatusChange:
+        return self._request("POST", f"/artifacts/{ref}/unflag", StatusChange, json={"reason": reason})
+
+    def _clear(self, ref: str, *, reason: str) -> StatusChange:
+        return self._request("POST", f"/artifacts/{ref}/clear", StatusChange, json={"reason": reason})
+
+    def _status_report(self, ref: str) -> StatusReport:
+        return self._request("GET", f"/artifacts/{ref}/status", StatusReport)
+
+    def _descendants(self, ref: str, **filters: Any) -> list[LineageEntry]:
+        return self._request("GET", f"/artifacts/{ref}/descendants", list[LineageEntry],
+                             params=_drop_none(filters))
+
+    def _deployed_descendants(self, ref: str, **filters: Any) -> list[DeploymentPublic]:
+        return self._request("GET", f"/artifacts/{ref}/deployments", list[DeploymentPublic],
+                             params=_drop_none(filters))
+
+    def _ancestors(self, ref: str, **filters: Any) -> list[LineageEntry]:
+        return self._request("GET", f"/artifacts/{ref}/ancestors", list[LineageEntry],
+                             params=_drop_none(filters))
+
+    def _deploy(self, ref: str, **fields: Any) -> DeploymentPublic:
+        return self._request("POST", "/deployments", DeploymentPublic, json=_drop_none({"ref": ref, **fields}))
+
+    def _undeploy(self, ref: str, **fields: Any) -> DeploymentPublic:
+        return self._request("POST", "/deployments/undeploy", DeploymentPublic, json={"ref": ref, **fields})
+
+    def _list_deployments(self, **filters: Any) -> list[DeploymentPublic]:
+        return self._request("GET", "/deployments", list[DeploymentPublic], params=_drop_none(filters))
+
+    def _create_team(self, **fields: Any) -> TeamPublic:
+        return self._request("POST", "/teams", TeamPublic, json=fields)
+
+    def _list_teams(self) -> list[TeamPublic]:
+        return self._request("GET", "/teams", list[TeamPublic])
+
+    def _decide(self, **fields: Any) -> DecisionPublic:
+        return self._request("POST", "/decisions", DecisionPublic, json=fields)
+
+    def _list_decisions(self, **filters: Any) -> list[DecisionPublic]:
+        return self._request("GET", "/decisions", list[DecisionPublic], params=_drop_none(filters))
+
+    def _enroll_key(self, **fields: Any) -> KeyPublic:
+        return self._request("POST", "/keys", KeyPublic, json=fields)
+
+    def _list_keys(self, **filters: Any) -> list[KeyPublic]:
+        return self._request("GET", "/keys", list[KeyPublic], params=_drop_none(filters))
+
+    def _create_token(self, *, role: Role, **fields: Any) -> TokenPublic:
+        return self._request("POST", "/tokens", TokenPublic, json={**fields, "role": role.value})
+
+    def _list_tokens(self) -> list[TokenPublic]:
+        return self._request("GET", "/tokens", list[TokenPublic])
+
+    def _revoke_token(self, token_id: int) -> TokenPublic:
+        return self._request("POST", f"/tokens/{token_id}/revoke", TokenPublic)
+
+    def _list_events(self, **filters: Any) -> list[AuditEventPublic]:
+        return self._request("GET", "/audit", list[AuditEventPublic], params=_drop_none(filters))
+
+    def _verify_chain(self) -> AuditVerification:
+        return self._request("GET", "/audit/verify", AuditVerification)
+
+    def _find_inconsistencies(self) -> list[str]:
+        return self._request("GET", "/consistency", list[str])
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _problem_error(response: Any) -> errors.MbomError:
+    try:
+        body = response.json()
+        detail, code = str(body["detail"]), str(body.get("code", "remote"))
+    except (ValueError, KeyError, TypeError):
+        detail, code = f"HTTP {response.status_code}: {response.text[:200]}", "remote"
+    cls = _PROBLEM_CLASSES.get(code, errors.RemoteError)
+    error = cls.__new__(cls)
+    errors.MbomError.__init__(error, detail)
+    return error
+

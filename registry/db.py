@@ -1,0 +1,111 @@
+"""Engines, migrations and units of work.
+
+Every domain operation runs inside one :func:`unit_of_work`: one transaction
+that commits when the operation returns and rolls back entirely when it
+raises, so a refused operation leaves nothing half-written. Writers are
+serialised (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL transaction-level
+advisory lock) because status propagation and the audit chain read what the
+previous writer wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from registry.errors import ConfigurationError
+
+_WRITE_LOCK_KEY = 0x6D626F6D  # "mbom": the advisory lock every PostgreSQL writer takes
+_MIGRATIONS = Path(__file__).parent / "migrations"
+#: The newest migration; checked against Alembic's scripts by a test, so that
+#: opening an up-to-date registry needs no Alembic import.
+HEAD_REVISION = "0001"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for a SQLite file (WAL mode) or a PostgreSQL database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database)
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str, database: str | None) -> Engine:
+    if database and database != ":memory:":
+        try:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the registry directory for {database}: {exc.strerror}",
+                hint="set MBOM_HOME or MBOM_DATABASE_URL to a writable place",
+            ) from exc
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: no deadlock on lock upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (a no-op when it is there already)."""
+    if current_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if current == heads:
+        return
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema's migration revision, or None for an empty database."""
+    from sqlalchemy import inspect
+
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Session]:
+    """One transaction: committed on return, rolled back on any exception."""
+    with Session(engine, expire_on_commit=False, autoflush=True) as session:
+        try:
+            if engine.dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

@@ -1,0 +1,355 @@
+"""What the registry answers: the public, serialisable views of its records.
+
+The service returns these; the CLI renders them (``--json`` prints them as
+they are), the REST API returns them, and the remote client parses them back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from registry.manifest import Manifest, ManifestEntry
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands datetimes back naive; they were written in UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class PublicModel(BaseModel):
+    """Base of every public view: immutable, extra fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ParentLink(PublicModel):
+    """One incoming lineage edge of an artifact."""
+
+    ref: str
+    kind: str
+    relation: str
+
+
+class ArtifactPublic(PublicModel):
+    """A registered model or dataset version."""
+
+    ref: str
+    kind: str
+    name: str
+    version: str
+    publisher: str | None = None
+    source: str | None = None
+    format: str | None = None
+    team: str | None = None
+    digest: str | None = None
+    total_size: int | None = None
+    file_count: int = 0
+    finding: str
+    status: str
+    placeholder: bool = False
+    signed: bool = False
+    parents: list[ParentLink] = Field(default_factory=list)
+    created_at: UtcDateTime
+    created_by: str
+
+
+class FlagPublic(PublicModel):
+    """A direct compromise finding."""
+
+    id: int
+    ref: str
+    reason: str
+    actor: str
+    active: bool
+    created_at: UtcDateTime
+    resolved_by: str | None = None
+    resolution: str | None = None
+
+
+class InfectionSource(PublicModel):
+    """A compromised ancestor reaching an artifact, with the shortest path."""
+
+    source: str
+    source_kind: str
+    depth: int
+    path: list[str]
+    reasons: list[str]
+    cleared: bool = False
+
+
+class StatusReport(PublicModel):
+    """An artifact's own finding, its effective status and why."""
+
+    ref: str
+    kind: str
+    finding: str
+    status: str
+    flags: list[FlagPublic]
+    sources: list[InfectionSource]
+
+
+class LineageEntry(PublicModel):
+    """A relative (descendant or ancestor) with its shortest path."""
+
+    ref: str
+    kind: str
+    depth: int
+    path: list[str]
+    status: str
+    team: str | None = None
+
+
+class DeploymentPublic(PublicModel):
+    """A model version running in an environment for a team."""
+
+    id: int
+    ref: str
+    environment: str
+    team: str
+    status: str
+    active: bool
+    created_at: UtcDateTime
+    created_by: str
+    path: list[str] = Field(default_factory=list)
+
+
+class StatusChange(PublicModel):
+    """What a flag, unflag or clearance changed."""
+
+    ref: str
+    status: str
+    changed: list[LineageEntry]
+    deployments: list[DeploymentPublic]
+
+
+class TeamPublic(PublicModel):
+    """A team."""
+
+    name: str
+    require_approval: bool
+    created_at: UtcDateTime
+
+
+class DecisionPublic(PublicModel):
+    """A team's approval or block; ``team`` null means every team."""
+
+    id: int
+    team: str | None
+    subject: str
+    verdict: Literal["approve", "block"]
+    reason: str
+    actor: str
+    origin: str
+    active: bool
+    created_at: UtcDateTime
+
+
+class KeyPublic(PublicModel):
+    """An enrolled publisher key."""
+
+    publisher: str
+    fingerprint: str
+    public_key_pem: str
+    created_at: UtcDateTime
+
+
+class TokenPublic(PublicModel):
+    """An API token; ``token`` carries the secret only in the answer that created it."""
+
+    id: int
+    user: str
+    role: str
+    team: str | None
+    revoked: bool
+    created_at: UtcDateTime
+    token: str | None = None
+
+
+class FileCheckPublic(PublicModel):
+    """One file of a verification."""
+
+    path: str
+    state: Literal["match", "mismatch", "missing", "extra"]
+    expected_sha256: str | None = None
+    actual_sha256: str | None = None
+
+
+class SignatureCheck(PublicModel):
+    """The state of an artifact's signature at verification time."""
+
+    state: Literal["valid", "invalid", "unsigned", "unknown-key"]
+    publisher: str | None = None
+    fingerprint: str | None = None
+
+
+class VerifyReport(PublicModel):
+    """Do these files match the registered version, signed and of clean lineage?"""
+
+    ref: str
+    ok: bool
+    expected_digest: str
+    actual_digest: str
+    files: list[FileCheckPublic]
+    signature: SignatureCheck
+    status: str
+    problems: list[str]
+
+
+class AuditEventPublic(PublicModel):
+    """One audit event."""
+
+    seq: int
+    at: UtcDateTime
+    actor: str
+    operation: str
+    subject: str
+    details: dict[str, object]
+    prev_hash: str
+    hash: str
+
+
+class AuditVerification(PublicModel):
+    """The result of re-checking the audit hash chain."""
+
+    ok: bool
+    events: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    head: str
+
+
+class ManifestEntryIn(PublicModel):
+    """One file of a submitted manifest."""
+
+    path: str
+    size: int = Field(ge=0)
+    sha256: str
+
+
+class ManifestIn(PublicModel):
+    """A manifest as clients submit it (the server recomputes the digest)."""
+
+    entries: list[ManifestEntryIn] = Field(max_length=1_000_000)
+
+
+class DatasetUseIn(PublicModel):
+    """A dataset a model was trained, fine-tuned or evaluated on."""
+
+    ref: str
+    use: Literal["trained_on", "fine_tuned_on", "evaluated_on"] = "trained_on"
+
+
+class RegisterModelRequest(PublicModel):
+    """``POST /api/v1/models``."""
+
+    name: str
+    version: str
+    manifest: ManifestIn
+    parents: list[str] = Field(default_factory=list)
+    relation: Literal[
+        "finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"
+    ] | None = None
+    datasets: list[DatasetUseIn] = Field(default_factory=list)
+    publisher: str | None = None
+    source: str | None = None
+    format: str | None = None
+    team: str | None = None
+    signature: str | None = None
+    allow_duplicate_content: bool = False
+    override: str | None = None
+
+
+class RegisterDatasetRequest(PublicModel):
+    """``POST /api/v1/datasets``."""
+
+    name: str
+    version: str
+    digest: str | None = None
+    manifest: ManifestIn | None = None
+    source: str | None = None
+
+
+class VerifyRequest(PublicModel):
+    """``POST /api/v1/verify`` and ``/identify``."""
+
+    manifest: ManifestIn
+    ref: str | None = None
+    accept_cleared: bool = False
+
+
+class ReasonRequest(PublicModel):
+    """A body carrying only a reason (flag, unflag, clear)."""
+
+    reason: str
+
+
+class DeployRequest(PublicModel):
+    """``POST /api/v1/deployments`` and ``/deployments/undeploy``."""
+
+    ref: str
+    environment: str
+    team: str
+    override: str | None = None
+
+
+class TeamRequest(PublicModel):
+    """``POST /api/v1/teams``."""
+
+    name: str
+    require_approval: bool = False
+
+
+class DecisionRequest(PublicModel):
+    """``POST /api/v1/decisions``."""
+
+    ref: str
+    team: str
+    verdict: Literal["approve", "block"]
+    reason: str
+    all_versions: bool = False
+
+
+class KeyRequest(PublicModel):
+    """``POST /api/v1/keys``."""
+
+    publisher: str
+    public_key_pem: str
+
+
+class TokenRequest(PublicModel):
+    """``POST /api/v1/tokens``."""
+
+    user: str
+    role: Literal["reader", "publisher", "approver", "admin"]
+    team: str | None = None
+
+
+class Problem(PublicModel):
+    """An RFC 9457 problem body, as the API returns it for every error."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+def manifest_in(manifest: Manifest) -> ManifestIn:
+    """A manifest in the shape clients submit."""
+    return ManifestIn(
+        entries=[ManifestEntryIn(path=e.path, size=e.size, sha256=e.sha256) for e in manifest.entries]
+    )
+
+
+def manifest_of(submitted: ManifestIn) -> Manifest:
+    """The validated manifest for a submitted one (bad paths or digests are refused)."""
+    return Manifest(
+        tuple(ManifestEntry(e.path, e.size, e.sha256) for e in submitted.entries)
+    )

@@ -1,0 +1,61 @@
+"""The domain operations: the one place the CLI, the REST API and the pages call.
+
+Every function takes an open :class:`sqlmodel.Session` (one unit of work, see
+:func:`registry.db.unit_of_work`), its main argument positionally and the rest
+keyword-only, and returns the public views of :mod:`registry.schemas`.
+"""
+
+from registry.service.access import (
+    authenticate,
+    create_token,
+    enroll_key,
+    list_keys,
+    list_tokens,
+    revoke_token,
+)
+from registry.service.artifacts import (
+    identify,
+    list_artifacts,
+    register_dataset,
+    register_model,
+    show,
+    verify,
+)
+from registry.service.audit import list_events, verify_chain
+from registry.service.deployments import deploy, list_deployments, undeploy
+from registry.service.flags import clear, flag, status_report, unflag
+from registry.service.policy import create_team, decide, list_decisions, list_teams
+from registry.service.queries import ancestors, deployed_descendants, descendants
+from registry.service.status import find_inconsistencies
+
+__all__ = [
+    "ancestors",
+    "authenticate",
+    "clear",
+    "create_team",
+    "create_token",
+    "decide",
+    "deploy",
+    "deployed_descendants",
+    "descendants",
+    "enroll_key",
+    "find_inconsistencies",
+    "flag",
+    "identify",
+    "list_artifacts",
+    "list_decisions",
+    "list_deployments",
+    "list_events",
+    "list_keys",
+    "list_teams",
+    "list_tokens",
+    "register_dataset",
+    "register_model",
+    "revoke_token",
+    "show",
+    "status_report",
+    "undeploy",
+    "unflag",
+    "verify",
+    "verify_chain",
+]

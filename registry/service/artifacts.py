@@ -1,0 +1,295 @@
+"""Registering, finding, identifying and verifying model and dataset versions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from lineage import MODEL_RELATIONS, Relation, Status
+from registry import signing
+from registry.errors import AlreadyExists, DuplicateContent, InvalidInput, SignatureError
+from registry.identity import Actor, Role
+from registry.manifest import Manifest, ManifestEntry, compare
+from registry.schemas import (
+    ArtifactPublic,
+    FileCheckPublic,
+    ParentLink,
+    SignatureCheck,
+    VerifyReport,
+)
+from registry.service import audit, policy
+from registry.service.graph import add_edges
+from registry.service.refs import Ref, check_name, ref_of, resolve
+from registry.service.status import recompute
+from registry.tables import Artifact, Edge, PublisherKey, Signature
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def register_model(
+    session: Session,
+    *,
+    actor: Actor,
+    name: str,
+    version: str,
+    manifest: Manifest,
+    parents: Sequence[str] = (),
+    relation: Relation | None = None,
+    datasets: Sequence[tuple[str, Relation]] = (),
+    publisher: str | None = None,
+    source: str | None = None,
+    format: str | None = None,
+    team: str | None = None,
+    signature: str | None = None,
+    allow_duplicate_content: bool = False,
+    override: str | None = None,
+) -> ArtifactPublic:
+    """Record a model version, its lineage edges and dataset uses in one transaction."""
+    actor.require(Role.PUBLISHER, action="register models", team=team)
+    _refuse_existing(session, "model", name, version)
+    policy.require_team(session, team)
+    links = _parent_links(session, parents, relation) + _dataset_links(session, datasets)
+    if not allow_duplicate_content:
+        _refuse_duplicate_content(session, manifest.digest)
+    fingerprint = _check_signature(session, publisher, manifest.digest, signature)
+    policy.enforce(
+        session,
+        actor=actor,
+        violations=policy.registration_violations(session, team=team, parents=[p for p, _ in links]),
+        override=override,
+        team=team,
+        subject=f"{name}@{version}",
+    )
+    artifact = _insert(
+        session,
+        Artifact(
+            kind="model", name=name, version=version, publisher=publisher, source=source,
+            format=format, team=team, digest=manifest.digest,
+            manifest=[[e.path, e.size, e.sha256] for e in manifest.entries],
+            total_size=manifest.total_size, created_by=actor.user,
+        ),
+    )
+    add_edges(session, artifact, links)
+    if fingerprint and signature:
+        session.add(Signature(artifact_id=artifact.id, fingerprint=fingerprint, signature=signature))
+    recompute(session, [artifact.id or 0])
+    audit.record(
+        session, actor=actor, operation="register", subject=ref_of(artifact),
+        details={"kind": "model", "digest": manifest.digest, "team": team,
+                 "parents": [[ref_of(p), r.value] for p, r in links], "signed_by": fingerprint},
+    )
+    session.refresh(artifact)
+    return artifact_public(session, artifact)
+
+
+def register_dataset(
+    session: Session,
+    *,
+    actor: Actor,
+    name: str,
+    version: str,
+    digest: str | None = None,
+    manifest: Manifest | None = None,
+    source: str | None = None,
+) -> ArtifactPublic:
+    """Record a dataset version by the digest of its files (or a given digest)."""
+    actor.require(Role.PUBLISHER, action="register datasets")
+    if (digest is None) == (manifest is None):
+        raise InvalidInput("give either a dataset PATH or --digest, not both or neither")
+    if manifest is not None:
+        digest = manifest.digest
+    if digest is None or not _DIGEST.match(digest):
+        raise InvalidInput(f"{digest!r} is not a digest", hint="write sha256:<64 hex digits>")
+    _refuse_existing(session, "dataset", name, version)
+    artifact = _insert(
+        session,
+        Artifact(
+            kind="dataset", name=name, version=version, source=source, digest=digest,
+            manifest=[[e.path, e.size, e.sha256] for e in manifest.entries] if manifest else None,
+            total_size=manifest.total_size if manifest else None, created_by=actor.user,
+        ),
+    )
+    audit.record(
+        session, actor=actor, operation="register", subject=ref_of(artifact),
+        details={"kind": "dataset", "digest": digest, "source": source},
+    )
+    return artifact_public(session, artifact)
+
+
+def _refuse_existing(session: Session, kind: str, name: str, version: str) -> None:
+    check_name(name, version)
+    found = session.exec(
+        select(Artifact.id).where(
+            Artifact.kind == kind, Artifact.name == name, Artifact.version == version
+        )
+    ).first()
+    if found is not None:
+        raise AlreadyExists(kind, f"{name}@{version}", hint="versions are immutable; pick a new version")
+
+
+def _insert(session: Session, artifact: Artifact) -> Artifact:
+    session.add(artifact)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent writer won the race
+        raise AlreadyExists(artifact.kind, ref_of(artifact)) from exc
+    return artifact
+
+
+def _parent_links(
+    session: Session, parents: Sequence[str], relation: Relation | None
+) -> list[tuple[Artifact, Relation]]:
+    if len(set(parents)) != len(parents):
+        raise InvalidInput("the same --parent is given twice")
+    chosen = relation or (Relation.MERGE if len(parents) > 1 else Relation.FINETUNE)
+    if chosen not in MODEL_RELATIONS:
+        raise InvalidInput(f"{chosen} is a dataset use, not a relation between models")
+    if chosen is Relation.MERGE and len(parents) < 2:
+        raise InvalidInput("a merge needs at least two --parent models")
+    if parents and len(parents) > 1 and chosen is not Relation.MERGE:
+        raise InvalidInput(f"several parents make a merge, not a {chosen}", hint="use --relation merge")
+    return [(resolve(session, Ref.parse(p), kind="model"), chosen) for p in parents]
+
+
+def _dataset_links(
+    session: Session, datasets: Sequence[tuple[str, Relation]]
+) -> list[tuple[Artifact, Relation]]:
+    links = []
+    for text, use in datasets:
+        if not use.is_dataset_use:
+            raise InvalidInput(f"{use} is not a dataset use", hint="use trained_on, fine_tuned_on or evaluated_on")
+        links.append((resolve(session, Ref.parse(text), kind="dataset"), use))
+    if len({artifact.id for artifact, _ in links}) != len(links):
+        raise InvalidInput("the same --dataset is given twice")
+    return links
+
+
+def _refuse_duplicate_content(session: Session, digest: str) -> None:
+    existing = session.exec(
+        select(Artifact).where(Artifact.digest == digest, Artifact.kind == "model")
+    ).first()
+    if existing is not None:
+        raise DuplicateContent(digest, ref_of(existing))
+
+
+def _check_signature(
+    session: Session, publisher: str | None, digest: str, signature: str | None
+) -> str | None:
+    if signature is None:
+        return None
+    if not publisher:
+        raise InvalidInput("a signed registration needs --publisher, whose key signed it")
+    keys = session.exec(select(PublisherKey).where(PublisherKey.publisher == publisher)).all()
+    if not keys:
+        raise SignatureError(
+            f"publisher {publisher} has no enrolled key",
+            hint=f"enrol one with: mbom keys enroll --publisher {publisher} KEY.pub",
+        )
+    for key in keys:
+        if signing.verify_digest(key.public_key_pem, digest, signature):
+            return key.fingerprint
+    raise SignatureError(
+        f"the signature does not verify against any key enrolled for {publisher}",
+        hint="sign with the private key matching an enrolled public key",
+    )
+
+
+def artifact_public(session: Session, artifact: Artifact) -> ArtifactPublic:
+    """The public view of an artifact, with its parents."""
+    parents = session.exec(
+        select(Artifact, Edge.relation)
+        .join(Edge, col(Edge.parent_id) == col(Artifact.id))
+        .where(Edge.child_id == artifact.id)
+        .order_by(col(Artifact.name), col(Artifact.version))
+    ).all()
+    signed = session.exec(select(Signature.id).where(Signature.artifact_id == artifact.id)).first()
+    return ArtifactPublic(
+        ref=ref_of(artifact), kind=artifact.kind, name=artifact.name, version=artifact.version,
+        publisher=artifact.publisher, source=artifact.source, format=artifact.format,
+        team=artifact.team, digest=artifact.digest, total_size=artifact.total_size,
+        file_count=len(artifact.manifest or []), finding=artifact.finding, status=artifact.status,
+        placeholder=artifact.placeholder, signed=signed is not None,
+        parents=[ParentLink(ref=ref_of(p), kind=p.kind, relation=r) for p, r in parents],
+        created_at=artifact.created_at, created_by=artifact.created_by,
+    )
+
+
+def show(session: Session, ref: str, *, kind: str | None = None) -> ArtifactPublic:
+    """One artifact by reference."""
+    return artifact_public(session, resolve(session, ref, kind=kind))
+
+
+def list_artifacts(
+    session: Session, *, kind: str = "model", status: str | None = None, limit: int = 500
+) -> list[ArtifactPublic]:
+    """Artifacts of one kind, by name and version (optionally of one status)."""
+    query = select(Artifact).where(Artifact.kind == kind)
+    if status:
+        query = query.where(Artifact.status == Status(status).value)
+    query = query.order_by(col(Artifact.name), col(Artifact.version)).limit(limit)
+    return [artifact_public(session, artifact) for artifact in session.exec(query)]
+
+
+def identify(session: Session, manifest: Manifest) -> list[ArtifactPublic]:
+    """The registered versions whose files are exactly these (by manifest digest)."""
+    found = session.exec(
+        select(Artifact).where(Artifact.digest == manifest.digest).order_by(col(Artifact.id))
+    ).all()
+    return [artifact_public(session, artifact) for artifact in found]
+
+
+def verify(
+    session: Session, manifest: Manifest, *, ref: str | None = None, accept_cleared: bool = False
+) -> VerifyReport:
+    """Compare files with a registered version; check its signature and status."""
+    artifact = _verification_target(session, manifest, ref)
+    expected = Manifest(tuple(ManifestEntry(p, s, h) for p, s, h in artifact.manifest or []))
+    checks = compare(expected, manifest)
+    signature = _signature_state(session, artifact)
+    problems = [f"{c.state}: {c.path}" for c in checks if c.state != "match"]
+    if signature.state != "valid":
+        problems.append(f"signature {signature.state}")
+    passing = {Status.CLEAN.value} | ({Status.CLEARED.value} if accept_cleared else set())
+    if artifact.status not in passing:
+        problems.append(f"lineage status is {artifact.status}")
+    return VerifyReport(
+        ref=ref_of(artifact), ok=not problems, expected_digest=artifact.digest or "",
+        actual_digest=manifest.digest,
+        files=[FileCheckPublic(path=c.path, state=c.state, expected_sha256=c.expected_sha256,
+                               actual_sha256=c.actual_sha256) for c in checks],
+        signature=signature, status=artifact.status, problems=problems,
+    )
+
+
+def _verification_target(session: Session, manifest: Manifest, ref: str | None) -> Artifact:
+    if ref is not None:
+        return resolve(session, ref, kind="model")
+    found = session.exec(
+        select(Artifact).where(Artifact.digest == manifest.digest, Artifact.kind == "model")
+    ).first()
+    if found is None:
+        raise InvalidInput(
+            f"no registered model has these files (manifest {manifest.digest})",
+            hint="name the version to compare with: mbom verify PATH NAME@VERSION",
+        )
+    return found
+
+
+def _signature_state(session: Session, artifact: Artifact) -> SignatureCheck:
+    rows = session.exec(select(Signature).where(Signature.artifact_id == artifact.id)).all()
+    if not rows:
+        return SignatureCheck(state="unsigned", publisher=artifact.publisher)
+    for row in rows:
+        key = session.exec(
+            select(PublisherKey).where(PublisherKey.fingerprint == row.fingerprint)
+        ).first()
+        if key is None:
+            continue
+        ok = signing.verify_digest(key.public_key_pem, artifact.digest or "", row.signature)
+        return SignatureCheck(
+            state="valid" if ok else "invalid", publisher=key.publisher, fingerprint=key.fingerprint
+        )
+    return SignatureCheck(state="unknown-key", publisher=artifact.publisher, fingerprint=rows[0].fingerprint)

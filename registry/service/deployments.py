@@ -1,0 +1,90 @@
+"""Deploying and undeploying model versions."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from registry.errors import AlreadyExists, InvalidInput, NotFound
+from registry.identity import Actor, Role
+from registry.schemas import DeploymentPublic
+from registry.service import audit, policy
+from registry.service.queries import deployment_public
+from registry.service.refs import ref_of, resolve
+from registry.tables import Artifact, Deployment
+
+
+def deploy(
+    session: Session,
+    ref: str,
+    *,
+    actor: Actor,
+    environment: str,
+    team: str,
+    override: str | None = None,
+) -> DeploymentPublic:
+    """Record a deployment; refused for tainted or blocked models unless overridden."""
+    actor.require(Role.PUBLISHER, action="deploy models", team=team)
+    _check_environment(environment)
+    policy.require_team(session, team)
+    artifact = resolve(session, ref, kind="model")
+    if _active(session, artifact, environment, team) is not None:
+        raise AlreadyExists("deployment of", f"{ref_of(artifact)} in {environment} for {team}")
+    policy.enforce(
+        session, actor=actor, team=team, subject=ref_of(artifact), override=override,
+        violations=policy.deployment_violations(session, team=team, artifact=artifact),
+    )
+    deployment = Deployment(artifact_id=artifact.id or 0, environment=environment, team=team,
+                            created_by=actor.user)
+    session.add(deployment)
+    session.flush()
+    audit.record(session, actor=actor, operation="deploy", subject=ref_of(artifact),
+                 details={"environment": environment, "team": team})
+    return deployment_public(deployment, artifact)
+
+
+def undeploy(
+    session: Session, ref: str, *, actor: Actor, environment: str, team: str
+) -> DeploymentPublic:
+    """End a deployment."""
+    actor.require(Role.PUBLISHER, action="undeploy models", team=team)
+    artifact = resolve(session, ref, kind="model")
+    deployment = _active(session, artifact, environment, team)
+    if deployment is None:
+        raise NotFound("deployment of", f"{ref_of(artifact)} in {environment} for {team}",
+                       hint="list them with mbom deployments")
+    deployment.active = False
+    session.flush()
+    audit.record(session, actor=actor, operation="undeploy", subject=ref_of(artifact),
+                 details={"environment": environment, "team": team})
+    return deployment_public(deployment, artifact)
+
+
+def list_deployments(
+    session: Session, *, team: str | None = None, environment: str | None = None
+) -> list[DeploymentPublic]:
+    """Active deployments, optionally of one team or environment."""
+    query = (
+        select(Deployment, Artifact)
+        .join(Artifact, col(Artifact.id) == col(Deployment.artifact_id))
+        .where(Deployment.active)
+        .order_by(col(Deployment.team), col(Deployment.environment), col(Artifact.name))
+    )
+    if team:
+        query = query.where(Deployment.team == team)
+    if environment:
+        query = query.where(Deployment.environment == environment)
+    return [deployment_public(d, a) for d, a in session.exec(query)]
+
+
+def _active(session: Session, artifact: Artifact, environment: str, team: str) -> Deployment | None:
+    return session.exec(
+        select(Deployment).where(
+            Deployment.artifact_id == artifact.id, Deployment.environment == environment,
+            Deployment.team == team, Deployment.active,
+        )
+    ).first()
+
+
+def _check_environment(environment: str) -> None:
+    if not environment.strip() or any(ch.isspace() for ch in environment):
+        raise InvalidInput(f"{environment!r} is not an environment name", hint="e.g. prod, staging")

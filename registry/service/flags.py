@@ -1,0 +1,162 @@
+"""Flagging compromise, withdrawing flags, clearing inherited infections, and status."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from lineage import Status
+from registry.errors import AlreadyExists, InvalidInput, PolicyViolation
+from registry.identity import Actor, Role
+from registry.schemas import FlagPublic, InfectionSource, StatusChange, StatusReport
+from registry.service import audit, policy
+from registry.service.graph import ancestor_rows, names_of
+from registry.service.queries import affected_deployments, entries_for
+from registry.service.refs import ref_of, resolve
+from registry.service.status import Change, recompute
+from registry.tables import Artifact, Clearance, Flag, Infection
+
+
+def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
+    """Mark a model or dataset compromised; every descendant becomes infected."""
+    actor.require(Role.ADMIN, action="flag artifacts")
+    _need_reason(reason, "flag")
+    artifact = resolve(session, ref)
+    if _active_flag(session, artifact) is not None:
+        raise AlreadyExists("flag on", ref_of(artifact), hint="it is flagged already; see mbom status")
+    session.add(Flag(artifact_id=artifact.id or 0, reason=reason, actor=actor.user,
+                     previous_finding=artifact.finding))
+    artifact.finding = "compromised"
+    if artifact.kind == "model":
+        policy.block_everywhere(session, artifact=artifact, reason=f"flagged: {reason}", actor=actor)
+    session.flush()
+    changes = recompute(session, [artifact.id or 0])
+    audit.record(session, actor=actor, operation="flag", subject=ref_of(artifact),
+                 details={"kind": artifact.kind, "reason": reason, "changed": len(changes)})
+    return _change_report(session, artifact, changes)
+
+
+def unflag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
+    """Withdraw a flag (a false positive); descendants are recomputed."""
+    actor.require(Role.ADMIN, action="unflag artifacts")
+    _need_reason(reason, "unflag")
+    artifact = resolve(session, ref)
+    active = _active_flag(session, artifact)
+    if active is None:
+        raise InvalidInput(f"{ref_of(artifact)} is not flagged", hint="see mbom status")
+    active.active = False
+    active.resolved_by, active.resolution = actor.user, reason
+    artifact.finding = active.previous_finding
+    policy.lift_flag_blocks(session, artifact=artifact)
+    # A later compromise of the same source is a new incident: old clearances do not carry over.
+    for clearance in session.exec(
+        select(Clearance).where(Clearance.source_id == artifact.id, Clearance.active)
+    ):
+        clearance.active = False
+    session.flush()
+    changes = recompute(session, [artifact.id or 0])
+    audit.record(session, actor=actor, operation="unflag", subject=ref_of(artifact),
+                 details={"reason": reason, "changed": len(changes)})
+    return _change_report(session, artifact, changes)
+
+
+def clear(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
+    """Record an approver's clearance of every infection currently reaching a model."""
+    artifact = resolve(session, ref)
+    actor.require(Role.APPROVER, action="clear infections", team=artifact.team)
+    _need_reason(reason, "clear")
+    if artifact.status not in (Status.INFECTED.value, Status.CLEARED.value):
+        raise PolicyViolation(
+            f"{ref_of(artifact)} is {artifact.status}; only an inherited infection can be cleared",
+            hint="a compromised artifact is unflagged, not cleared",
+        )
+    sources = session.exec(select(Infection.source_id).where(Infection.artifact_id == artifact.id)).all()
+    cleared = set(session.exec(
+        select(Clearance.source_id).where(Clearance.artifact_id == artifact.id, Clearance.active)
+    ))
+    for source in sorted(set(sources) - cleared):
+        session.add(Clearance(artifact_id=artifact.id or 0, source_id=source, reason=reason,
+                              actor=actor.user))
+    session.flush()
+    changes = recompute(session, [artifact.id or 0])
+    names = names_of(session, sources)
+    audit.record(session, actor=actor, operation="clear", subject=ref_of(artifact),
+                 details={"reason": reason, "sources": sorted(ref_of(names[s]) for s in sources)})
+    return _change_report(session, artifact, changes)
+
+
+def status_report(session: Session, ref: str) -> StatusReport:
+    """Own finding, effective status, and every compromised ancestor with its path."""
+    artifact = resolve(session, ref)
+    flags = session.exec(
+        select(Flag).where(Flag.artifact_id == artifact.id).order_by(col(Flag.id))
+    ).all()
+    return StatusReport(
+        ref=ref_of(artifact), kind=artifact.kind, finding=artifact.finding, status=artifact.status,
+        flags=[_flag_public(artifact, f) for f in flags], sources=infection_sources(session, artifact),
+    )
+
+
+def infection_sources(session: Session, artifact: Artifact) -> list[InfectionSource]:
+    """The compromised sources reaching an artifact, nearest first, with paths."""
+    reaches = session.exec(select(Infection).where(Infection.artifact_id == artifact.id)).all()
+    if not reaches:
+        return []
+    ancestors = list(ancestor_rows(session, artifact.id or 0))
+    rows = session.exec(
+        select(Infection).where(
+            col(Infection.source_id).in_([r.source_id for r in reaches]),
+            col(Infection.artifact_id).in_(ancestors),
+        )
+    ).all()
+    via = {(r.artifact_id, r.source_id): r.via_id for r in [*rows, *reaches]}
+    cleared = set(session.exec(
+        select(Clearance.source_id).where(Clearance.artifact_id == artifact.id, Clearance.active)
+    ))
+    known = names_of(session, ancestors)
+    found = []
+    for reach in sorted(reaches, key=lambda r: (r.depth, r.source_id)):
+        path = [artifact.id or 0]
+        while path[-1] != reach.source_id:
+            path.append(via[(path[-1], reach.source_id)])
+        source = known[reach.source_id]
+        found.append(InfectionSource(
+            source=ref_of(source), source_kind=source.kind, depth=reach.depth,
+            path=[ref_of(known[n]) if n in known else ref_of(artifact) for n in reversed(path)],
+            reasons=_active_reasons(session, reach.source_id), cleared=reach.source_id in cleared,
+        ))
+    return found
+
+
+def _change_report(session: Session, artifact: Artifact, changes: list[Change]) -> StatusChange:
+    session.refresh(artifact)
+    moved = [c.artifact_id for c in changes if c.artifact_id != artifact.id]
+    return StatusChange(
+        ref=ref_of(artifact), status=artifact.status,
+        changed=entries_for(session, artifact, moved),
+        deployments=affected_deployments(session, artifact),
+    )
+
+
+def _active_flag(session: Session, artifact: Artifact) -> Flag | None:
+    return session.exec(
+        select(Flag).where(Flag.artifact_id == artifact.id, Flag.active)
+    ).first()
+
+
+def _active_reasons(session: Session, artifact_id: int) -> list[str]:
+    return list(session.exec(
+        select(Flag.reason).where(Flag.artifact_id == artifact_id, Flag.active)
+    ))
+
+
+def _flag_public(artifact: Artifact, row: Flag) -> FlagPublic:
+    return FlagPublic(
+        id=row.id or 0, ref=ref_of(artifact), reason=row.reason, actor=row.actor,
+        active=row.active, created_at=row.created_at, resolved_by=row.resolved_by,
+        resolution=row.resolution,
+    )
+
+
+def _need_reason(reason: str, verb: str) -> None:
+    if not reason.strip():
+        raise InvalidInput(f"{verb} needs a --reason", hint="say why, for the audit log")

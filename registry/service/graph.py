@@ -1,0 +1,175 @@
+"""The lineage as stored: edges plus a closure table kept up to date on every change.
+
+``lineage_closure`` holds one row per (ancestor, descendant) pair with the
+shortest depth and ``via``, the descendant's parent on that shortest path.
+Descendants, ancestors and their paths are then index range scans, which is
+what keeps "which deployments descend from this base?" fast on SQLite and on
+PostgreSQL alike. The pure graph rules (cycle checks, propagation) live in
+``lineage``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+
+import networkx as nx
+from sqlalchemy import insert
+from sqlmodel import Session, col, select
+
+from lineage import CycleError, Relation, check_new_parents
+from registry.errors import LineageCycle
+from registry.tables import Artifact, Edge, LineageClosure
+
+ClosureRow = tuple[int, int]  # (depth, via)
+
+
+def add_edges(session: Session, child: Artifact, parents: Iterable[tuple[Artifact, Relation]]) -> None:
+    """Add ``parent -> child`` edges and extend the closure; refuse any cycle."""
+    links = list(parents)
+    assert child.id is not None
+    _refuse_cycles(session, child, [parent for parent, _ in links])
+    for parent, relation in links:
+        assert parent.id is not None
+        session.add(Edge(parent_id=parent.id, child_id=child.id, relation=relation.value))
+        _extend_closure(session, parent.id, child.id)
+    session.flush()
+
+
+def _refuse_cycles(session: Session, child: Artifact, parents: list[Artifact]) -> None:
+    below = descendant_rows(session, child.id or 0)
+    graph = nx.DiGraph()
+    graph.add_edges_from((child.id, node) for node in below)
+    try:
+        check_new_parents(graph, child.id, [parent.id for parent in parents])
+    except CycleError as exc:
+        known = names_of(session, [node for node in exc.cycle if isinstance(node, int)])
+        raise LineageCycle(
+            [f"{known[node].name}@{known[node].version}" for node in exc.cycle]
+        ) from exc
+
+
+def _extend_closure(session: Session, parent_id: int, child_id: int) -> None:
+    above = {parent_id: (0, parent_id)} | ancestor_rows(session, parent_id)
+    below = {child_id: (0, child_id)} | descendant_rows(session, child_id)
+    existing = _existing_pairs(session, above, below)
+    new_rows, updates = [], []
+    for ancestor, (up_depth, _) in above.items():
+        for descendant, (down_depth, down_via) in below.items():
+            via = parent_id if descendant == child_id else down_via
+            candidate = (up_depth + 1 + down_depth, via)
+            old = existing.get((ancestor, descendant))
+            if old is None:
+                new_rows.append(_closure_row(ancestor, descendant, candidate))
+            elif candidate < old:
+                updates.append(_closure_row(ancestor, descendant, candidate))
+    if new_rows:
+        session.execute(insert(LineageClosure), new_rows)
+    for row in updates:
+        session.get_one(LineageClosure, (row["ancestor_id"], row["descendant_id"])).sqlmodel_update(row)
+
+
+def _closure_row(ancestor: int, descendant: int, value: ClosureRow) -> dict[str, int]:
+    return {"ancestor_id": ancestor, "descendant_id": descendant, "depth": value[0], "via_id": value[1]}
+
+
+def _existing_pairs(
+    session: Session, above: Mapping[int, ClosureRow], below: Mapping[int, ClosureRow]
+) -> dict[tuple[int, int], ClosureRow]:
+    if len(below) == 1:  # a new leaf: nothing can exist yet, skip the query
+        query = select(LineageClosure).where(
+            col(LineageClosure.descendant_id) == next(iter(below)),
+            col(LineageClosure.ancestor_id).in_(list(above)),
+        )
+    else:
+        query = select(LineageClosure).where(
+            col(LineageClosure.ancestor_id).in_(list(above)),
+            col(LineageClosure.descendant_id).in_(list(below)),
+        )
+    return {(r.ancestor_id, r.descendant_id): (r.depth, r.via_id) for r in session.exec(query)}
+
+
+def descendant_rows(
+    session: Session, ancestor_id: int, *, max_depth: int | None = None
+) -> dict[int, ClosureRow]:
+    """Every descendant of ``ancestor_id``: id -> (depth, via)."""
+    query = select(
+        LineageClosure.descendant_id, LineageClosure.depth, LineageClosure.via_id
+    ).where(LineageClosure.ancestor_id == ancestor_id)
+    if max_depth is not None:
+        query = query.where(LineageClosure.depth <= max_depth)
+    return {node: (depth, via) for node, depth, via in session.exec(query)}
+
+
+def ancestor_rows(
+    session: Session, descendant_id: int, *, max_depth: int | None = None
+) -> dict[int, ClosureRow]:
+    """Every ancestor of ``descendant_id``: id -> (depth, via)."""
+    query = select(
+        LineageClosure.ancestor_id, LineageClosure.depth, LineageClosure.via_id
+    ).where(LineageClosure.descendant_id == descendant_id)
+    if max_depth is not None:
+        query = query.where(LineageClosure.depth <= max_depth)
+    return {node: (depth, via) for node, depth, via in session.exec(query)}
+
+
+def paths_down(root: int, rows: Mapping[int, ClosureRow], targets: Iterable[int]) -> dict[int, list[int]]:
+    """Shortest path from ``root`` to each target, rebuilt from ``root``'s closure rows."""
+    paths: dict[int, list[int]] = {root: [root]}
+
+    def path_to(node: int) -> list[int]:
+        chain = [node]
+        while chain[-1] not in paths:
+            chain.append(rows[chain[-1]][1])
+        for index in range(len(chain) - 1, 0, -1):
+            paths[chain[index - 1]] = [*paths[chain[index]], chain[index - 1]]
+        return paths[node]
+
+    return {node: path_to(node) for node in targets}
+
+
+def paths_up(session: Session, node: int, rows: Mapping[int, ClosureRow]) -> dict[int, list[int]]:
+    """Shortest path from each ancestor in ``rows`` down to ``node``."""
+    if not rows:
+        return {}
+    ancestors = list(rows)
+    pairs = session.exec(
+        select(LineageClosure.ancestor_id, LineageClosure.descendant_id, LineageClosure.via_id).where(
+            col(LineageClosure.ancestor_id).in_(ancestors),
+            col(LineageClosure.descendant_id).in_([*ancestors, node]),
+        )
+    )
+    via = {(a, d): v for a, d, v in pairs}
+    result = {}
+    for ancestor in ancestors:
+        path = [node]
+        while path[-1] != ancestor:
+            path.append(via[(ancestor, path[-1])])
+        result[ancestor] = list(reversed(path))
+    return result
+
+
+def parent_links(session: Session, child_ids: Collection[int]) -> list[tuple[int, int, str]]:
+    """``(parent, child, relation)`` for every edge into the given children."""
+    found: list[tuple[int, int, str]] = []
+    ids = list(child_ids)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        query = select(Edge.parent_id, Edge.child_id, Edge.relation).where(
+            col(Edge.child_id).in_(chunk)
+        )
+        found.extend(session.exec(query).all())
+    return found
+
+
+def names_of(session: Session, ids: Collection[int]) -> dict[int, Artifact]:
+    """Artifacts by id, fetched in chunks."""
+    found: dict[int, Artifact] = {}
+    ids = list(ids)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        for row in session.exec(select(Artifact).where(col(Artifact.id).in_(chunk))):
+            assert row.id is not None
+            found[row.id] = row
+    return found
+
+

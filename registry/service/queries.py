@@ -1,0 +1,128 @@
+"""Lineage questions: descendants and ancestors with paths, and who has them deployed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from registry.errors import InvalidInput
+from registry.schemas import DeploymentPublic, LineageEntry
+from registry.service.graph import (
+    ancestor_rows,
+    descendant_rows,
+    names_of,
+    paths_down,
+    paths_up,
+)
+from registry.service.refs import ref_of, resolve
+from registry.tables import Artifact, Deployment, LineageClosure
+
+
+def descendants(
+    session: Session, ref: str, *, depth: int | None = None, team: str | None = None
+) -> list[LineageEntry]:
+    """Every descendant (within ``depth``), nearest first, with its shortest path."""
+    _check_depth(depth)
+    root = resolve(session, ref)
+    rows = descendant_rows(session, root.id or 0, max_depth=depth)
+    entries = entries_for(session, root, rows, rows=rows)
+    return [e for e in entries if team is None or e.team == team]
+
+
+def ancestors(session: Session, ref: str, *, depth: int | None = None) -> list[LineageEntry]:
+    """Every ancestor (models and datasets, within ``depth``), nearest first, with its path."""
+    _check_depth(depth)
+    node = resolve(session, ref)
+    rows = ancestor_rows(session, node.id or 0, max_depth=depth)
+    paths = paths_up(session, node.id or 0, rows)
+    known = names_of(session, [*rows, node.id or 0])
+    return _entries(known, {a: paths[a] for a in rows}, [(rows[a][0], a) for a in rows])
+
+
+def entries_for(
+    session: Session,
+    root: Artifact,
+    ids: Iterable[int],
+    *,
+    rows: dict[int, tuple[int, int]] | None = None,
+) -> list[LineageEntry]:
+    """Lineage entries (depth, path from ``root``) for some of its descendants."""
+    wanted = list(ids)
+    if not wanted:
+        return []
+    rows = rows if rows is not None else descendant_rows(session, root.id or 0)
+    paths = paths_down(root.id or 0, rows, wanted)
+    known = names_of(session, {n for path in paths.values() for n in path})
+    return _entries(known, paths, [(rows[n][0], n) for n in wanted])
+
+
+def _entries(
+    known: dict[int, Artifact], paths: dict[int, list[int]], order: list[tuple[int, int]]
+) -> list[LineageEntry]:
+    result = []
+    for depth, node in sorted(order, key=lambda item: (item[0], _sort_key(known[item[1]]))):
+        artifact = known[node]
+        result.append(LineageEntry(
+            ref=ref_of(artifact), kind=artifact.kind, depth=depth,
+            path=[ref_of(known[n]) for n in paths[node]], status=artifact.status, team=artifact.team,
+        ))
+    return result
+
+
+def _sort_key(artifact: Artifact) -> tuple[str, str]:
+    return (artifact.name, artifact.version)
+
+
+def deployed_descendants(
+    session: Session, ref: str, *, depth: int | None = None, team: str | None = None
+) -> list[DeploymentPublic]:
+    """Active deployments of a model or dataset's descendants (and of itself)."""
+    _check_depth(depth)
+    root = resolve(session, ref)
+    return affected_deployments(session, root, depth=depth, team=team)
+
+
+def affected_deployments(
+    session: Session, root: Artifact, *, depth: int | None = None, team: str | None = None
+) -> list[DeploymentPublic]:
+    """Deployments of ``root`` and its descendants, each with the path from ``root``."""
+    below = select(LineageClosure.descendant_id).where(LineageClosure.ancestor_id == root.id)
+    if depth is not None:
+        below = below.where(LineageClosure.depth <= depth)
+    query = (
+        select(Deployment, Artifact)
+        .join(Artifact, col(Artifact.id) == col(Deployment.artifact_id))
+        .where(Deployment.active)
+        .where(or_(col(Deployment.artifact_id) == root.id, col(Deployment.artifact_id).in_(below)))
+    )
+    if team is not None:
+        query = query.where(Deployment.team == team)
+    found = session.exec(query).all()
+    if not found:
+        return []
+    rows = descendant_rows(session, root.id or 0, max_depth=depth)
+    paths = paths_down(root.id or 0, rows, [d.artifact_id for d, _ in found])
+    known = names_of(session, {n for path in paths.values() for n in path})
+    deployments = [
+        deployment_public(d, a, path=[ref_of(known[n]) for n in paths[d.artifact_id]])
+        for d, a in found
+    ]
+    return sorted(deployments, key=lambda d: (len(d.path), d.team, d.environment, d.ref))
+
+
+def deployment_public(
+    deployment: Deployment, artifact: Artifact, *, path: list[str] | None = None
+) -> DeploymentPublic:
+    """The public view of a deployment."""
+    return DeploymentPublic(
+        id=deployment.id or 0, ref=ref_of(artifact), environment=deployment.environment,
+        team=deployment.team, status=artifact.status, active=deployment.active,
+        created_at=deployment.created_at, created_by=deployment.created_by, path=path or [],
+    )
+
+
+def _check_depth(depth: int | None) -> None:
+    if depth is not None and depth < 1:
+        raise InvalidInput(f"--depth must be at least 1, not {depth}")

@@ -1,0 +1,68 @@
+"""Parsing ``N@V`` references and finding the artifacts they name."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+
+from registry.errors import AmbiguousReference, InvalidInput, NotFound
+from registry.tables import Artifact
+
+KINDS = ("model", "dataset")
+_NAME = re.compile(r"^[^\s@:][^\s@]*$")
+_VERSION = re.compile(r"^[^\s@/]+$")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference: ``[model:|dataset:]name@version``."""
+
+    name: str
+    version: str
+    kind: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def parse(cls, text: str, *, kind: str | None = None) -> Ref:
+        """Parse ``name@version`` with an optional ``model:``/``dataset:`` prefix."""
+        raw = text.strip()
+        for prefix in KINDS:
+            if raw.startswith(prefix + ":"):
+                kind, raw = prefix, raw[len(prefix) + 1 :]
+        name, sep, version = raw.rpartition("@")
+        if not sep or not _NAME.match(name) or not _VERSION.match(version):
+            raise InvalidInput(
+                f"{text!r} is not a reference",
+                hint="write NAME@VERSION, e.g. acme/resnet@1.0 (no spaces; no '@' in either part)",
+            )
+        return cls(name=name, version=version, kind=kind)
+
+
+def check_name(name: str, version: str) -> None:
+    """Refuse names and versions that could not be written back as a reference."""
+    Ref.parse(f"{name}@{version}")
+
+
+def ref_of(artifact: Artifact) -> str:
+    """The ``name@version`` of an artifact."""
+    return f"{artifact.name}@{artifact.version}"
+
+
+def resolve(session: Session, text: str | Ref, *, kind: str | None = None) -> Artifact:
+    """The artifact a reference names; a bare ref naming both kinds is ambiguous."""
+    ref = text if isinstance(text, Ref) else Ref.parse(text)
+    wanted = kind or ref.kind
+    query = select(Artifact).where(Artifact.name == ref.name, Artifact.version == ref.version)
+    if wanted:
+        query = query.where(Artifact.kind == wanted)
+    found = session.exec(query).all()
+    if not found:
+        what = wanted or "model or dataset"
+        raise NotFound(what, str(ref), hint="list them with mbom dataset list" if wanted == "dataset" else "list them with mbom models")
+    if len(found) > 1:
+        raise AmbiguousReference(str(ref))
+    return found[0]

@@ -1,0 +1,70 @@
+"""Configuration, read once from the environment and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.errors import ConfigurationError
+
+DEFAULT_DB_FILENAME = "registry.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the registry lives and how the CLI reaches it.
+
+    ``database_url`` is a SQLAlchemy URL; the default is a SQLite file in the
+    per-user data directory. ``server`` and ``token`` make the CLI a client of
+    a running ``mbom serve`` instead of opening the database itself.
+    """
+
+    database_url: str
+    server: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``MBOM_DATABASE_URL``, ``MBOM_HOME``, ``MBOM_SERVER`` and ``MBOM_TOKEN``."""
+        env = os.environ if environ is None else environ
+        url = env.get("MBOM_DATABASE_URL") or _default_sqlite_url(env)
+        _check_url(url)
+        return cls(
+            database_url=url,
+            server=env.get("MBOM_SERVER") or None,
+            token=env.get("MBOM_TOKEN") or None,
+        )
+
+
+def data_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user directory holding the embedded registry (``MBOM_HOME`` overrides)."""
+    env = os.environ if environ is None else environ
+    if env.get("MBOM_HOME"):
+        return Path(env["MBOM_HOME"]).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("mbom", appauthor=False))
+
+
+def _default_sqlite_url(env: Mapping[str, str]) -> str:
+    return f"sqlite:///{data_directory(env) / DEFAULT_DB_FILENAME}"
+
+
+def _check_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"MBOM_DATABASE_URL is not a database URL: {url!r}",
+            hint="use sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB",
+        ) from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"unsupported database {parsed.get_backend_name()!r} in MBOM_DATABASE_URL",
+            hint="mbom supports SQLite and PostgreSQL",
+        )

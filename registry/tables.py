@@ -1,0 +1,222 @@
+"""The registry's tables (SQLModel).
+
+Models and datasets share one ``artifact`` table so that the lineage, the
+status and the audit speak of one kind of node. ``edge`` holds every lineage
+edge (model to model, dataset to model); ``lineage_closure`` materialises
+every (ancestor, descendant) pair with the shortest depth and the parent on
+that path, so graph questions are index look-ups in any database;
+``infection`` materialises, for each tainted node, every compromised source
+reaching it with the shortest path (as ``via`` pointers).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _time_field() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Artifact(SQLModel, table=True):
+    """A model version or a dataset version."""
+
+    __tablename__ = "artifact"
+    __table_args__ = (
+        UniqueConstraint("kind", "name", "version", name="uq_artifact_identity"),
+        Index("ix_artifact_name", "name"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=300)
+    version: str = Field(max_length=128)
+    publisher: str | None = Field(default=None, max_length=200)
+    source: str | None = Field(default=None, max_length=2000)
+    format: str | None = Field(default=None, max_length=64)
+    team: str | None = Field(default=None, max_length=100)
+    digest: str | None = Field(default=None, max_length=80, index=True)
+    manifest: list[list[Any]] | None = Field(default=None, sa_column=Column(JSON))
+    total_size: int | None = Field(default=None, sa_column=Column(BigInteger))
+    finding: str = Field(default="unscanned", max_length=16)
+    status: str = Field(default="clean", max_length=16, index=True)
+    placeholder: bool = False
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=200)
+
+
+class Edge(SQLModel, table=True):
+    """A lineage edge: ``parent`` (model or dataset) to ``child`` (a model)."""
+
+    __tablename__ = "edge"
+    __table_args__ = (Index("ix_edge_child_parent", "child_id", "parent_id"),)
+
+    parent_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    child_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    relation: str = Field(max_length=32)
+
+
+class LineageClosure(SQLModel, table=True):
+    """Every (ancestor, descendant) pair: shortest depth and the last hop's parent."""
+
+    __tablename__ = "lineage_closure"
+    __table_args__ = (Index("ix_closure_descendant", "descendant_id", "ancestor_id"),)
+
+    ancestor_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    descendant_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    depth: int
+    via_id: int
+
+
+class Infection(SQLModel, table=True):
+    """A compromised ``source`` reaches ``artifact`` along a shortest path through ``via``."""
+
+    __tablename__ = "infection"
+    __table_args__ = (Index("ix_infection_source", "source_id"),)
+
+    artifact_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    source_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    depth: int
+    via_id: int
+
+
+class Flag(SQLModel, table=True):
+    """A direct compromise finding on an artifact; inactive once unflagged."""
+
+    __tablename__ = "flag"
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    reason: str = Field(max_length=4000)
+    actor: str = Field(max_length=200)
+    previous_finding: str = Field(max_length=16)
+    active: bool = True
+    created_at: datetime = _time_field()
+    resolved_by: str | None = Field(default=None, max_length=200)
+    resolution: str | None = Field(default=None, max_length=4000)
+
+
+class Clearance(SQLModel, table=True):
+    """An approver's sign-off that ``source``'s infection does not affect ``artifact``."""
+
+    __tablename__ = "clearance"
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    source_id: int = Field(foreign_key="artifact.id")
+    reason: str = Field(max_length=4000)
+    actor: str = Field(max_length=200)
+    active: bool = True
+    created_at: datetime = _time_field()
+
+
+class Team(SQLModel, table=True):
+    """A team that registers and deploys models; may require approval of bases."""
+
+    __tablename__ = "team"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    require_approval: bool = False
+    created_at: datetime = _time_field()
+
+
+class Decision(SQLModel, table=True):
+    """A team's approval or block of a model version, or of every version of a name.
+
+    ``team`` is null for decisions that apply to every team (a flag blocks the
+    flagged model everywhere); ``version`` is null for a whole model name.
+    """
+
+    __tablename__ = "decision"
+    __table_args__ = (Index("ix_decision_subject", "name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str | None = Field(default=None, max_length=100, index=True)
+    name: str = Field(max_length=300)
+    version: str | None = Field(default=None, max_length=128)
+    verdict: str = Field(max_length=16)
+    reason: str = Field(max_length=4000)
+    actor: str = Field(max_length=200)
+    origin: str = Field(default="person", max_length=16)
+    active: bool = True
+    created_at: datetime = _time_field()
+
+
+class Deployment(SQLModel, table=True):
+    """A model version running in an environment for a team."""
+
+    __tablename__ = "deployment"
+    __table_args__ = (Index("ix_deployment_artifact", "artifact_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id")
+    environment: str = Field(max_length=100)
+    team: str = Field(max_length=100)
+    active: bool = True
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=200)
+
+
+class PublisherKey(SQLModel, table=True):
+    """A publisher's enrolled Ed25519 public key."""
+
+    __tablename__ = "publisher_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    publisher: str = Field(max_length=200, index=True)
+    fingerprint: str = Field(max_length=80, unique=True)
+    public_key_pem: str = Field(max_length=2000)
+    created_at: datetime = _time_field()
+    created_by: str = Field(max_length=200)
+
+
+class Signature(SQLModel, table=True):
+    """A signature over an artifact's manifest digest by an enrolled key."""
+
+    __tablename__ = "signature"
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    fingerprint: str = Field(max_length=80)
+    signature: str = Field(max_length=400)
+    created_at: datetime = _time_field()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the server, stored as its SHA-256 only."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user: str = Field(max_length=200)
+    role: str = Field(max_length=16)
+    team: str | None = Field(default=None, max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)
+    revoked: bool = False
+    created_at: datetime = _time_field()
+
+
+class AuditEvent(SQLModel, table=True):
+    """One change, append-only, chained to the previous event by ``prev_hash``."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(unique=True)
+    at: datetime = _time_field()
+    actor: str = Field(max_length=200)
+    operation: str = Field(max_length=64)
+    subject: str = Field(max_length=500, index=True)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
