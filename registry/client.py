@@ -69,7 +69,7 @@ _PROBLEM_CLASSES: dict[str, type[errors.MbomError]] = {
         errors.InvalidInput, errors.NotFound, errors.AlreadyExists, errors.AmbiguousReference,
         errors.DuplicateContent, errors.UnsafePath, errors.SignatureError, errors.LineageCycle,
         errors.PolicyViolation, errors.PermissionDenied, errors.AuthenticationRequired,
-        errors.ConfigurationError,
+        errors.ConfigurationError, errors.Conflict,
     )
 }
 
@@ -118,6 +118,12 @@ class RemoteRegistry:
                 "relation": relation.value if relation else None,
                 "datasets": [{"ref": ref, "use": use.value} for ref, use in datasets]}
         return self._request("POST", "/models", ArtifactPublic, json=_drop_none(body))
+
+    def _add_parents(self, ref: str, *, parents: Sequence[str] = (), relation: Relation | None = None,
+                     datasets: Sequence[tuple[str, Relation]] = ()) -> ArtifactPublic:
+        body = {"parents": list(parents), "relation": relation.value if relation else None,
+                "datasets": [{"ref": r, "use": use.value} for r, use in datasets]}
+        return self._request("POST", f"/artifacts/{ref}/parents", ArtifactPublic, json=_drop_none(body))
 
     def _register_dataset(self, *, manifest: Manifest | None = None, **fields: Any) -> ArtifactPublic:
         body = {**fields, "manifest": manifest_in(manifest).model_dump() if manifest else None}

@@ -142,3 +142,9 @@ class RemoteError(MbomError):
     """The server answered with an error the client could not map to a local one."""
 
     code = "remote"
+
+
+class Conflict(MbomError):
+    """The operation clashes with the current state (flagging a flagged model)."""
+
+    code = "conflict"

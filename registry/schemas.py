@@ -265,6 +265,16 @@ class RegisterModelRequest(PublicModel):
     override: str | None = None
 
 
+class AddParentsRequest(PublicModel):
+    """``POST /api/v1/artifacts/{ref}/parents``."""
+
+    parents: list[str] = Field(default_factory=list)
+    relation: Literal[
+        "finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"
+    ] | None = None
+    datasets: list[DatasetUseIn] = Field(default_factory=list)
+
+
 class RegisterDatasetRequest(PublicModel):
     """``POST /api/v1/datasets``."""
 

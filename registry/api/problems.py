@@ -15,6 +15,7 @@ _STATUS: tuple[tuple[type[errors.MbomError], int], ...] = (
     (errors.PermissionDenied, 403),
     (errors.NotFound, 404),
     (errors.AlreadyExists, 409),
+    (errors.Conflict, 409),
     (errors.DuplicateContent, 409),
     (errors.LineageCycle, 409),
     (errors.PolicyViolation, 409),

@@ -11,6 +11,7 @@ from registry import service
 from registry.api.deps import CurrentActor, SessionDep
 from registry.identity import Role
 from registry.schemas import (
+    AddParentsRequest,
     ArtifactPublic,
     AuditEventPublic,
     AuditVerification,
@@ -87,6 +88,16 @@ def verify(body: VerifyRequest, session: SessionDep, _actor: CurrentActor) -> Ve
     """Compare files with a registered version; its signature and lineage status."""
     return service.verify(session, manifest_of(body.manifest), ref=body.ref,
                           accept_cleared=body.accept_cleared)
+
+
+@router.post("/artifacts/{ref:path}/parents", tags=["lineage"])
+def add_parents(ref: str, body: AddParentsRequest, session: SessionDep, actor: CurrentActor) -> ArtifactPublic:
+    """Add base models or datasets to a registered model's lineage."""
+    return service.add_parents(
+        session, ref, actor=actor, parents=body.parents,
+        relation=Relation(body.relation) if body.relation else None,
+        datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
+    )
 
 
 @router.post("/artifacts/{ref:path}/flag", tags=["status"])

@@ -243,3 +243,31 @@ def dataset_show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> Non
     """Show one dataset version."""
     result = ctx_of(ctx).call("show", ref, kind="dataset")
     render.emit_json(result) if json_ else show_artifact(result)
+
+
+@app.command()
+def link(
+    ctx: typer.Context,
+    ref: RefArg,
+    parent: Annotated[list[str] | None, typer.Option("--parent", metavar="N@V", help="A base model to add.")] = None,
+    relation: Annotated[RelationChoice | None, typer.Option("--relation", case_sensitive=False, help="How it was made from the new parent.")] = None,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", metavar="N@V[:USE]", help="A dataset to add.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Add a base model or dataset to a registered model's lineage (recorded late).
+
+    Refused when it would make the lineage cyclic. The model and its
+    descendants are recomputed: a compromised new ancestor infects them.
+    """
+    from lineage import Relation
+
+    result: ArtifactPublic = ctx_of(ctx).call(
+        "add_parents", ref, parents=parent or [],
+        relation=Relation(relation.value) if relation else None,
+        datasets=[parse_dataset(d) for d in dataset or []],
+    )
+    if json_:
+        render.emit_json(result)
+    else:
+        render.out.print(f"{result.ref} now descends from "
+                         f"{', '.join(p.ref for p in result.parents)}; status {render.status(result.status)}")

@@ -14,6 +14,7 @@ from registry.service.access import (
     revoke_token,
 )
 from registry.service.artifacts import (
+    add_parents,
     identify,
     list_artifacts,
     register_dataset,
@@ -29,6 +30,7 @@ from registry.service.queries import ancestors, deployed_descendants, descendant
 from registry.service.status import find_inconsistencies
 
 __all__ = [
+    "add_parents",
     "ancestors",
     "authenticate",
     "clear",

@@ -10,7 +10,13 @@ from sqlmodel import Session, col, select
 
 from lineage import MODEL_RELATIONS, Relation, Status
 from registry import signing
-from registry.errors import AlreadyExists, DuplicateContent, InvalidInput, SignatureError
+from registry.errors import (
+    AlreadyExists,
+    DuplicateContent,
+    InvalidInput,
+    LineageCycle,
+    SignatureError,
+)
 from registry.identity import Actor, Role
 from registry.manifest import Manifest, ManifestEntry, compare
 from registry.schemas import (
@@ -50,6 +56,8 @@ def register_model(
     """Record a model version, its lineage edges and dataset uses in one transaction."""
     actor.require(Role.PUBLISHER, action="register models", team=team)
     _refuse_existing(session, "model", name, version)
+    if f"{name}@{version}" in {Ref.parse(p).__str__() for p in parents}:
+        raise LineageCycle([f"{name}@{version}", f"{name}@{version}"])
     policy.require_team(session, team)
     links = _parent_links(session, parents, relation) + _dataset_links(session, datasets)
     if not allow_duplicate_content:
@@ -83,6 +91,39 @@ def register_model(
     )
     session.refresh(artifact)
     return artifact_public(session, artifact)
+
+
+def add_parents(
+    session: Session,
+    ref: str,
+    *,
+    actor: Actor,
+    parents: Sequence[str],
+    relation: Relation | None = None,
+    datasets: Sequence[tuple[str, Relation]] = (),
+) -> ArtifactPublic:
+    """Add lineage edges to a registered model (a base or dataset recorded late).
+
+    Refused when an edge would make the lineage cyclic; the model and its
+    descendants are recomputed, so a late compromised parent infects them.
+    """
+    child = resolve(session, ref, kind="model")
+    actor.require(Role.PUBLISHER, action="change lineage", team=child.team)
+    if not parents and not datasets:
+        raise InvalidInput("give at least one --parent or --dataset to add")
+    known = {row for row in session.exec(select(Edge.parent_id).where(Edge.child_id == child.id))}
+    if relation is None and parents:
+        relation = Relation.MERGE if len(parents) + len(known) > 1 else Relation.FINETUNE
+    links = _parent_links(session, parents, relation, allow_single_merge=True)
+    links += _dataset_links(session, datasets)
+    if any(parent.id in known for parent, _ in links):
+        raise InvalidInput("that edge exists already", hint=f"see mbom ancestors {ref_of(child)}")
+    add_edges(session, child, links)
+    changes = recompute(session, [child.id or 0])
+    audit.record(session, actor=actor, operation="lineage.add", subject=ref_of(child),
+                 details={"parents": [[ref_of(p), r.value] for p, r in links], "changed": len(changes)})
+    session.refresh(child)
+    return artifact_public(session, child)
 
 
 def register_dataset(
@@ -140,14 +181,18 @@ def _insert(session: Session, artifact: Artifact) -> Artifact:
 
 
 def _parent_links(
-    session: Session, parents: Sequence[str], relation: Relation | None
+    session: Session,
+    parents: Sequence[str],
+    relation: Relation | None,
+    *,
+    allow_single_merge: bool = False,
 ) -> list[tuple[Artifact, Relation]]:
     if len(set(parents)) != len(parents):
         raise InvalidInput("the same --parent is given twice")
     chosen = relation or (Relation.MERGE if len(parents) > 1 else Relation.FINETUNE)
     if chosen not in MODEL_RELATIONS:
         raise InvalidInput(f"{chosen} is a dataset use, not a relation between models")
-    if chosen is Relation.MERGE and len(parents) < 2:
+    if chosen is Relation.MERGE and len(parents) < 2 and not allow_single_merge:
         raise InvalidInput("a merge needs at least two --parent models")
     if parents and len(parents) > 1 and chosen is not Relation.MERGE:
         raise InvalidInput(f"several parents make a merge, not a {chosen}", hint="use --relation merge")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from lineage import Status
-from registry.errors import AlreadyExists, InvalidInput, PolicyViolation
+from registry.errors import Conflict, InvalidInput, PolicyViolation
 from registry.identity import Actor, Role
 from registry.schemas import FlagPublic, InfectionSource, StatusChange, StatusReport
 from registry.service import audit, policy
@@ -22,7 +22,7 @@ def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChan
     _need_reason(reason, "flag")
     artifact = resolve(session, ref)
     if _active_flag(session, artifact) is not None:
-        raise AlreadyExists("flag on", ref_of(artifact), hint="it is flagged already; see mbom status")
+        raise Conflict(f"{ref_of(artifact)} is flagged already", hint=f"see mbom status {ref_of(artifact)}")
     session.add(Flag(artifact_id=artifact.id or 0, reason=reason, actor=actor.user,
                      previous_finding=artifact.finding))
     artifact.finding = "compromised"
