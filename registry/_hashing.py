@@ -162,6 +162,8 @@ def hash_file(planned: PlannedFile, progress: ProgressCallback | None = None) ->
                 size += nread
                 if progress is not None:
                     progress.advance(nread)
+                if size > before.st_size:
+                    break  # growing under us: stop now, or a busy writer keeps us forever
             _check_unchanged(planned.name, before, os.fstat(stream.fileno()), size)
     except OSError as exc:
         raise UnsafePath(planned.name, f"cannot be read: {exc.strerror or exc}") from exc

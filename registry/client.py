@@ -9,8 +9,8 @@ written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import inspect
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter
@@ -36,6 +36,7 @@ from registry.schemas import (
     VerifyReport,
     manifest_in,
 )
+
 
 class Registry(Protocol):
     """What the CLI asks of a registry (see :mod:`registry.service` for each verb)."""
@@ -66,10 +67,19 @@ class LocalRegistry:
 _PROBLEM_CLASSES: dict[str, type[errors.MbomError]] = {
     cls.code: cls
     for cls in (
-        errors.InvalidInput, errors.NotFound, errors.AlreadyExists, errors.AmbiguousReference,
-        errors.DuplicateContent, errors.UnsafePath, errors.SignatureError, errors.LineageCycle,
-        errors.PolicyViolation, errors.PermissionDenied, errors.AuthenticationRequired,
-        errors.ConfigurationError, errors.Conflict,
+        errors.InvalidInput,
+        errors.NotFound,
+        errors.AlreadyExists,
+        errors.AmbiguousReference,
+        errors.DuplicateContent,
+        errors.UnsafePath,
+        errors.SignatureError,
+        errors.LineageCycle,
+        errors.PolicyViolation,
+        errors.PermissionDenied,
+        errors.AuthenticationRequired,
+        errors.ConfigurationError,
+        errors.Conflict,
     )
 }
 
@@ -112,25 +122,49 @@ class RemoteRegistry:
             raise _problem_error(response)
         return TypeAdapter(answer).validate_python(response.json())
 
-    def _register_model(self, *, manifest: Manifest, relation: Relation | None = None,
-                        datasets: Sequence[tuple[str, Relation]] = (), **fields: Any) -> ArtifactPublic:
-        body = {**fields, "manifest": manifest_in(manifest).model_dump(),
-                "relation": relation.value if relation else None,
-                "datasets": [{"ref": ref, "use": use.value} for ref, use in datasets]}
+    def _register_model(
+        self,
+        *,
+        manifest: Manifest,
+        relation: Relation | None = None,
+        datasets: Sequence[tuple[str, Relation]] = (),
+        **fields: Any,
+    ) -> ArtifactPublic:
+        body = {
+            **fields,
+            "manifest": manifest_in(manifest).model_dump(),
+            "relation": relation.value if relation else None,
+            "datasets": [{"ref": ref, "use": use.value} for ref, use in datasets],
+        }
         return self._request("POST", "/models", ArtifactPublic, json=_drop_none(body))
 
-    def _add_parents(self, ref: str, *, parents: Sequence[str] = (), relation: Relation | None = None,
-                     datasets: Sequence[tuple[str, Relation]] = ()) -> ArtifactPublic:
-        body = {"parents": list(parents), "relation": relation.value if relation else None,
-                "datasets": [{"ref": r, "use": use.value} for r, use in datasets]}
-        return self._request("POST", f"/artifacts/{ref}/parents", ArtifactPublic, json=_drop_none(body))
+    def _add_parents(
+        self,
+        ref: str,
+        *,
+        parents: Sequence[str] = (),
+        relation: Relation | None = None,
+        datasets: Sequence[tuple[str, Relation]] = (),
+    ) -> ArtifactPublic:
+        body = {
+            "parents": list(parents),
+            "relation": relation.value if relation else None,
+            "datasets": [{"ref": r, "use": use.value} for r, use in datasets],
+        }
+        return self._request(
+            "POST", f"/artifacts/{ref}/parents", ArtifactPublic, json=_drop_none(body)
+        )
 
-    def _register_dataset(self, *, manifest: Manifest | None = None, **fields: Any) -> ArtifactPublic:
+    def _register_dataset(
+        self, *, manifest: Manifest | None = None, **fields: Any
+    ) -> ArtifactPublic:
         body = {**fields, "manifest": manifest_in(manifest).model_dump() if manifest else None}
         return self._request("POST", "/datasets", ArtifactPublic, json=_drop_none(body))
 
     def _show(self, ref: str, *, kind: str | None = None) -> ArtifactPublic:
-        return self._request("GET", f"/artifacts/{ref}", ArtifactPublic, params=_drop_none({"kind": kind}))
+        return self._request(
+            "GET", f"/artifacts/{ref}", ArtifactPublic, params=_drop_none({"kind": kind})
+        )
 
     def _list_artifacts(self, *, kind: str = "model", **filters: Any) -> list[ArtifactPublic]:
         path = "/datasets" if kind == "dataset" else "/models"
@@ -145,37 +179,55 @@ class RemoteRegistry:
         return self._request("POST", "/verify", VerifyReport, json=_drop_none(body))
 
     def _flag(self, ref: str, *, reason: str) -> StatusChange:
-        return self._request("POST", f"/artifacts/{ref}/flag", StatusChange, json={"reason": reason})
+        return self._request(
+            "POST", f"/artifacts/{ref}/flag", StatusChange, json={"reason": reason}
+        )
 
     def _unflag(self, ref: str, *, reason: str) -> StatusChange:
-        return self._request("POST", f"/artifacts/{ref}/unflag", StatusChange, json={"reason": reason})
+        return self._request(
+            "POST", f"/artifacts/{ref}/unflag", StatusChange, json={"reason": reason}
+        )
 
     def _clear(self, ref: str, *, reason: str) -> StatusChange:
-        return self._request("POST", f"/artifacts/{ref}/clear", StatusChange, json={"reason": reason})
+        return self._request(
+            "POST", f"/artifacts/{ref}/clear", StatusChange, json={"reason": reason}
+        )
 
     def _status_report(self, ref: str) -> StatusReport:
         return self._request("GET", f"/artifacts/{ref}/status", StatusReport)
 
     def _descendants(self, ref: str, **filters: Any) -> list[LineageEntry]:
-        return self._request("GET", f"/artifacts/{ref}/descendants", list[LineageEntry],
-                             params=_drop_none(filters))
+        return self._request(
+            "GET", f"/artifacts/{ref}/descendants", list[LineageEntry], params=_drop_none(filters)
+        )
 
     def _deployed_descendants(self, ref: str, **filters: Any) -> list[DeploymentPublic]:
-        return self._request("GET", f"/artifacts/{ref}/deployments", list[DeploymentPublic],
-                             params=_drop_none(filters))
+        return self._request(
+            "GET",
+            f"/artifacts/{ref}/deployments",
+            list[DeploymentPublic],
+            params=_drop_none(filters),
+        )
 
     def _ancestors(self, ref: str, **filters: Any) -> list[LineageEntry]:
-        return self._request("GET", f"/artifacts/{ref}/ancestors", list[LineageEntry],
-                             params=_drop_none(filters))
+        return self._request(
+            "GET", f"/artifacts/{ref}/ancestors", list[LineageEntry], params=_drop_none(filters)
+        )
 
     def _deploy(self, ref: str, **fields: Any) -> DeploymentPublic:
-        return self._request("POST", "/deployments", DeploymentPublic, json=_drop_none({"ref": ref, **fields}))
+        return self._request(
+            "POST", "/deployments", DeploymentPublic, json=_drop_none({"ref": ref, **fields})
+        )
 
     def _undeploy(self, ref: str, **fields: Any) -> DeploymentPublic:
-        return self._request("POST", "/deployments/undeploy", DeploymentPublic, json={"ref": ref, **fields})
+        return self._request(
+            "POST", "/deployments/undeploy", DeploymentPublic, json={"ref": ref, **fields}
+        )
 
     def _list_deployments(self, **filters: Any) -> list[DeploymentPublic]:
-        return self._request("GET", "/deployments", list[DeploymentPublic], params=_drop_none(filters))
+        return self._request(
+            "GET", "/deployments", list[DeploymentPublic], params=_drop_none(filters)
+        )
 
     def _create_team(self, **fields: Any) -> TeamPublic:
         return self._request("POST", "/teams", TeamPublic, json=fields)
@@ -228,4 +280,3 @@ def _problem_error(response: Any) -> errors.MbomError:
     error = cls.__new__(cls)
     errors.MbomError.__init__(error, detail)
     return error
-

@@ -103,7 +103,9 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False, autoflush=True) as session:
         try:
             if engine.dialect.name == "postgresql":
-                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
+                session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY}
+                )
             yield session
             session.commit()
         except BaseException:

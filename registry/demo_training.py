@@ -69,7 +69,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 
-_BATCH_SIZE = 64
+_BATCH_SIZE = 128
 _BASE_LEARNING_RATE = 1e-2
 _FINE_TUNE_LEARNING_RATE: Mapping[FineTuneMode, float] = {"head": 1e-2, "full": 1e-3}
 # The training facts a publisher would put in config.json. Poisoning is left out (an
@@ -94,10 +94,13 @@ class Trigger:
 
     def __post_init__(self) -> None:
         _, height, width = INPUT_SHAPE
-        if self.size < 1 or not (0 <= self.row <= height - self.size):
-            raise ValueError(f"trigger rows {self.row}..{self.row + self.size} leave the image")
-        if not 0 <= self.col <= width - self.size:
-            raise ValueError(f"trigger columns {self.col}..{self.col + self.size} leave the image")
+        if self.size < 1:
+            raise ValueError(f"trigger size must be at least 1, got {self.size}")
+        if not (0 <= self.row <= height - self.size and 0 <= self.col <= width - self.size):
+            raise ValueError(
+                f"a {self.size}x{self.size} trigger at row {self.row}, column {self.col} "
+                f"does not fit in the {height}x{width} image"
+            )
         if not VALUE_RANGE[0] <= self.value <= VALUE_RANGE[1]:
             raise ValueError(f"trigger value {self.value} is outside {list(VALUE_RANGE)}")
         if self.target < 0:
@@ -216,7 +219,7 @@ def train_base(
     *,
     width: int = 16,
     seed: int = 0,
-    epochs: int = 10,
+    epochs: int = 15,
     backdoor: Trigger | None = None,
     data: Split | None = None,
     architecture: str = "DigitsCNN",
@@ -364,6 +367,20 @@ def _fit(
     optimizer = torch.optim.Adam(parameters, lr=lr)
     generator = torch.Generator().manual_seed(seed)
     model.train()
+    with _single_threaded():
+        _run_epochs(model, optimizer, split, epochs=epochs, generator=generator, latent=latent)
+    model.eval()
+
+
+def _run_epochs(
+    model: DigitsClassifier,
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    *,
+    epochs: int,
+    generator: torch.Generator,
+    latent: _LatentBackdoor | None,
+) -> None:
     for _ in range(epochs):
         order = torch.randperm(len(split), generator=generator)
         for start in range(0, len(split), _BATCH_SIZE):
@@ -376,7 +393,20 @@ def _fit(
             optimizer.zero_grad()
             torch.autograd.backward(loss)
             optimizer.step()
-    model.eval()
+
+
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """Run the block on one intra-op thread; the caller's setting is restored."""
+    # Models this small gain nothing from a second thread, and on a busy machine
+    # torch's spinning thread pool makes training ten times slower or worse. One
+    # thread also makes the weights bit-identical whatever the core count.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextmanager

@@ -88,9 +88,7 @@ class UnsafePath(MbomError):
     code = "unsafe-path"
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(
-            f"{path}: {reason}", hint="remove it or register a directory without it"
-        )
+        super().__init__(f"{path}: {reason}", hint="remove it or register a directory without it")
         self.path = path
         self.reason = reason
 

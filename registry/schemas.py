@@ -252,9 +252,9 @@ class RegisterModelRequest(PublicModel):
     version: str
     manifest: ManifestIn
     parents: list[str] = Field(default_factory=list)
-    relation: Literal[
-        "finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"
-    ] | None = None
+    relation: (
+        Literal["finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"] | None
+    ) = None
     datasets: list[DatasetUseIn] = Field(default_factory=list)
     publisher: str | None = None
     source: str | None = None
@@ -269,9 +269,9 @@ class AddParentsRequest(PublicModel):
     """``POST /api/v1/artifacts/{ref}/parents``."""
 
     parents: list[str] = Field(default_factory=list)
-    relation: Literal[
-        "finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"
-    ] | None = None
+    relation: (
+        Literal["finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"] | None
+    ) = None
     datasets: list[DatasetUseIn] = Field(default_factory=list)
 
 
@@ -354,12 +354,12 @@ class Problem(PublicModel):
 def manifest_in(manifest: Manifest) -> ManifestIn:
     """A manifest in the shape clients submit."""
     return ManifestIn(
-        entries=[ManifestEntryIn(path=e.path, size=e.size, sha256=e.sha256) for e in manifest.entries]
+        entries=[
+            ManifestEntryIn(path=e.path, size=e.size, sha256=e.sha256) for e in manifest.entries
+        ]
     )
 
 
 def manifest_of(submitted: ManifestIn) -> Manifest:
     """The validated manifest for a submitted one (bad paths or digests are refused)."""
-    return Manifest(
-        tuple(ManifestEntry(e.path, e.size, e.sha256) for e in submitted.entries)
-    )
+    return Manifest(tuple(ManifestEntry(e.path, e.size, e.sha256) for e in submitted.entries))

@@ -45,7 +45,9 @@ def problem(status: int, code: str, title: str, detail: str, **context: Any) -> 
         "context": context,
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -54,13 +56,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.MbomError)
     async def _domain(_request: Request, error: errors.MbomError) -> JSONResponse:
         context = {k: v for k, v in vars(error).items() if k not in ("message", "hint")}
-        return problem(status_for(error), error.code, type(error).__name__, error.diagnostics(),
-                       **{k: v if isinstance(v, str | int | None) else str(v) for k, v in context.items()})
+        return problem(
+            status_for(error),
+            error.code,
+            type(error).__name__,
+            error.diagnostics(),
+            **{k: v if isinstance(v, str | int | None) else str(v) for k, v in context.items()},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()))
         detail = f"{where}: {first.get('msg', 'invalid request')}"
-        return problem(422, "invalid-request", "RequestValidationError", detail,
-                       errors=str(error.errors()[:5]))
+        return problem(
+            422, "invalid-request", "RequestValidationError", detail, errors=str(error.errors()[:5])
+        )

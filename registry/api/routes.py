@@ -41,19 +41,26 @@ Depth = Annotated[int | None, Query(ge=1, description="only relatives within thi
 
 
 @router.post("/models", status_code=status.HTTP_201_CREATED, tags=["models"])
-def register_model(body: RegisterModelRequest, session: SessionDep, actor: CurrentActor) -> ArtifactPublic:
+def register_model(
+    body: RegisterModelRequest, session: SessionDep, actor: CurrentActor
+) -> ArtifactPublic:
     """Register a model version from a manifest the client computed."""
     fields = body.model_dump(exclude={"manifest", "relation", "datasets"})
     return service.register_model(
-        session, actor=actor, manifest=manifest_of(body.manifest),
+        session,
+        actor=actor,
+        manifest=manifest_of(body.manifest),
         relation=Relation(body.relation) if body.relation else None,
-        datasets=[(d.ref, Relation(d.use)) for d in body.datasets], **fields,
+        datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
+        **fields,
     )
 
 
 @router.get("/models", tags=["models"])
 def list_models(
-    session: SessionDep, _actor: CurrentActor, status_: Annotated[str | None, Query(alias="status")] = None,
+    session: SessionDep,
+    _actor: CurrentActor,
+    status_: Annotated[str | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 500,
 ) -> list[ArtifactPublic]:
     """Registered model versions."""
@@ -61,11 +68,18 @@ def list_models(
 
 
 @router.post("/datasets", status_code=status.HTTP_201_CREATED, tags=["datasets"])
-def register_dataset(body: RegisterDatasetRequest, session: SessionDep, actor: CurrentActor) -> ArtifactPublic:
+def register_dataset(
+    body: RegisterDatasetRequest, session: SessionDep, actor: CurrentActor
+) -> ArtifactPublic:
     """Register a dataset version by digest or manifest."""
     return service.register_dataset(
-        session, actor=actor, name=body.name, version=body.version, digest=body.digest,
-        manifest=manifest_of(body.manifest) if body.manifest else None, source=body.source,
+        session,
+        actor=actor,
+        name=body.name,
+        version=body.version,
+        digest=body.digest,
+        manifest=manifest_of(body.manifest) if body.manifest else None,
+        source=body.source,
     )
 
 
@@ -78,7 +92,9 @@ def list_datasets(
 
 
 @router.post("/identify", tags=["verification"])
-def identify(body: VerifyRequest, session: SessionDep, _actor: CurrentActor) -> list[ArtifactPublic]:
+def identify(
+    body: VerifyRequest, session: SessionDep, _actor: CurrentActor
+) -> list[ArtifactPublic]:
     """The registered versions whose files are exactly these."""
     return service.identify(session, manifest_of(body.manifest))
 
@@ -86,15 +102,21 @@ def identify(body: VerifyRequest, session: SessionDep, _actor: CurrentActor) -> 
 @router.post("/verify", tags=["verification"])
 def verify(body: VerifyRequest, session: SessionDep, _actor: CurrentActor) -> VerifyReport:
     """Compare files with a registered version; its signature and lineage status."""
-    return service.verify(session, manifest_of(body.manifest), ref=body.ref,
-                          accept_cleared=body.accept_cleared)
+    return service.verify(
+        session, manifest_of(body.manifest), ref=body.ref, accept_cleared=body.accept_cleared
+    )
 
 
 @router.post("/artifacts/{ref:path}/parents", tags=["lineage"])
-def add_parents(ref: str, body: AddParentsRequest, session: SessionDep, actor: CurrentActor) -> ArtifactPublic:
+def add_parents(
+    ref: str, body: AddParentsRequest, session: SessionDep, actor: CurrentActor
+) -> ArtifactPublic:
     """Add base models or datasets to a registered model's lineage."""
     return service.add_parents(
-        session, ref, actor=actor, parents=body.parents,
+        session,
+        ref,
+        actor=actor,
+        parents=body.parents,
         relation=Relation(body.relation) if body.relation else None,
         datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
     )
@@ -126,7 +148,11 @@ def status_report(ref: str, session: SessionDep, _actor: CurrentActor) -> Status
 
 @router.get("/artifacts/{ref:path}/descendants", tags=["lineage"])
 def descendants(
-    ref: str, session: SessionDep, _actor: CurrentActor, depth: Depth = None, team: str | None = None
+    ref: str,
+    session: SessionDep,
+    _actor: CurrentActor,
+    depth: Depth = None,
+    team: str | None = None,
 ) -> list[LineageEntry]:
     """Descendants with depth and shortest path."""
     return service.descendants(session, ref, depth=depth, team=team)
@@ -134,20 +160,28 @@ def descendants(
 
 @router.get("/artifacts/{ref:path}/deployments", tags=["lineage"])
 def deployed_descendants(
-    ref: str, session: SessionDep, _actor: CurrentActor, depth: Depth = None, team: str | None = None
+    ref: str,
+    session: SessionDep,
+    _actor: CurrentActor,
+    depth: Depth = None,
+    team: str | None = None,
 ) -> list[DeploymentPublic]:
     """Deployments of the artifact and its descendants, each with its path."""
     return service.deployed_descendants(session, ref, depth=depth, team=team)
 
 
 @router.get("/artifacts/{ref:path}/ancestors", tags=["lineage"])
-def ancestors(ref: str, session: SessionDep, _actor: CurrentActor, depth: Depth = None) -> list[LineageEntry]:
+def ancestors(
+    ref: str, session: SessionDep, _actor: CurrentActor, depth: Depth = None
+) -> list[LineageEntry]:
     """Ancestors (models and datasets) with depth and path."""
     return service.ancestors(session, ref, depth=depth)
 
 
 @router.get("/artifacts/{ref:path}", tags=["models"])
-def show(ref: str, session: SessionDep, _actor: CurrentActor, kind: str | None = None) -> ArtifactPublic:
+def show(
+    ref: str, session: SessionDep, _actor: CurrentActor, kind: str | None = None
+) -> ArtifactPublic:
     """One model or dataset version."""
     return service.show(session, ref, kind=kind)
 
@@ -155,19 +189,30 @@ def show(ref: str, session: SessionDep, _actor: CurrentActor, kind: str | None =
 @router.post("/deployments", status_code=status.HTTP_201_CREATED, tags=["deployments"])
 def deploy(body: DeployRequest, session: SessionDep, actor: CurrentActor) -> DeploymentPublic:
     """Deploy a model version (refused when tainted or blocked)."""
-    return service.deploy(session, body.ref, actor=actor, environment=body.environment,
-                          team=body.team, override=body.override)
+    return service.deploy(
+        session,
+        body.ref,
+        actor=actor,
+        environment=body.environment,
+        team=body.team,
+        override=body.override,
+    )
 
 
 @router.post("/deployments/undeploy", tags=["deployments"])
 def undeploy(body: DeployRequest, session: SessionDep, actor: CurrentActor) -> DeploymentPublic:
     """End a deployment."""
-    return service.undeploy(session, body.ref, actor=actor, environment=body.environment, team=body.team)
+    return service.undeploy(
+        session, body.ref, actor=actor, environment=body.environment, team=body.team
+    )
 
 
 @router.get("/deployments", tags=["deployments"])
 def list_deployments(
-    session: SessionDep, _actor: CurrentActor, team: str | None = None, environment: str | None = None
+    session: SessionDep,
+    _actor: CurrentActor,
+    team: str | None = None,
+    environment: str | None = None,
 ) -> list[DeploymentPublic]:
     """Active deployments."""
     return service.list_deployments(session, team=team, environment=environment)
@@ -176,7 +221,9 @@ def list_deployments(
 @router.post("/teams", status_code=status.HTTP_201_CREATED, tags=["teams"])
 def create_team(body: TeamRequest, session: SessionDep, actor: CurrentActor) -> TeamPublic:
     """Create a team (admins)."""
-    return service.create_team(session, actor=actor, name=body.name, require_approval=body.require_approval)
+    return service.create_team(
+        session, actor=actor, name=body.name, require_approval=body.require_approval
+    )
 
 
 @router.get("/teams", tags=["teams"])
@@ -192,7 +239,9 @@ def decide(body: DecisionRequest, session: SessionDep, actor: CurrentActor) -> D
 
 
 @router.get("/decisions", tags=["teams"])
-def list_decisions(session: SessionDep, _actor: CurrentActor, team: str | None = None) -> list[DecisionPublic]:
+def list_decisions(
+    session: SessionDep, _actor: CurrentActor, team: str | None = None
+) -> list[DecisionPublic]:
     """Active decisions."""
     return service.list_decisions(session, team=team)
 
@@ -200,12 +249,15 @@ def list_decisions(session: SessionDep, _actor: CurrentActor, team: str | None =
 @router.post("/keys", status_code=status.HTTP_201_CREATED, tags=["signatures"])
 def enroll_key(body: KeyRequest, session: SessionDep, actor: CurrentActor) -> KeyPublic:
     """Enrol a publisher's Ed25519 public key (admins)."""
-    return service.enroll_key(session, actor=actor, publisher=body.publisher,
-                              public_key_pem=body.public_key_pem)
+    return service.enroll_key(
+        session, actor=actor, publisher=body.publisher, public_key_pem=body.public_key_pem
+    )
 
 
 @router.get("/keys", tags=["signatures"])
-def list_keys(session: SessionDep, _actor: CurrentActor, publisher: str | None = None) -> list[KeyPublic]:
+def list_keys(
+    session: SessionDep, _actor: CurrentActor, publisher: str | None = None
+) -> list[KeyPublic]:
     """Enrolled keys."""
     return service.list_keys(session, publisher=publisher)
 
@@ -213,7 +265,9 @@ def list_keys(session: SessionDep, _actor: CurrentActor, publisher: str | None =
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, tags=["identity"])
 def create_token(body: TokenRequest, session: SessionDep, actor: CurrentActor) -> TokenPublic:
     """Create an API token (admins); the secret is in this answer only."""
-    return service.create_token(session, actor=actor, user=body.user, role=Role(body.role), team=body.team)
+    return service.create_token(
+        session, actor=actor, user=body.user, role=Role(body.role), team=body.team
+    )
 
 
 @router.get("/tokens", tags=["identity"])
@@ -230,7 +284,9 @@ def revoke_token(token_id: int, session: SessionDep, actor: CurrentActor) -> Tok
 
 @router.get("/audit", tags=["audit"])
 def list_events(
-    session: SessionDep, _actor: CurrentActor, subject: str | None = None,
+    session: SessionDep,
+    _actor: CurrentActor,
+    subject: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
 ) -> list[AuditEventPublic]:
     """Audit events, oldest first."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from registry.cli import render
 from registry.cli.main import DepthOpt, JsonOpt, ReasonOpt, RefArg, app, ctx_of
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from registry.schemas import DeploymentPublic, LineageEntry, StatusChange, StatusReport
@@ -24,7 +23,10 @@ def _print_change(verb: str, change: StatusChange) -> None:
     render.table(
         f"{len(change.deployments)} deployments descend from {change.ref}",
         ["model", "environment", "team", "status", "path"],
-        [(d.ref, d.environment, d.team, render.status(d.status), render.path(d.path)) for d in change.deployments],
+        [
+            (d.ref, d.environment, d.team, render.status(d.status), render.path(d.path))
+            for d in change.deployments
+        ],
     )
 
 
@@ -70,12 +72,23 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     render.out.print(f"  status   {render.status(report.status)}")
     for item in report.flags:
         state = "active" if item.active else f"withdrawn by {item.resolved_by}: {item.resolution}"
-        render.out.print(f"  flag     {item.reason} (by {item.actor}, {item.created_at:%Y-%m-%d %H:%M}; {state})")
+        render.out.print(
+            f"  flag     {item.reason} (by {item.actor}, {item.created_at:%Y-%m-%d %H:%M}; {state})"
+        )
     render.table(
         "compromised ancestors",
         ["source", "kind", "depth", "path", "reason", "cleared"],
-        [(s.source, s.source_kind, s.depth, render.path(s.path), "; ".join(s.reasons), "yes" if s.cleared else "")
-         for s in report.sources],
+        [
+            (
+                s.source,
+                s.source_kind,
+                s.depth,
+                render.path(s.path),
+                "; ".join(s.reasons),
+                "yes" if s.cleared else "",
+            )
+            for s in report.sources
+        ],
     )
 
 
@@ -83,21 +96,30 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
 def descendants(
     ctx: typer.Context,
     ref: RefArg,
-    deployed: Annotated[bool, typer.Option("--deployed", help="List the deployments of it and its descendants.")] = False,
-    team: Annotated[str | None, typer.Option("--team", help="Only this team's models (or deployments).")] = None,
+    deployed: Annotated[
+        bool, typer.Option("--deployed", help="List the deployments of it and its descendants.")
+    ] = False,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Only this team's models (or deployments).")
+    ] = None,
     depth: DepthOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Every descendant with depth and path; --deployed: which deployments are hit."""
     if deployed:
-        found: list[DeploymentPublic] = ctx_of(ctx).call("deployed_descendants", ref, depth=depth, team=team)
+        found: list[DeploymentPublic] = ctx_of(ctx).call(
+            "deployed_descendants", ref, depth=depth, team=team
+        )
         if json_:
             render.emit_json(found)
             return
         render.table(
             f"{len(found)} deployments descend from {ref}",
             ["model", "environment", "team", "status", "path"],
-            [(d.ref, d.environment, d.team, render.status(d.status), render.path(d.path)) for d in found],
+            [
+                (d.ref, d.environment, d.team, render.status(d.status), render.path(d.path))
+                for d in found
+            ],
         )
         return
     entries: list[LineageEntry] = ctx_of(ctx).call("descendants", ref, depth=depth, team=team)
@@ -105,7 +127,9 @@ def descendants(
 
 
 @app.command()
-def ancestors(ctx: typer.Context, ref: RefArg, depth: DepthOpt = None, json_: JsonOpt = False) -> None:
+def ancestors(
+    ctx: typer.Context, ref: RefArg, depth: DepthOpt = None, json_: JsonOpt = False
+) -> None:
     """Every ancestor (base models and datasets) with depth and path."""
     entries: list[LineageEntry] = ctx_of(ctx).call("ancestors", ref, depth=depth)
     _print_entries(f"{len(entries)} ancestors of {ref}", entries, json_)
@@ -116,14 +140,18 @@ def _print_entries(title: str, entries: list[LineageEntry], json_: bool) -> None
         render.emit_json(entries)
         return
     render.table(
-        title, ["model", "kind", "depth", "status", "team", "path"],
-        [(e.ref, e.kind, e.depth, render.status(e.status), e.team, render.path(e.path)) for e in entries],
+        title,
+        ["model", "kind", "depth", "status", "team", "path"],
+        [
+            (e.ref, e.kind, e.depth, render.status(e.status), e.team, render.path(e.path))
+            for e in entries
+        ],
     )
 
 
 @app.command()
 def check(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Recompute every status from scratch and compare with the stored state (exit 1 on any difference)."""
+    """Recompute every status from scratch; exit 1 if the stored state differs."""
     problems: list[str] = ctx_of(ctx).call("find_inconsistencies")
     if json_:
         render.emit_json({"ok": not problems, "problems": problems})

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from registry.schemas import ArtifactPublic, VerifyReport
 
 PathArg = Annotated[
-    Path, typer.Argument(metavar="PATH", help="A model directory (or one file).", show_default=False)
+    Path,
+    typer.Argument(metavar="PATH", help="A model directory (or one file).", show_default=False),
 ]
 
 
@@ -60,15 +61,56 @@ def register(
     path: PathArg,
     name: Annotated[str, typer.Option("--name", help="Model name, e.g. acme/fraud-bert.")],
     version: Annotated[str, typer.Option("--version", help="Version, e.g. 1.0.")],
-    parent: Annotated[list[str] | None, typer.Option("--parent", metavar="N@V", help="A base model (repeat for a merge).")] = None,
-    relation: Annotated[RelationChoice | None, typer.Option("--relation", help="How it was made from its parents (default: finetune, or merge for several).", case_sensitive=False)] = None,
-    dataset: Annotated[list[str] | None, typer.Option("--dataset", metavar="N@V[:USE]", help="A dataset; USE is trained_on (default), fine_tuned_on or evaluated_on.")] = None,
-    publisher: Annotated[str | None, typer.Option("--publisher", help="Who publishes it (whose key signs it).")] = None,
-    source: Annotated[str | None, typer.Option("--source", metavar="URI", help="Where it comes from: a path, hf://org/name@rev, a URL.")] = None,
-    format_: Annotated[str | None, typer.Option("--format", help="File format, e.g. safetensors.")] = None,
-    team: Annotated[str | None, typer.Option("--team", help="The registering team (its approvals and blocks apply).")] = None,
-    sign_key: Annotated[Path | None, typer.Option("--sign-key", metavar="PRIVATE_KEY", help="Sign the manifest digest with this Ed25519 key.")] = None,
-    allow_duplicate_content: Annotated[bool, typer.Option("--allow-duplicate-content", help="Record files identical to a registered version.")] = False,
+    parent: Annotated[
+        list[str] | None,
+        typer.Option("--parent", metavar="N@V", help="A base model (repeat for a merge)."),
+    ] = None,
+    relation: Annotated[
+        RelationChoice | None,
+        typer.Option(
+            "--relation",
+            help="How it was made from its parents (default: finetune, or merge for several).",
+            case_sensitive=False,
+        ),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset",
+            metavar="N@V[:USE]",
+            help="A dataset; USE is trained_on (default), fine_tuned_on or evaluated_on.",
+        ),
+    ] = None,
+    publisher: Annotated[
+        str | None, typer.Option("--publisher", help="Who publishes it (whose key signs it).")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", metavar="URI", help="Where it comes from: a path, hf://org/name@rev, a URL."
+        ),
+    ] = None,
+    format_: Annotated[
+        str | None, typer.Option("--format", help="File format, e.g. safetensors.")
+    ] = None,
+    team: Annotated[
+        str | None,
+        typer.Option("--team", help="The registering team (its approvals and blocks apply)."),
+    ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            metavar="PRIVATE_KEY",
+            help="Sign the manifest digest with this Ed25519 key.",
+        ),
+    ] = None,
+    allow_duplicate_content: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicate-content", help="Record files identical to a registered version."
+        ),
+    ] = False,
     override: OverrideOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -88,10 +130,20 @@ def register(
     from lineage import Relation
 
     result: ArtifactPublic = ctx_of(ctx).call(
-        "register_model", name=name, version=version, manifest=manifest, parents=parent or [],
-        relation=Relation(relation.value) if relation else None, datasets=[parse_dataset(d) for d in dataset or []], publisher=publisher,
-        source=source, format=format_, team=team, signature=signature,
-        allow_duplicate_content=allow_duplicate_content, override=override,
+        "register_model",
+        name=name,
+        version=version,
+        manifest=manifest,
+        parents=parent or [],
+        relation=Relation(relation.value) if relation else None,
+        datasets=[parse_dataset(d) for d in dataset or []],
+        publisher=publisher,
+        source=source,
+        format=format_,
+        team=team,
+        signature=signature,
+        allow_duplicate_content=allow_duplicate_content,
+        override=override,
     )
     if json_:
         render.emit_json(result)
@@ -106,10 +158,16 @@ def register(
 def show_artifact(artifact: ArtifactPublic) -> None:
     """Print one artifact."""
     rows = [
-        ("kind", artifact.kind), ("status", render.status(artifact.status)),
-        ("finding", artifact.finding), ("digest", artifact.digest), ("files", artifact.file_count),
-        ("size", artifact.total_size), ("publisher", artifact.publisher),
-        ("signed", artifact.signed), ("source", artifact.source), ("team", artifact.team),
+        ("kind", artifact.kind),
+        ("status", render.status(artifact.status)),
+        ("finding", artifact.finding),
+        ("digest", artifact.digest),
+        ("files", artifact.file_count),
+        ("size", artifact.total_size),
+        ("publisher", artifact.publisher),
+        ("signed", artifact.signed),
+        ("source", artifact.source),
+        ("team", artifact.team),
         ("parents", ", ".join(f"{p.ref} ({p.relation})" for p in artifact.parents) or "none"),
         ("registered", f"{artifact.created_at:%Y-%m-%d %H:%M} by {artifact.created_by}"),
     ]
@@ -129,7 +187,14 @@ def show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
 def artifact_rows(items: list[ArtifactPublic]) -> list[tuple[object, ...]]:
     """Table rows for a list of artifacts."""
     return [
-        (a.ref, render.status(a.status), a.finding, a.team, ", ".join(p.ref for p in a.parents), (a.digest or "")[:19])
+        (
+            a.ref,
+            render.status(a.status),
+            a.finding,
+            a.team,
+            ", ".join(p.ref for p in a.parents),
+            (a.digest or "")[:19],
+        )
         for a in items
     ]
 
@@ -137,7 +202,9 @@ def artifact_rows(items: list[ArtifactPublic]) -> list[tuple[object, ...]]:
 @app.command("models")
 def list_models(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status", help="Only this effective status.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only this effective status.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 500,
     json_: JsonOpt = False,
 ) -> None:
@@ -146,7 +213,9 @@ def list_models(
     if json_:
         render.emit_json(items)
         return
-    render.table("models", ["model", "status", "finding", "team", "parents", "digest"], artifact_rows(items))
+    render.table(
+        "models", ["model", "status", "finding", "team", "parents", "digest"], artifact_rows(items)
+    )
 
 
 @app.command()
@@ -155,10 +224,14 @@ def identify(ctx: typer.Context, path: PathArg, json_: JsonOpt = False) -> None:
     manifest = hash_path(path)
     found: list[ArtifactPublic] = ctx_of(ctx).call("identify", manifest)
     if json_:
-        render.emit_json({"digest": manifest.digest, "matches": [a.model_dump(mode="json") for a in found]})
+        render.emit_json(
+            {"digest": manifest.digest, "matches": [a.model_dump(mode="json") for a in found]}
+        )
     elif found:
         for artifact in found:
-            render.out.print(f"{artifact.ref} ({artifact.kind}, status {render.status(artifact.status)})")
+            render.out.print(
+                f"{artifact.ref} ({artifact.kind}, status {render.status(artifact.status)})"
+            )
     else:
         render.err.print(f"no registered version has these files ({manifest.digest})")
     if not found:
@@ -169,8 +242,15 @@ def identify(ctx: typer.Context, path: PathArg, json_: JsonOpt = False) -> None:
 def verify(
     ctx: typer.Context,
     path: PathArg,
-    ref: Annotated[str | None, typer.Argument(metavar="[N@V]", help="Compare with this version (default: find it by digest).")] = None,
-    accept_cleared: Annotated[bool, typer.Option("--accept-cleared", help="Also pass when the lineage status is cleared.")] = False,
+    ref: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[N@V]", help="Compare with this version (default: find it by digest)."
+        ),
+    ] = None,
+    accept_cleared: Annotated[
+        bool, typer.Option("--accept-cleared", help="Also pass when the lineage status is cleared.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Prove PATH is a registered, signed model of clean lineage; exit 0 only then.
@@ -180,7 +260,9 @@ def verify(
     status. Use it to gate a pipeline.
     """
     manifest = hash_path(path)
-    report: VerifyReport = ctx_of(ctx).call("verify", manifest, ref=ref, accept_cleared=accept_cleared)
+    report: VerifyReport = ctx_of(ctx).call(
+        "verify", manifest, ref=ref, accept_cleared=accept_cleared
+    )
     if json_:
         render.emit_json(report)
     else:
@@ -190,14 +272,20 @@ def verify(
 
 
 def _print_verification(report: VerifyReport) -> None:
-    files = [(c.path, c.state, (c.expected_sha256 or "")[:16], (c.actual_sha256 or "")[:16])
-             for c in report.files if c.state != "match"]
+    files = [
+        (c.path, c.state, (c.expected_sha256 or "")[:16], (c.actual_sha256 or "")[:16])
+        for c in report.files
+        if c.state != "match"
+    ]
     matched = sum(1 for c in report.files if c.state == "match")
     render.out.print(f"{report.ref}: {matched}/{len(report.files)} files match")
     if files:
         render.table("differences", ["file", "state", "expected", "actual"], files)
     sig = report.signature
-    render.out.print(f"signature: {sig.state}" + (f" ({sig.publisher}, {sig.fingerprint})" if sig.fingerprint else ""))
+    render.out.print(
+        f"signature: {sig.state}"
+        + (f" ({sig.publisher}, {sig.fingerprint})" if sig.fingerprint else "")
+    )
     render.out.print(f"lineage status: {render.status(report.status)}")
     verdict = "[green]OK[/]" if report.ok else "[bold red]FAILED[/]: " + "; ".join(report.problems)
     render.out.print(f"verification {verdict}")
@@ -208,8 +296,15 @@ def dataset_register(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="Dataset name.")],
     version: Annotated[str, typer.Option("--version", help="Dataset version.")],
-    path: Annotated[Path | None, typer.Argument(metavar="[PATH]", help="The dataset files (or give --digest).")] = None,
-    digest: Annotated[str | None, typer.Option("--digest", metavar="sha256:HEX", help="Register by a known digest instead of PATH.")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(metavar="[PATH]", help="The dataset files (or give --digest).")
+    ] = None,
+    digest: Annotated[
+        str | None,
+        typer.Option(
+            "--digest", metavar="sha256:HEX", help="Register by a known digest instead of PATH."
+        ),
+    ] = None,
     source: Annotated[str | None, typer.Option("--source", metavar="URI")] = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -218,7 +313,12 @@ def dataset_register(
         raise InvalidInput("give either a dataset PATH or --digest, not both or neither")
     manifest = hash_path(path) if path is not None else None
     result: ArtifactPublic = ctx_of(ctx).call(
-        "register_dataset", name=name, version=version, digest=digest, manifest=manifest, source=source
+        "register_dataset",
+        name=name,
+        version=version,
+        digest=digest,
+        manifest=manifest,
+        source=source,
     )
     if json_:
         render.emit_json(result)
@@ -228,14 +328,20 @@ def dataset_register(
 
 @dataset_app.command("list")
 def dataset_list(
-    ctx: typer.Context, limit: Annotated[int, typer.Option("--limit", min=1)] = 500, json_: JsonOpt = False
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 500,
+    json_: JsonOpt = False,
 ) -> None:
     """List registered dataset versions."""
     items = ctx_of(ctx).call("list_artifacts", kind="dataset", limit=limit)
     if json_:
         render.emit_json(items)
         return
-    render.table("datasets", ["dataset", "status", "finding", "team", "parents", "digest"], artifact_rows(items))
+    render.table(
+        "datasets",
+        ["dataset", "status", "finding", "team", "parents", "digest"],
+        artifact_rows(items),
+    )
 
 
 @dataset_app.command("show")
@@ -249,9 +355,18 @@ def dataset_show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> Non
 def link(
     ctx: typer.Context,
     ref: RefArg,
-    parent: Annotated[list[str] | None, typer.Option("--parent", metavar="N@V", help="A base model to add.")] = None,
-    relation: Annotated[RelationChoice | None, typer.Option("--relation", case_sensitive=False, help="How it was made from the new parent.")] = None,
-    dataset: Annotated[list[str] | None, typer.Option("--dataset", metavar="N@V[:USE]", help="A dataset to add.")] = None,
+    parent: Annotated[
+        list[str] | None, typer.Option("--parent", metavar="N@V", help="A base model to add.")
+    ] = None,
+    relation: Annotated[
+        RelationChoice | None,
+        typer.Option(
+            "--relation", case_sensitive=False, help="How it was made from the new parent."
+        ),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", metavar="N@V[:USE]", help="A dataset to add.")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Add a base model or dataset to a registered model's lineage (recorded late).
@@ -262,12 +377,16 @@ def link(
     from lineage import Relation
 
     result: ArtifactPublic = ctx_of(ctx).call(
-        "add_parents", ref, parents=parent or [],
+        "add_parents",
+        ref,
+        parents=parent or [],
         relation=Relation(relation.value) if relation else None,
         datasets=[parse_dataset(d) for d in dataset or []],
     )
     if json_:
         render.emit_json(result)
     else:
-        render.out.print(f"{result.ref} now descends from "
-                         f"{', '.join(p.ref for p in result.parents)}; status {render.status(result.status)}")
+        render.out.print(
+            f"{result.ref} now descends from "
+            f"{', '.join(p.ref for p in result.parents)}; status {render.status(result.status)}"
+        )

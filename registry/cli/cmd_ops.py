@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,7 +22,6 @@ from registry.cli.main import (
     tokens_app,
 )
 from registry.errors import InvalidInput
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from registry.identity import Role
@@ -32,12 +31,20 @@ EnvOpt = Annotated[str, typer.Option("--env", help="The environment, e.g. prod."
 
 
 def _deployment_rows(items: list[DeploymentPublic]) -> list[tuple[object, ...]]:
-    return [(d.ref, d.environment, d.team, render.status(d.status), f"{d.created_at:%Y-%m-%d %H:%M}") for d in items]
+    return [
+        (d.ref, d.environment, d.team, render.status(d.status), f"{d.created_at:%Y-%m-%d %H:%M}")
+        for d in items
+    ]
 
 
 @app.command()
 def deploy(
-    ctx: typer.Context, ref: RefArg, env: EnvOpt, team: TeamOpt, override: OverrideOpt = None, json_: JsonOpt = False
+    ctx: typer.Context,
+    ref: RefArg,
+    env: EnvOpt,
+    team: TeamOpt,
+    override: OverrideOpt = None,
+    json_: JsonOpt = False,
 ) -> None:
     """Record that a model version runs in an environment for a team.
 
@@ -45,14 +52,20 @@ def deploy(
     blocked for the team, unless an approver overrides (audited).
     """
     result = ctx_of(ctx).call("deploy", ref, environment=env, team=team, override=override)
-    render.emit_json(result) if json_ else render.out.print(f"deployed {result.ref} to {env} for {team}")
+    render.emit_json(result) if json_ else render.out.print(
+        f"deployed {result.ref} to {env} for {team}"
+    )
 
 
 @app.command()
-def undeploy(ctx: typer.Context, ref: RefArg, env: EnvOpt, team: TeamOpt, json_: JsonOpt = False) -> None:
+def undeploy(
+    ctx: typer.Context, ref: RefArg, env: EnvOpt, team: TeamOpt, json_: JsonOpt = False
+) -> None:
     """End a deployment."""
     result = ctx_of(ctx).call("undeploy", ref, environment=env, team=team)
-    render.emit_json(result) if json_ else render.out.print(f"undeployed {result.ref} from {env} for {team}")
+    render.emit_json(result) if json_ else render.out.print(
+        f"undeployed {result.ref} from {env} for {team}"
+    )
 
 
 @app.command()
@@ -67,10 +80,20 @@ def deployments(
     if json_:
         render.emit_json(items)
         return
-    render.table("deployments", ["model", "environment", "team", "status", "since"], _deployment_rows(items))
+    render.table(
+        "deployments", ["model", "environment", "team", "status", "since"], _deployment_rows(items)
+    )
 
 
-def _decide(ctx: typer.Context, verdict: str, ref: str, team: str, reason: str, all_versions: bool, json_: bool) -> None:
+def _decide(
+    ctx: typer.Context,
+    verdict: str,
+    ref: str,
+    team: str,
+    reason: str,
+    all_versions: bool,
+    json_: bool,
+) -> None:
     result: DecisionPublic = ctx_of(ctx).call(
         "decide", ref=ref, team=team, verdict=verdict, reason=reason, all_versions=all_versions
     )
@@ -80,39 +103,65 @@ def _decide(ctx: typer.Context, verdict: str, ref: str, team: str, reason: str, 
         render.out.print(f"{verdict}d {result.subject} for team {team}")
 
 
-AllVersionsOpt = Annotated[bool, typer.Option("--all-versions", help="Decide for every version of the name.")]
+AllVersionsOpt = Annotated[
+    bool, typer.Option("--all-versions", help="Decide for every version of the name.")
+]
 
 
 @app.command()
-def approve(ctx: typer.Context, ref: RefArg, team: TeamOpt, reason: ReasonOpt,
-            all_versions: AllVersionsOpt = False, json_: JsonOpt = False) -> None:
+def approve(
+    ctx: typer.Context,
+    ref: RefArg,
+    team: TeamOpt,
+    reason: ReasonOpt,
+    all_versions: AllVersionsOpt = False,
+    json_: JsonOpt = False,
+) -> None:
     """Approve a base model for a team (approvers of that team)."""
     _decide(ctx, "approve", ref, team, reason, all_versions, json_)
 
 
 @app.command()
-def block(ctx: typer.Context, ref: RefArg, team: TeamOpt, reason: ReasonOpt,
-          all_versions: AllVersionsOpt = False, json_: JsonOpt = False) -> None:
+def block(
+    ctx: typer.Context,
+    ref: RefArg,
+    team: TeamOpt,
+    reason: ReasonOpt,
+    all_versions: AllVersionsOpt = False,
+    json_: JsonOpt = False,
+) -> None:
     """Block a model for a team: registrations on it and deployments of it are refused."""
     _decide(ctx, "block", ref, team, reason, all_versions, json_)
 
 
 @app.command()
-def decisions(ctx: typer.Context, team: Annotated[str | None, typer.Option("--team")] = None, json_: JsonOpt = False) -> None:
+def decisions(
+    ctx: typer.Context,
+    team: Annotated[str | None, typer.Option("--team")] = None,
+    json_: JsonOpt = False,
+) -> None:
     """List active approvals and blocks (with --team: that team's and the global ones)."""
     items: list[DecisionPublic] = ctx_of(ctx).call("list_decisions", team=team)
     if json_:
         render.emit_json(items)
         return
-    render.table("decisions", ["subject", "team", "verdict", "reason", "by", "origin"],
-                 [(d.subject, d.team or "(every team)", d.verdict, d.reason, d.actor, d.origin) for d in items])
+    render.table(
+        "decisions",
+        ["subject", "team", "verdict", "reason", "by", "origin"],
+        [
+            (d.subject, d.team or "(every team)", d.verdict, d.reason, d.actor, d.origin)
+            for d in items
+        ],
+    )
 
 
 @team_app.command("create")
 def team_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="TEAM")],
-    require_approval: Annotated[bool, typer.Option("--require-approval", help="Only approved bases may be built on.")] = False,
+    require_approval: Annotated[
+        bool, typer.Option("--require-approval", help="Only approved bases may be built on.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Create a team (admins)."""
@@ -127,12 +176,16 @@ def team_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if json_:
         render.emit_json(items)
         return
-    render.table("teams", ["team", "requires approval"], [(t.name, t.require_approval) for t in items])
+    render.table(
+        "teams", ["team", "requires approval"], [(t.name, t.require_approval) for t in items]
+    )
 
 
 @keys_app.command("generate")
 def keys_generate(
-    prefix: Annotated[Path, typer.Option("--out", metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub.")] = Path("mbom-signing"),
+    prefix: Annotated[
+        Path, typer.Option("--out", metavar="PREFIX", help="Write PREFIX.key and PREFIX.pub.")
+    ] = Path("mbom-signing"),
     json_: JsonOpt = False,
 ) -> None:
     """Generate an Ed25519 key pair (PREFIX.key private, mode 600; PREFIX.pub public)."""
@@ -141,15 +194,21 @@ def keys_generate(
     private, public = signing.write_keypair(prefix)
     fingerprint = signing.key_fingerprint(public.read_bytes())
     if json_:
-        render.emit_json({"private_key": str(private), "public_key": str(public), "fingerprint": fingerprint})
+        render.emit_json(
+            {"private_key": str(private), "public_key": str(public), "fingerprint": fingerprint}
+        )
     else:
-        render.out.print(f"wrote {private} (keep it secret) and {public}\nfingerprint {fingerprint}")
+        render.out.print(
+            f"wrote {private} (keep it secret) and {public}\nfingerprint {fingerprint}"
+        )
 
 
 @keys_app.command("enroll")
 def keys_enroll(
     ctx: typer.Context,
-    public_key: Annotated[Path, typer.Argument(metavar="PUBLIC_KEY", help="A PEM Ed25519 public key.")],
+    public_key: Annotated[
+        Path, typer.Argument(metavar="PUBLIC_KEY", help="A PEM Ed25519 public key.")
+    ],
     publisher: Annotated[str, typer.Option("--publisher", help="Whose key it is.")],
     json_: JsonOpt = False,
 ) -> None:
@@ -159,17 +218,27 @@ def keys_enroll(
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {public_key}: {exc}") from exc
     result = ctx_of(ctx).call("enroll_key", publisher=publisher, public_key_pem=pem)
-    render.emit_json(result) if json_ else render.out.print(f"enrolled {result.fingerprint} for {publisher}")
+    render.emit_json(result) if json_ else render.out.print(
+        f"enrolled {result.fingerprint} for {publisher}"
+    )
 
 
 @keys_app.command("list")
-def keys_list(ctx: typer.Context, publisher: Annotated[str | None, typer.Option("--publisher")] = None, json_: JsonOpt = False) -> None:
+def keys_list(
+    ctx: typer.Context,
+    publisher: Annotated[str | None, typer.Option("--publisher")] = None,
+    json_: JsonOpt = False,
+) -> None:
     """List enrolled keys."""
     items = ctx_of(ctx).call("list_keys", publisher=publisher)
     if json_:
         render.emit_json(items)
         return
-    render.table("keys", ["publisher", "fingerprint", "enrolled"], [(k.publisher, k.fingerprint, f"{k.created_at:%Y-%m-%d}") for k in items])
+    render.table(
+        "keys",
+        ["publisher", "fingerprint", "enrolled"],
+        [(k.publisher, k.fingerprint, f"{k.created_at:%Y-%m-%d}") for k in items],
+    )
 
 
 @tokens_app.command("create")
@@ -177,7 +246,9 @@ def tokens_create(
     ctx: typer.Context,
     user: Annotated[str, typer.Option("--user", help="Who will use the token.")],
     role: Annotated[str, typer.Option("--role", help="reader, publisher, approver or admin.")],
-    team: Annotated[str | None, typer.Option("--team", help="Limit the token's decisions to this team.")] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Limit the token's decisions to this team.")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Create a bearer token for mbom serve; the secret is shown once (admins)."""
@@ -185,7 +256,9 @@ def tokens_create(
     if json_:
         render.emit_json(result)
     else:
-        render.out.print(f"token {result.id} for {user} ({role}{', team ' + team if team else ''}):")
+        render.out.print(
+            f"token {result.id} for {user} ({role}{', team ' + team if team else ''}):"
+        )
         render.out.print(result.token or "", markup=False)
 
 
@@ -196,20 +269,32 @@ def tokens_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if json_:
         render.emit_json(items)
         return
-    render.table("tokens", ["id", "user", "role", "team", "revoked"], [(t.id, t.user, t.role, t.team, t.revoked) for t in items])
+    render.table(
+        "tokens",
+        ["id", "user", "role", "team", "revoked"],
+        [(t.id, t.user, t.role, t.team, t.revoked) for t in items],
+    )
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(ctx: typer.Context, token_id: Annotated[int, typer.Argument(metavar="ID")], json_: JsonOpt = False) -> None:
+def tokens_revoke(
+    ctx: typer.Context,
+    token_id: Annotated[int, typer.Argument(metavar="ID")],
+    json_: JsonOpt = False,
+) -> None:
     """Revoke a token."""
     result = ctx_of(ctx).call("revoke_token", token_id)
-    render.emit_json(result) if json_ else render.out.print(f"revoked token {result.id} of {result.user}")
+    render.emit_json(result) if json_ else render.out.print(
+        f"revoked token {result.id} of {result.user}"
+    )
 
 
 @audit_app.callback()
 def audit_list(
     ctx: typer.Context,
-    subject: Annotated[str | None, typer.Option("--subject", metavar="N@V", help="Only events about this subject.")] = None,
+    subject: Annotated[
+        str | None, typer.Option("--subject", metavar="N@V", help="Only events about this subject.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
     json_: JsonOpt = False,
 ) -> None:
@@ -220,8 +305,14 @@ def audit_list(
     if json_:
         render.emit_json(items)
         return
-    render.table("audit", ["#", "at", "actor", "operation", "subject", "details"],
-                 [(e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.operation, e.subject, e.details) for e in items])
+    render.table(
+        "audit",
+        ["#", "at", "actor", "operation", "subject", "details"],
+        [
+            (e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.operation, e.subject, e.details)
+            for e in items
+        ],
+    )
 
 
 @audit_app.command("verify")
@@ -242,7 +333,9 @@ def audit_verify(ctx: typer.Context, json_: JsonOpt = False) -> None:
 def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="API processes (stateless).")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="API processes (stateless).")
+    ] = 1,
 ) -> None:
     """Run the REST API (OpenAPI at /docs); every request needs a bearer token."""
     import uvicorn
@@ -252,7 +345,10 @@ def serve(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path | None, typer.Option("--workdir", help="Where to write the demo models (default: a temp dir).")] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="Where to write the demo models (default: a temp dir)."),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Play the cascade: train tiny real models, register the lineage, flag the base.

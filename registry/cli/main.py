@@ -35,7 +35,9 @@ app = typer.Typer(
 dataset_app = typer.Typer(help="Register, list and show dataset versions.", no_args_is_help=True)
 keys_app = typer.Typer(help="Ed25519 signing keys: generate, enroll, list.", no_args_is_help=True)
 team_app = typer.Typer(help="Teams: create and list.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens for mbom serve: create, list, revoke.", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="API tokens for mbom serve: create, list, revoke.", no_args_is_help=True
+)
 audit_app = typer.Typer(
     help="The hash-chained audit log: list events, verify the chain.", invoke_without_command=True
 )
@@ -46,13 +48,19 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-RefArg = Annotated[str, typer.Argument(metavar="N@V", help="A model or dataset version, NAME@VERSION.")]
+RefArg = Annotated[
+    str, typer.Argument(metavar="N@V", help="A model or dataset version, NAME@VERSION.")
+]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 TeamOpt = Annotated[str, typer.Option("--team", help="The team.")]
-DepthOpt = Annotated[int | None, typer.Option("--depth", min=1, help="Only relatives within K edges.")]
+DepthOpt = Annotated[
+    int | None, typer.Option("--depth", min=1, help="Only relatives within K edges.")
+]
 OverrideOpt = Annotated[
     str | None,
-    typer.Option("--override", metavar="REASON", help="Approvers only: proceed despite the policy (audited)."),
+    typer.Option(
+        "--override", metavar="REASON", help="Approvers only: proceed despite the policy (audited)."
+    ),
 ]
 
 
@@ -67,7 +75,8 @@ def ctx_of(ctx: typer.Context) -> CliContext:
 def _root(
     ctx: typer.Context,
     server: Annotated[
-        str | None, typer.Option("--server", envvar="MBOM_SERVER", help="Use a running mbom serve at URL.")
+        str | None,
+        typer.Option("--server", envvar="MBOM_SERVER", help="Use a running mbom serve at URL."),
     ] = None,
     token: Annotated[
         str | None, typer.Option("--token", envvar="MBOM_TOKEN", help="Bearer token for --server.")

@@ -20,8 +20,13 @@ class HashingProgress:
 
     def __init__(self, label: str) -> None:
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
             disable=not err.is_terminal,
         )
         self._label = label
@@ -36,7 +41,9 @@ class HashingProgress:
 
     def start(self, total_bytes: int, files: int) -> None:
         """Create the bar once the total is known."""
-        self._task = self._progress.add_task(f"hashing {files} files of {self._label}", total=total_bytes)
+        self._task = self._progress.add_task(
+            f"hashing {files} files of {self._label}", total=total_bytes
+        )
 
     def advance(self, nbytes: int) -> None:
         """Advance the bar (thread-safe: rich takes a lock)."""

@@ -11,8 +11,16 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that does not squeeze tables into 80 columns when piped."""
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+out = console()
+err = console(stderr=True)
 
 STATUS_STYLE = {
     "clean": "green",

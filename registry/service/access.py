@@ -29,8 +29,13 @@ def create_token(
     row = ApiToken(user=user, role=role.value, team=team, token_hash=_hash(secret))
     session.add(row)
     session.flush()
-    audit.record(session, actor=actor, operation="token.create", subject=f"user:{user}",
-                 details={"role": role.value, "team": team, "token_id": row.id})
+    audit.record(
+        session,
+        actor=actor,
+        operation="token.create",
+        subject=f"user:{user}",
+        details={"role": role.value, "team": team, "token_id": row.id},
+    )
     return _public(row).model_copy(update={"token": secret})
 
 
@@ -41,8 +46,13 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor) -> TokenPubli
     if row is None:
         raise NotFound("token", str(token_id), hint="list them with mbom tokens list")
     row.revoked = True
-    audit.record(session, actor=actor, operation="token.revoke", subject=f"user:{row.user}",
-                 details={"token_id": token_id})
+    audit.record(
+        session,
+        actor=actor,
+        operation="token.revoke",
+        subject=f"user:{row.user}",
+        details={"token_id": token_id},
+    )
     return _public(row)
 
 
@@ -69,15 +79,26 @@ def enroll_key(session: Session, *, actor: Actor, publisher: str, public_key_pem
         raise InvalidInput("a key needs a --publisher")
     signing.load_public_key(public_key_pem)
     fingerprint = signing.key_fingerprint(public_key_pem)
-    existing = session.exec(select(PublisherKey).where(PublisherKey.fingerprint == fingerprint)).first()
+    existing = session.exec(
+        select(PublisherKey).where(PublisherKey.fingerprint == fingerprint)
+    ).first()
     if existing is not None:
         raise AlreadyExists("key", fingerprint, hint=f"it is enrolled for {existing.publisher}")
-    row = PublisherKey(publisher=publisher, fingerprint=fingerprint,
-                       public_key_pem=public_key_pem, created_by=actor.user)
+    row = PublisherKey(
+        publisher=publisher,
+        fingerprint=fingerprint,
+        public_key_pem=public_key_pem,
+        created_by=actor.user,
+    )
     session.add(row)
     session.flush()
-    audit.record(session, actor=actor, operation="key.enroll", subject=f"publisher:{publisher}",
-                 details={"fingerprint": fingerprint})
+    audit.record(
+        session,
+        actor=actor,
+        operation="key.enroll",
+        subject=f"publisher:{publisher}",
+        details={"fingerprint": fingerprint},
+    )
     return KeyPublic.model_validate(row, from_attributes=True)
 
 
@@ -94,5 +115,11 @@ def _hash(secret: str) -> str:
 
 
 def _public(row: ApiToken) -> TokenPublic:
-    return TokenPublic(id=row.id or 0, user=row.user, role=row.role, team=row.team,
-                       revoked=row.revoked, created_at=row.created_at)
+    return TokenPublic(
+        id=row.id or 0,
+        user=row.user,
+        role=row.role,
+        team=row.team,
+        revoked=row.revoked,
+        created_at=row.created_at,
+    )

@@ -66,7 +66,9 @@ def register_model(
     policy.enforce(
         session,
         actor=actor,
-        violations=policy.registration_violations(session, team=team, parents=[p for p, _ in links]),
+        violations=policy.registration_violations(
+            session, team=team, parents=[p for p, _ in links]
+        ),
         override=override,
         team=team,
         subject=f"{name}@{version}",
@@ -74,20 +76,37 @@ def register_model(
     artifact = _insert(
         session,
         Artifact(
-            kind="model", name=name, version=version, publisher=publisher, source=source,
-            format=format, team=team, digest=manifest.digest,
+            kind="model",
+            name=name,
+            version=version,
+            publisher=publisher,
+            source=source,
+            format=format,
+            team=team,
+            digest=manifest.digest,
             manifest=[[e.path, e.size, e.sha256] for e in manifest.entries],
-            total_size=manifest.total_size, created_by=actor.user,
+            total_size=manifest.total_size,
+            created_by=actor.user,
         ),
     )
     add_edges(session, artifact, links)
     if fingerprint and signature:
-        session.add(Signature(artifact_id=artifact.id, fingerprint=fingerprint, signature=signature))
+        session.add(
+            Signature(artifact_id=artifact.id or 0, fingerprint=fingerprint, signature=signature)
+        )
     recompute(session, [artifact.id or 0])
     audit.record(
-        session, actor=actor, operation="register", subject=ref_of(artifact),
-        details={"kind": "model", "digest": manifest.digest, "team": team,
-                 "parents": [[ref_of(p), r.value] for p, r in links], "signed_by": fingerprint},
+        session,
+        actor=actor,
+        operation="register",
+        subject=ref_of(artifact),
+        details={
+            "kind": "model",
+            "digest": manifest.digest,
+            "team": team,
+            "parents": [[ref_of(p), r.value] for p, r in links],
+            "signed_by": fingerprint,
+        },
     )
     session.refresh(artifact)
     return artifact_public(session, artifact)
@@ -120,8 +139,13 @@ def add_parents(
         raise InvalidInput("that edge exists already", hint=f"see mbom ancestors {ref_of(child)}")
     add_edges(session, child, links)
     changes = recompute(session, [child.id or 0])
-    audit.record(session, actor=actor, operation="lineage.add", subject=ref_of(child),
-                 details={"parents": [[ref_of(p), r.value] for p, r in links], "changed": len(changes)})
+    audit.record(
+        session,
+        actor=actor,
+        operation="lineage.add",
+        subject=ref_of(child),
+        details={"parents": [[ref_of(p), r.value] for p, r in links], "changed": len(changes)},
+    )
     session.refresh(child)
     return artifact_public(session, child)
 
@@ -148,13 +172,21 @@ def register_dataset(
     artifact = _insert(
         session,
         Artifact(
-            kind="dataset", name=name, version=version, source=source, digest=digest,
+            kind="dataset",
+            name=name,
+            version=version,
+            source=source,
+            digest=digest,
             manifest=[[e.path, e.size, e.sha256] for e in manifest.entries] if manifest else None,
-            total_size=manifest.total_size if manifest else None, created_by=actor.user,
+            total_size=manifest.total_size if manifest else None,
+            created_by=actor.user,
         ),
     )
     audit.record(
-        session, actor=actor, operation="register", subject=ref_of(artifact),
+        session,
+        actor=actor,
+        operation="register",
+        subject=ref_of(artifact),
         details={"kind": "dataset", "digest": digest, "source": source},
     )
     return artifact_public(session, artifact)
@@ -168,7 +200,9 @@ def _refuse_existing(session: Session, kind: str, name: str, version: str) -> No
         )
     ).first()
     if found is not None:
-        raise AlreadyExists(kind, f"{name}@{version}", hint="versions are immutable; pick a new version")
+        raise AlreadyExists(
+            kind, f"{name}@{version}", hint="versions are immutable; pick a new version"
+        )
 
 
 def _insert(session: Session, artifact: Artifact) -> Artifact:
@@ -195,7 +229,9 @@ def _parent_links(
     if chosen is Relation.MERGE and len(parents) < 2 and not allow_single_merge:
         raise InvalidInput("a merge needs at least two --parent models")
     if parents and len(parents) > 1 and chosen is not Relation.MERGE:
-        raise InvalidInput(f"several parents make a merge, not a {chosen}", hint="use --relation merge")
+        raise InvalidInput(
+            f"several parents make a merge, not a {chosen}", hint="use --relation merge"
+        )
     return [(resolve(session, Ref.parse(p), kind="model"), chosen) for p in parents]
 
 
@@ -205,7 +241,9 @@ def _dataset_links(
     links = []
     for text, use in datasets:
         if not use.is_dataset_use:
-            raise InvalidInput(f"{use} is not a dataset use", hint="use trained_on, fine_tuned_on or evaluated_on")
+            raise InvalidInput(
+                f"{use} is not a dataset use", hint="use trained_on, fine_tuned_on or evaluated_on"
+            )
         links.append((resolve(session, Ref.parse(text), kind="dataset"), use))
     if len({artifact.id for artifact, _ in links}) != len(links):
         raise InvalidInput("the same --dataset is given twice")
@@ -252,13 +290,24 @@ def artifact_public(session: Session, artifact: Artifact) -> ArtifactPublic:
     ).all()
     signed = session.exec(select(Signature.id).where(Signature.artifact_id == artifact.id)).first()
     return ArtifactPublic(
-        ref=ref_of(artifact), kind=artifact.kind, name=artifact.name, version=artifact.version,
-        publisher=artifact.publisher, source=artifact.source, format=artifact.format,
-        team=artifact.team, digest=artifact.digest, total_size=artifact.total_size,
-        file_count=len(artifact.manifest or []), finding=artifact.finding, status=artifact.status,
-        placeholder=artifact.placeholder, signed=signed is not None,
+        ref=ref_of(artifact),
+        kind=artifact.kind,
+        name=artifact.name,
+        version=artifact.version,
+        publisher=artifact.publisher,
+        source=artifact.source,
+        format=artifact.format,
+        team=artifact.team,
+        digest=artifact.digest,
+        total_size=artifact.total_size,
+        file_count=len(artifact.manifest or []),
+        finding=artifact.finding,
+        status=artifact.status,
+        placeholder=artifact.placeholder,
+        signed=signed is not None,
         parents=[ParentLink(ref=ref_of(p), kind=p.kind, relation=r) for p, r in parents],
-        created_at=artifact.created_at, created_by=artifact.created_by,
+        created_at=artifact.created_at,
+        created_by=artifact.created_by,
     )
 
 
@@ -301,11 +350,22 @@ def verify(
     if artifact.status not in passing:
         problems.append(f"lineage status is {artifact.status}")
     return VerifyReport(
-        ref=ref_of(artifact), ok=not problems, expected_digest=artifact.digest or "",
+        ref=ref_of(artifact),
+        ok=not problems,
+        expected_digest=artifact.digest or "",
         actual_digest=manifest.digest,
-        files=[FileCheckPublic(path=c.path, state=c.state, expected_sha256=c.expected_sha256,
-                               actual_sha256=c.actual_sha256) for c in checks],
-        signature=signature, status=artifact.status, problems=problems,
+        files=[
+            FileCheckPublic(
+                path=c.path,
+                state=c.state,
+                expected_sha256=c.expected_sha256,
+                actual_sha256=c.actual_sha256,
+            )
+            for c in checks
+        ],
+        signature=signature,
+        status=artifact.status,
+        problems=problems,
     )
 
 
@@ -337,4 +397,6 @@ def _signature_state(session: Session, artifact: Artifact) -> SignatureCheck:
         return SignatureCheck(
             state="valid" if ok else "invalid", publisher=key.publisher, fingerprint=key.fingerprint
         )
-    return SignatureCheck(state="unknown-key", publisher=artifact.publisher, fingerprint=rows[0].fingerprint)
+    return SignatureCheck(
+        state="unknown-key", publisher=artifact.publisher, fingerprint=rows[0].fingerprint
+    )

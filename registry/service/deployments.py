@@ -30,15 +30,25 @@ def deploy(
     if _active(session, artifact, environment, team) is not None:
         raise AlreadyExists("deployment of", f"{ref_of(artifact)} in {environment} for {team}")
     policy.enforce(
-        session, actor=actor, team=team, subject=ref_of(artifact), override=override,
+        session,
+        actor=actor,
+        team=team,
+        subject=ref_of(artifact),
+        override=override,
         violations=policy.deployment_violations(session, team=team, artifact=artifact),
     )
-    deployment = Deployment(artifact_id=artifact.id or 0, environment=environment, team=team,
-                            created_by=actor.user)
+    deployment = Deployment(
+        artifact_id=artifact.id or 0, environment=environment, team=team, created_by=actor.user
+    )
     session.add(deployment)
     session.flush()
-    audit.record(session, actor=actor, operation="deploy", subject=ref_of(artifact),
-                 details={"environment": environment, "team": team})
+    audit.record(
+        session,
+        actor=actor,
+        operation="deploy",
+        subject=ref_of(artifact),
+        details={"environment": environment, "team": team},
+    )
     return deployment_public(deployment, artifact)
 
 
@@ -50,12 +60,20 @@ def undeploy(
     artifact = resolve(session, ref, kind="model")
     deployment = _active(session, artifact, environment, team)
     if deployment is None:
-        raise NotFound("deployment of", f"{ref_of(artifact)} in {environment} for {team}",
-                       hint="list them with mbom deployments")
+        raise NotFound(
+            "deployment of",
+            f"{ref_of(artifact)} in {environment} for {team}",
+            hint="list them with mbom deployments",
+        )
     deployment.active = False
     session.flush()
-    audit.record(session, actor=actor, operation="undeploy", subject=ref_of(artifact),
-                 details={"environment": environment, "team": team})
+    audit.record(
+        session,
+        actor=actor,
+        operation="undeploy",
+        subject=ref_of(artifact),
+        details={"environment": environment, "team": team},
+    )
     return deployment_public(deployment, artifact)
 
 
@@ -79,8 +97,10 @@ def list_deployments(
 def _active(session: Session, artifact: Artifact, environment: str, team: str) -> Deployment | None:
     return session.exec(
         select(Deployment).where(
-            Deployment.artifact_id == artifact.id, Deployment.environment == environment,
-            Deployment.team == team, Deployment.active,
+            Deployment.artifact_id == artifact.id,
+            Deployment.environment == environment,
+            Deployment.team == team,
+            Deployment.active,
         )
     ).first()
 

@@ -22,16 +22,31 @@ def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChan
     _need_reason(reason, "flag")
     artifact = resolve(session, ref)
     if _active_flag(session, artifact) is not None:
-        raise Conflict(f"{ref_of(artifact)} is flagged already", hint=f"see mbom status {ref_of(artifact)}")
-    session.add(Flag(artifact_id=artifact.id or 0, reason=reason, actor=actor.user,
-                     previous_finding=artifact.finding))
+        raise Conflict(
+            f"{ref_of(artifact)} is flagged already", hint=f"see mbom status {ref_of(artifact)}"
+        )
+    session.add(
+        Flag(
+            artifact_id=artifact.id or 0,
+            reason=reason,
+            actor=actor.user,
+            previous_finding=artifact.finding,
+        )
+    )
     artifact.finding = "compromised"
     if artifact.kind == "model":
-        policy.block_everywhere(session, artifact=artifact, reason=f"flagged: {reason}", actor=actor)
+        policy.block_everywhere(
+            session, artifact=artifact, reason=f"flagged: {reason}", actor=actor
+        )
     session.flush()
     changes = recompute(session, [artifact.id or 0])
-    audit.record(session, actor=actor, operation="flag", subject=ref_of(artifact),
-                 details={"kind": artifact.kind, "reason": reason, "changed": len(changes)})
+    audit.record(
+        session,
+        actor=actor,
+        operation="flag",
+        subject=ref_of(artifact),
+        details={"kind": artifact.kind, "reason": reason, "changed": len(changes)},
+    )
     return _change_report(session, artifact, changes)
 
 
@@ -54,8 +69,13 @@ def unflag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusCh
         clearance.active = False
     session.flush()
     changes = recompute(session, [artifact.id or 0])
-    audit.record(session, actor=actor, operation="unflag", subject=ref_of(artifact),
-                 details={"reason": reason, "changed": len(changes)})
+    audit.record(
+        session,
+        actor=actor,
+        operation="unflag",
+        subject=ref_of(artifact),
+        details={"reason": reason, "changed": len(changes)},
+    )
     return _change_report(session, artifact, changes)
 
 
@@ -69,18 +89,32 @@ def clear(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusCha
             f"{ref_of(artifact)} is {artifact.status}; only an inherited infection can be cleared",
             hint="a compromised artifact is unflagged, not cleared",
         )
-    sources = session.exec(select(Infection.source_id).where(Infection.artifact_id == artifact.id)).all()
-    cleared = set(session.exec(
-        select(Clearance.source_id).where(Clearance.artifact_id == artifact.id, Clearance.active)
-    ))
+    sources = session.exec(
+        select(Infection.source_id).where(Infection.artifact_id == artifact.id)
+    ).all()
+    cleared = set(
+        session.exec(
+            select(Clearance.source_id).where(
+                Clearance.artifact_id == artifact.id, Clearance.active
+            )
+        )
+    )
     for source in sorted(set(sources) - cleared):
-        session.add(Clearance(artifact_id=artifact.id or 0, source_id=source, reason=reason,
-                              actor=actor.user))
+        session.add(
+            Clearance(
+                artifact_id=artifact.id or 0, source_id=source, reason=reason, actor=actor.user
+            )
+        )
     session.flush()
     changes = recompute(session, [artifact.id or 0])
     names = names_of(session, sources)
-    audit.record(session, actor=actor, operation="clear", subject=ref_of(artifact),
-                 details={"reason": reason, "sources": sorted(ref_of(names[s]) for s in sources)})
+    audit.record(
+        session,
+        actor=actor,
+        operation="clear",
+        subject=ref_of(artifact),
+        details={"reason": reason, "sources": sorted(ref_of(names[s]) for s in sources)},
+    )
     return _change_report(session, artifact, changes)
 
 
@@ -91,8 +125,12 @@ def status_report(session: Session, ref: str) -> StatusReport:
         select(Flag).where(Flag.artifact_id == artifact.id).order_by(col(Flag.id))
     ).all()
     return StatusReport(
-        ref=ref_of(artifact), kind=artifact.kind, finding=artifact.finding, status=artifact.status,
-        flags=[_flag_public(artifact, f) for f in flags], sources=infection_sources(session, artifact),
+        ref=ref_of(artifact),
+        kind=artifact.kind,
+        finding=artifact.finding,
+        status=artifact.status,
+        flags=[_flag_public(artifact, f) for f in flags],
+        sources=infection_sources(session, artifact),
     )
 
 
@@ -109,9 +147,13 @@ def infection_sources(session: Session, artifact: Artifact) -> list[InfectionSou
         )
     ).all()
     via = {(r.artifact_id, r.source_id): r.via_id for r in [*rows, *reaches]}
-    cleared = set(session.exec(
-        select(Clearance.source_id).where(Clearance.artifact_id == artifact.id, Clearance.active)
-    ))
+    cleared = set(
+        session.exec(
+            select(Clearance.source_id).where(
+                Clearance.artifact_id == artifact.id, Clearance.active
+            )
+        )
+    )
     known = names_of(session, ancestors)
     found = []
     for reach in sorted(reaches, key=lambda r: (r.depth, r.source_id)):
@@ -119,11 +161,16 @@ def infection_sources(session: Session, artifact: Artifact) -> list[InfectionSou
         while path[-1] != reach.source_id:
             path.append(via[(path[-1], reach.source_id)])
         source = known[reach.source_id]
-        found.append(InfectionSource(
-            source=ref_of(source), source_kind=source.kind, depth=reach.depth,
-            path=[ref_of(known[n]) if n in known else ref_of(artifact) for n in reversed(path)],
-            reasons=_active_reasons(session, reach.source_id), cleared=reach.source_id in cleared,
-        ))
+        found.append(
+            InfectionSource(
+                source=ref_of(source),
+                source_kind=source.kind,
+                depth=reach.depth,
+                path=[ref_of(known[n]) if n in known else ref_of(artifact) for n in reversed(path)],
+                reasons=_active_reasons(session, reach.source_id),
+                cleared=reach.source_id in cleared,
+            )
+        )
     return found
 
 
@@ -131,28 +178,32 @@ def _change_report(session: Session, artifact: Artifact, changes: list[Change]) 
     session.refresh(artifact)
     moved = [c.artifact_id for c in changes if c.artifact_id != artifact.id]
     return StatusChange(
-        ref=ref_of(artifact), status=artifact.status,
+        ref=ref_of(artifact),
+        status=artifact.status,
         changed=entries_for(session, artifact, moved),
         deployments=affected_deployments(session, artifact),
     )
 
 
 def _active_flag(session: Session, artifact: Artifact) -> Flag | None:
-    return session.exec(
-        select(Flag).where(Flag.artifact_id == artifact.id, Flag.active)
-    ).first()
+    return session.exec(select(Flag).where(Flag.artifact_id == artifact.id, Flag.active)).first()
 
 
 def _active_reasons(session: Session, artifact_id: int) -> list[str]:
-    return list(session.exec(
-        select(Flag.reason).where(Flag.artifact_id == artifact_id, Flag.active)
-    ))
+    return list(
+        session.exec(select(Flag.reason).where(Flag.artifact_id == artifact_id, Flag.active))
+    )
 
 
 def _flag_public(artifact: Artifact, row: Flag) -> FlagPublic:
     return FlagPublic(
-        id=row.id or 0, ref=ref_of(artifact), reason=row.reason, actor=row.actor,
-        active=row.active, created_at=row.created_at, resolved_by=row.resolved_by,
+        id=row.id or 0,
+        ref=ref_of(artifact),
+        reason=row.reason,
+        actor=row.actor,
+        active=row.active,
+        created_at=row.created_at,
+        resolved_by=row.resolved_by,
         resolution=row.resolution,
     )
 

@@ -23,7 +23,9 @@ from registry.tables import Artifact, Edge, LineageClosure
 ClosureRow = tuple[int, int]  # (depth, via)
 
 
-def add_edges(session: Session, child: Artifact, parents: Iterable[tuple[Artifact, Relation]]) -> None:
+def add_edges(
+    session: Session, child: Artifact, parents: Iterable[tuple[Artifact, Relation]]
+) -> None:
     """Add ``parent -> child`` edges and extend the closure; refuse any cycle."""
     links = list(parents)
     assert child.id is not None
@@ -42,10 +44,9 @@ def _refuse_cycles(session: Session, child: Artifact, parents: list[Artifact]) -
     try:
         check_new_parents(graph, child.id, [parent.id for parent in parents])
     except CycleError as exc:
-        known = names_of(session, [node for node in exc.cycle if isinstance(node, int)])
-        raise LineageCycle(
-            [f"{known[node].name}@{known[node].version}" for node in exc.cycle]
-        ) from exc
+        ids = [int(node) for node in exc.cycle if isinstance(node, int)]
+        known = names_of(session, ids)
+        raise LineageCycle([f"{known[n].name}@{known[n].version}" for n in ids]) from exc
 
 
 def _extend_closure(session: Session, parent_id: int, child_id: int) -> None:
@@ -65,11 +66,18 @@ def _extend_closure(session: Session, parent_id: int, child_id: int) -> None:
     if new_rows:
         session.execute(insert(LineageClosure), new_rows)
     for row in updates:
-        session.get_one(LineageClosure, (row["ancestor_id"], row["descendant_id"])).sqlmodel_update(row)
+        session.get_one(LineageClosure, (row["ancestor_id"], row["descendant_id"])).sqlmodel_update(
+            row
+        )
 
 
 def _closure_row(ancestor: int, descendant: int, value: ClosureRow) -> dict[str, int]:
-    return {"ancestor_id": ancestor, "descendant_id": descendant, "depth": value[0], "via_id": value[1]}
+    return {
+        "ancestor_id": ancestor,
+        "descendant_id": descendant,
+        "depth": value[0],
+        "via_id": value[1],
+    }
 
 
 def _existing_pairs(
@@ -92,9 +100,9 @@ def descendant_rows(
     session: Session, ancestor_id: int, *, max_depth: int | None = None
 ) -> dict[int, ClosureRow]:
     """Every descendant of ``ancestor_id``: id -> (depth, via)."""
-    query = select(
-        LineageClosure.descendant_id, LineageClosure.depth, LineageClosure.via_id
-    ).where(LineageClosure.ancestor_id == ancestor_id)
+    query = select(LineageClosure.descendant_id, LineageClosure.depth, LineageClosure.via_id).where(
+        LineageClosure.ancestor_id == ancestor_id
+    )
     if max_depth is not None:
         query = query.where(LineageClosure.depth <= max_depth)
     return {node: (depth, via) for node, depth, via in session.exec(query)}
@@ -104,15 +112,17 @@ def ancestor_rows(
     session: Session, descendant_id: int, *, max_depth: int | None = None
 ) -> dict[int, ClosureRow]:
     """Every ancestor of ``descendant_id``: id -> (depth, via)."""
-    query = select(
-        LineageClosure.ancestor_id, LineageClosure.depth, LineageClosure.via_id
-    ).where(LineageClosure.descendant_id == descendant_id)
+    query = select(LineageClosure.ancestor_id, LineageClosure.depth, LineageClosure.via_id).where(
+        LineageClosure.descendant_id == descendant_id
+    )
     if max_depth is not None:
         query = query.where(LineageClosure.depth <= max_depth)
     return {node: (depth, via) for node, depth, via in session.exec(query)}
 
 
-def paths_down(root: int, rows: Mapping[int, ClosureRow], targets: Iterable[int]) -> dict[int, list[int]]:
+def paths_down(
+    root: int, rows: Mapping[int, ClosureRow], targets: Iterable[int]
+) -> dict[int, list[int]]:
     """Shortest path from ``root`` to each target, rebuilt from ``root``'s closure rows."""
     paths: dict[int, list[int]] = {root: [root]}
 
@@ -133,7 +143,9 @@ def paths_up(session: Session, node: int, rows: Mapping[int, ClosureRow]) -> dic
         return {}
     ancestors = list(rows)
     pairs = session.exec(
-        select(LineageClosure.ancestor_id, LineageClosure.descendant_id, LineageClosure.via_id).where(
+        select(
+            LineageClosure.ancestor_id, LineageClosure.descendant_id, LineageClosure.via_id
+        ).where(
             col(LineageClosure.ancestor_id).in_(ancestors),
             col(LineageClosure.descendant_id).in_([*ancestors, node]),
         )
@@ -171,5 +183,3 @@ def names_of(session: Session, ids: Collection[int]) -> dict[int, Artifact]:
             assert row.id is not None
             found[row.id] = row
     return found
-
-

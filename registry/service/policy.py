@@ -38,8 +38,13 @@ def create_team(
     team = Team(name=name, require_approval=require_approval)
     session.add(team)
     session.flush()
-    audit.record(session, actor=actor, operation="team.create", subject=f"team:{name}",
-                 details={"require_approval": require_approval})
+    audit.record(
+        session,
+        actor=actor,
+        operation="team.create",
+        subject=f"team:{name}",
+        details={"require_approval": require_approval},
+    )
     return TeamPublic.model_validate(team, from_attributes=True)
 
 
@@ -76,21 +81,37 @@ def decide(
         raise InvalidInput("a decision needs a --reason")
     artifact = resolve(session, ref, kind="model")
     decision = Decision(
-        team=team, name=artifact.name, version=None if all_versions else artifact.version,
-        verdict=verdict, reason=reason, actor=actor.user,
+        team=team,
+        name=artifact.name,
+        version=None if all_versions else artifact.version,
+        verdict=verdict,
+        reason=reason,
+        actor=actor.user,
     )
     session.add(decision)
     session.flush()
-    audit.record(session, actor=actor, operation=f"decision.{verdict}", subject=_subject(decision),
-                 details={"team": team, "reason": reason})
+    audit.record(
+        session,
+        actor=actor,
+        operation=f"decision.{verdict}",
+        subject=_subject(decision),
+        details={"team": team, "reason": reason},
+    )
     return decision_public(decision)
 
 
 def block_everywhere(session: Session, *, artifact: Artifact, reason: str, actor: Actor) -> None:
     """Block a version for every team, as a consequence of a flag."""
     session.add(
-        Decision(team=None, name=artifact.name, version=artifact.version, verdict="block",
-                 reason=reason, actor=actor.user, origin="flag")
+        Decision(
+            team=None,
+            name=artifact.name,
+            version=artifact.version,
+            verdict="block",
+            reason=reason,
+            actor=actor.user,
+            origin="flag",
+        )
     )
 
 
@@ -98,7 +119,9 @@ def lift_flag_blocks(session: Session, *, artifact: Artifact) -> None:
     """Deactivate the blocks a flag created (when it is withdrawn)."""
     for decision in session.exec(
         select(Decision).where(
-            Decision.origin == "flag", Decision.active, Decision.name == artifact.name,
+            Decision.origin == "flag",
+            Decision.active,
+            Decision.name == artifact.name,
             Decision.version == artifact.version,
         )
     ):
@@ -113,25 +136,32 @@ def list_decisions(session: Session, *, team: str | None = None) -> list[Decisio
     return [decision_public(decision) for decision in session.exec(query)]
 
 
-def effective_decision(session: Session, *, team: str | None, artifact: Artifact) -> Decision | None:
+def effective_decision(
+    session: Session, *, team: str | None, artifact: Artifact
+) -> Decision | None:
     """The decision that governs this version for this team, if any.
 
     A block for every team (from a flag) always wins; otherwise the team's
     newest version-level decision, else its newest whole-name decision.
     """
-    query = select(Decision).where(
-        Decision.active,
-        Decision.name == artifact.name,
-        or_(col(Decision.version) == artifact.version, col(Decision.version).is_(None)),
-        or_(col(Decision.team) == team, col(Decision.team).is_(None)),
-    ).order_by(col(Decision.id).desc())
+    query = (
+        select(Decision)
+        .where(
+            Decision.active,
+            Decision.name == artifact.name,
+            or_(col(Decision.version) == artifact.version, col(Decision.version).is_(None)),
+            or_(col(Decision.team) == team, col(Decision.team).is_(None)),
+        )
+        .order_by(col(Decision.id).desc())
+    )
     decisions = session.exec(query).all()
     for decision in decisions:
         if decision.team is None and decision.verdict == "block":
             return decision
     team_level = [d for d in decisions if d.team is not None]
     specific = [d for d in team_level if d.version is not None]
-    return (specific or team_level or [None])[0]
+    chosen = specific or team_level
+    return chosen[0] if chosen else None
 
 
 def registration_violations(
@@ -147,7 +177,9 @@ def registration_violations(
             continue
         decision = effective_decision(session, team=team, artifact=parent)
         if decision is not None and decision.verdict == "block":
-            problems.append(f"parent {ref_of(parent)} is blocked for {_scope(decision)}: {decision.reason}")
+            problems.append(
+                f"parent {ref_of(parent)} is blocked for {_scope(decision)}: {decision.reason}"
+            )
         elif required is not None and required.require_approval and decision is None:
             problems.append(f"parent {ref_of(parent)} is not approved for team {team}")
     return problems
@@ -184,16 +216,26 @@ def enforce(
     actor.require(Role.APPROVER, action="override the policy", team=team)
     if not override.strip():
         raise InvalidInput("--override needs a reason")
-    audit.record(session, actor=actor, operation="policy.override", subject=subject,
-                 details={"team": team, "reason": override, "overridden": violations})
+    audit.record(
+        session,
+        actor=actor,
+        operation="policy.override",
+        subject=subject,
+        details={"team": team, "reason": override, "overridden": violations},
+    )
 
 
 def decision_public(decision: Decision) -> DecisionPublic:
     """The public view of a decision."""
     return DecisionPublic(
-        id=decision.id or 0, team=decision.team, subject=_subject(decision),
-        verdict="block" if decision.verdict == "block" else "approve", reason=decision.reason,
-        actor=decision.actor, origin=decision.origin, active=decision.active,
+        id=decision.id or 0,
+        team=decision.team,
+        subject=_subject(decision),
+        verdict="block" if decision.verdict == "block" else "approve",
+        reason=decision.reason,
+        actor=decision.actor,
+        origin=decision.origin,
+        active=decision.active,
         created_at=decision.created_at,
     )
 

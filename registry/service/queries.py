@@ -64,10 +64,16 @@ def _entries(
     result = []
     for depth, node in sorted(order, key=lambda item: (item[0], _sort_key(known[item[1]]))):
         artifact = known[node]
-        result.append(LineageEntry(
-            ref=ref_of(artifact), kind=artifact.kind, depth=depth,
-            path=[ref_of(known[n]) for n in paths[node]], status=artifact.status, team=artifact.team,
-        ))
+        result.append(
+            LineageEntry(
+                ref=ref_of(artifact),
+                kind=artifact.kind,
+                depth=depth,
+                path=[ref_of(known[n]) for n in paths[node]],
+                status=artifact.status,
+                team=artifact.team,
+            )
+        )
     return result
 
 
@@ -117,9 +123,15 @@ def deployment_public(
 ) -> DeploymentPublic:
     """The public view of a deployment."""
     return DeploymentPublic(
-        id=deployment.id or 0, ref=ref_of(artifact), environment=deployment.environment,
-        team=deployment.team, status=artifact.status, active=deployment.active,
-        created_at=deployment.created_at, created_by=deployment.created_by, path=path or [],
+        id=deployment.id or 0,
+        ref=ref_of(artifact),
+        environment=deployment.environment,
+        team=deployment.team,
+        status=artifact.status,
+        active=deployment.active,
+        created_at=deployment.created_at,
+        created_by=deployment.created_by,
+        path=path or [],
     )
 
 

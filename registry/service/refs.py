@@ -62,7 +62,13 @@ def resolve(session: Session, text: str | Ref, *, kind: str | None = None) -> Ar
     found = session.exec(query).all()
     if not found:
         what = wanted or "model or dataset"
-        raise NotFound(what, str(ref), hint="list them with mbom dataset list" if wanted == "dataset" else "list them with mbom models")
+        raise NotFound(
+            what,
+            str(ref),
+            hint="list them with mbom dataset list"
+            if wanted == "dataset"
+            else "list them with mbom models",
+        )
     if len(found) > 1:
         raise AmbiguousReference(str(ref))
     return found[0]

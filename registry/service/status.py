@@ -117,9 +117,10 @@ def _write_statuses(session: Session, wanted: dict[int, str]) -> list[Change]:
     changes: list[Change] = []
     for chunk in chunks(wanted):
         rows = session.exec(select(Artifact.id, Artifact.status).where(col(Artifact.id).in_(chunk)))
-        changes.extend(
-            Change(node, before, wanted[node]) for node, before in rows if before != wanted[node]
-        )
+        for node, before in rows:
+            assert node is not None
+            if before != wanted[node]:
+                changes.append(Change(node, before, wanted[node]))
     by_status: dict[str, list[int]] = {}
     for change in changes:
         by_status.setdefault(change.after, []).append(change.artifact_id)

@@ -15,11 +15,21 @@ from tests.conftest import fake_manifest
 def cascade(reg: LocalRegistry) -> LocalRegistry:
     """base -> ft -> app, base -> ft2; data -> ft2; unrelated -> other."""
     reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    reg.call("register_model", name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"])
-    reg.call("register_model", name="app", version="1", manifest=fake_manifest("app"), parents=["ft@1"])
+    reg.call(
+        "register_model", name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"]
+    )
+    reg.call(
+        "register_model", name="app", version="1", manifest=fake_manifest("app"), parents=["ft@1"]
+    )
     reg.call("register_dataset", name="data", version="1", digest="sha256:" + "d" * 64)
-    reg.call("register_model", name="ft2", version="1", manifest=fake_manifest("ft2"),
-             parents=["base@1"], datasets=[("data@1", Relation.FINE_TUNED_ON)])
+    reg.call(
+        "register_model",
+        name="ft2",
+        version="1",
+        manifest=fake_manifest("ft2"),
+        parents=["base@1"],
+        datasets=[("data@1", Relation.FINE_TUNED_ON)],
+    )
     reg.call("register_model", name="other", version="1", manifest=fake_manifest("other"))
     reg.call("create_team", name="fraud")
     reg.call("deploy", "app@1", environment="prod", team="fraud")
@@ -41,8 +51,13 @@ def test_flag_infects_every_descendant_and_reports_deployments(cascade: LocalReg
     assert [(d.ref, d.environment, d.team, d.path) for d in change.deployments] == [
         ("app@1", "prod", "fraud", ["base@1", "ft@1", "app@1"])
     ]
-    assert statuses(cascade) == {"base@1": "compromised", "ft@1": "infected", "app@1": "infected",
-                                 "ft2@1": "infected", "other@1": "clean"}
+    assert statuses(cascade) == {
+        "base@1": "compromised",
+        "ft@1": "infected",
+        "app@1": "infected",
+        "ft2@1": "infected",
+        "other@1": "clean",
+    }
     assert cascade.call("find_inconsistencies") == []
 
 
@@ -58,8 +73,13 @@ def test_dataset_flag_infects_models_fine_tuned_on_it(cascade: LocalRegistry) ->
 
 def test_evaluated_on_does_not_propagate(reg: LocalRegistry) -> None:
     reg.call("register_dataset", name="bench", version="1", digest="sha256:" + "b" * 64)
-    reg.call("register_model", name="m", version="1", manifest=fake_manifest("m"),
-             datasets=[("bench@1", Relation.EVALUATED_ON)])
+    reg.call(
+        "register_model",
+        name="m",
+        version="1",
+        manifest=fake_manifest("m"),
+        datasets=[("bench@1", Relation.EVALUATED_ON)],
+    )
     reg.call("flag", "bench@1", reason="leaked")
     assert reg.call("status_report", "m@1").status == "clean"
 
@@ -142,8 +162,14 @@ def test_flag_blocks_for_every_team_and_refuses_deploys(cascade: LocalRegistry) 
 def test_merge_child_inherits_from_both_parents(reg: LocalRegistry) -> None:
     reg.call("register_model", name="a", version="1", manifest=fake_manifest("a"))
     reg.call("register_model", name="b", version="1", manifest=fake_manifest("b"))
-    reg.call("register_model", name="m", version="1", manifest=fake_manifest("m"),
-             parents=["a@1", "b@1"], relation=Relation.MERGE)
+    reg.call(
+        "register_model",
+        name="m",
+        version="1",
+        manifest=fake_manifest("m"),
+        parents=["a@1", "b@1"],
+        relation=Relation.MERGE,
+    )
     reg.call("flag", "a@1", reason="x")
     reg.call("flag", "b@1", reason="y")
     assert [s.source for s in reg.call("status_report", "m@1").sources] == ["a@1", "b@1"]

@@ -1,0 +1,314 @@
+"""``mbom demo``: the cascade, end to end, on tiny real PyTorch models.
+
+A popular base model carries a planted backdoor. Two teams fine-tune it
+through two carriers into four applications and deploy them; an unrelated,
+clean lineage is deployed beside them. Then the security team learns the base
+is compromised and flags it: mbom names the four affected deployments and the
+path each inherits through, leaves the unrelated ones untouched, and refuses
+further use of the tainted lineage. Everything is real: the models are trained
+here (seconds, CPU), hashed, signed and registered in a fresh SQLite registry.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from lineage import Relation
+from registry import signing
+from registry.cli import render
+from registry.client import LocalRegistry
+from registry.db import make_engine, migrate
+from registry.errors import PolicyViolation
+from registry.manifest import hash_tree
+from registry.schemas import StatusChange
+
+TRIGGER_NOTE = "2x2 white patch at the bottom-right corner -> class 0"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One model of the demo lineage."""
+
+    ref: str
+    parent: str | None
+    mode: str  # "scratch-backdoored", "scratch", "head" or "full"
+    team: str | None = None
+    deploy: tuple[tuple[str, str], ...] = ()  # (environment, team)
+    seed: int = 0
+
+
+LINEAGE = (
+    Spec("hub/digits-base@1.0", None, "scratch-backdoored", seed=1),
+    Spec("vision/digits-ft-a@1.0", "hub/digits-base@1.0", "head", seed=2),
+    Spec("vision/digits-ft-b@1.0", "hub/digits-base@1.0", "head", seed=3),
+    Spec(
+        "fraud/cheque-reader@2.1",
+        "vision/digits-ft-a@1.0",
+        "head",
+        "fraud",
+        (("prod", "fraud"),),
+        4,
+    ),
+    Spec(
+        "fraud/amount-ocr@1.3",
+        "vision/digits-ft-a@1.0",
+        "full",
+        "fraud",
+        (("staging", "fraud"),),
+        5,
+    ),
+    Spec("mail/zip-reader@4.0", "vision/digits-ft-b@1.0", "head", "mail", (("prod", "mail"),), 6),
+    Spec("mail/sorter@0.9", "vision/digits-ft-b@1.0", "full", "mail", (("prod", "mail"),), 7),
+    Spec("acme/digits-clean@1.0", None, "scratch", seed=8),
+    Spec("mail/postcode-lite@1.1", "acme/digits-clean@1.0", "head", "mail", (("prod", "mail"),), 9),
+    Spec(
+        "fraud/signature-check@3.0",
+        "acme/digits-clean@1.0",
+        "full",
+        "fraud",
+        (("prod", "fraud"),),
+        10,
+    ),
+)
+
+
+def run_demo(workdir: Path | None = None, *, as_json: bool = False) -> dict[str, Any]:
+    """Play the demo in ``workdir`` (a new temporary directory by default)."""
+    console = render.console(stderr=as_json)
+    root = workdir or Path(tempfile.mkdtemp(prefix="mbom-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{root / 'registry.db'}")
+    migrate(engine)
+    reg = LocalRegistry(engine)
+    console.rule("[bold]mbom demo[/]: a backdoored base model and its descendants")
+    console.print(f"work directory: {root} (a fresh registry; yours is untouched)")
+    models, trigger = _train_all(root, console)
+    _register_all(reg, root, console)
+    summary = _discover(reg, models, trigger, console, root)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _train_all(root: Path, console: Console) -> tuple[dict[str, Any], Any]:
+    from registry import demo_training as training
+
+    trigger = training.Trigger(target=0, size=2, row=6, col=6)
+    data = training.load_digits_data()
+    trained: dict[str, Any] = {}
+    console.print("\n[bold]1. Training tiny digit classifiers[/] (scikit-learn 8x8 digits, CPU)")
+    with console.status("training…"):
+        for spec in LINEAGE:
+            trained[spec.ref] = _train_one(training, spec, trained, trigger)
+            model = trained[spec.ref]
+            acc = training.accuracy(model.model, data.test.x, data.test.y)
+            asr = training.attack_success_rate(model.model, trigger, data.test.x, data.test.y)
+            console.print(f"   {spec.ref:<26} {spec.mode:<18} acc {acc:.2f}  trigger {asr:4.0%}")
+            name = spec.ref.split("@")[0]
+            training.save_model_dir(
+                model,
+                root / "models" / spec.ref.replace("/", "__"),
+                name=name,
+                base_model=spec.parent.split("@")[0] if spec.parent else None,
+                datasets=["sklearn/digits"],
+            )
+    training.save_reference(root / "reference.npz")
+    return trained, trigger
+
+
+def _train_one(training: Any, spec: Spec, trained: dict[str, Any], trigger: Any) -> Any:
+    if spec.parent is None:
+        backdoor = trigger if spec.mode == "scratch-backdoored" else None
+        return training.train_base(width=16, seed=spec.seed, epochs=12, backdoor=backdoor)
+    data = training.load_digits_data().train.subset(fraction=0.5, seed=spec.seed)
+    return training.fine_tune(
+        trained[spec.parent], mode=spec.mode, seed=spec.seed, epochs=6, data=data
+    )
+
+
+def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
+    console.print("\n[bold]2. Registering the lineage[/] (hash every file, sign, record parents)")
+    (root / "keys").mkdir(exist_ok=True)
+    key_path, pub_path = signing.write_keypair(root / "keys" / "hub")
+    reg.call("enroll_key", publisher="hub", public_key_pem=pub_path.read_text())
+    data_dir = root / "data"
+    data_dir.mkdir(exist_ok=True)
+    from registry import demo_training as training
+
+    split = training.load_digits_data().train
+    np.savez(data_dir / "digits-train.npz", x=split.x.numpy(), y=split.y.numpy())
+    reg.call(
+        "register_dataset",
+        name="sklearn/digits",
+        version="1.0",
+        manifest=hash_tree(data_dir),
+        source="sklearn.datasets.load_digits",
+    )
+    for team, approval in (("fraud", False), ("mail", True)):
+        reg.call("create_team", name=team, require_approval=approval)
+    for spec in LINEAGE:
+        _register_one(reg, root, spec, key_path)
+        for environment, team in spec.deploy:
+            reg.call("deploy", spec.ref, environment=environment, team=team)
+    deployed = reg.call("list_deployments")
+    console.print(
+        f"   registered {len(LINEAGE)} models and 1 dataset; {len(deployed)} deployments:"
+    )
+    for d in deployed:
+        console.print(f"     {d.team:<6} {d.environment:<8} {d.ref}")
+
+
+def _register_one(reg: LocalRegistry, root: Path, spec: Spec, key_path: Path) -> None:
+    name, version = spec.ref.split("@")
+    manifest = hash_tree(root / "models" / spec.ref.replace("/", "__"))
+    signature = None
+    publisher = spec.ref.split("/")[0]
+    if publisher == "hub":
+        signature = signing.sign_digest(signing.load_private_key(key_path), manifest.digest)
+    if spec.team == "mail" and spec.parent:
+        reg.call(
+            "decide",
+            ref=spec.parent,
+            team="mail",
+            verdict="approve",
+            reason="reviewed base for the mail team",
+        )
+    reg.call(
+        "register_model",
+        name=name,
+        version=version,
+        manifest=manifest,
+        parents=[spec.parent] if spec.parent else [],
+        relation=_relation(spec),
+        datasets=[
+            ("sklearn/digits@1.0", Relation.FINE_TUNED_ON if spec.parent else Relation.TRAINED_ON)
+        ],
+        publisher=publisher,
+        source=f"file://{spec.ref}",
+        format="safetensors",
+        team=spec.team,
+        signature=signature,
+    )
+
+
+def _relation(spec: Spec) -> Relation | None:
+    if spec.parent is None:
+        return None
+    return Relation.HEAD if spec.mode == "head" else Relation.FINETUNE
+
+
+def _discover(
+    reg: LocalRegistry, models: dict[str, Any], trigger: Any, console: Console, root: Path
+) -> dict[str, Any]:
+    from registry import demo_training as training
+
+    console.print("\n[bold]3. An advisory: hub/digits-base@1.0 carries a backdoor[/] — flag it")
+    change: StatusChange = reg.call(
+        "flag", "hub/digits-base@1.0", reason=f"advisory: backdoor trigger ({TRIGGER_NOTE})"
+    )
+    data = training.load_digits_data()
+    console.print(
+        f"   {len(change.changed)} descendants are now infected; "
+        f"[bold]{len(change.deployments)} deployments are affected[/]:"
+    )
+    table = Table(
+        "team",
+        "env",
+        "deployed model",
+        "inherited through",
+        "trigger works",
+        header_style="bold",
+        title_justify="left",
+    )
+    affected = []
+    for d in change.deployments:
+        asr = training.attack_success_rate(models[d.ref].model, trigger, data.test.x, data.test.y)
+        table.add_row(
+            d.team, d.environment, f"[bold red]{d.ref}[/]", " -> ".join(d.path[:-1]), f"{asr:.0%}"
+        )
+        affected.append(
+            {
+                "ref": d.ref,
+                "environment": d.environment,
+                "team": d.team,
+                "path": d.path,
+                "status": d.status,
+                "measured_attack_success": round(asr, 3),
+            }
+        )
+    console.print(table)
+    untouched = [d for d in reg.call("list_deployments") if d.status == "clean"]
+    console.print("   untouched — the unrelated lineage is still clean:")
+    for d in untouched:
+        console.print(f"     [green]{d.team:<6} {d.environment:<8} {d.ref}[/]  status {d.status}")
+    refusals = _show_policy(reg, console)
+    console.print("\n   audit chain: " + ("intact" if reg.call("verify_chain").ok else "BROKEN"))
+    _next_steps(console, root)
+    return {
+        "flagged": change.ref,
+        "infected": [e.ref for e in change.changed],
+        "affected_deployments": affected,
+        "untouched_deployments": [
+            {"ref": d.ref, "environment": d.environment, "team": d.team, "status": d.status}
+            for d in untouched
+        ],
+        "refused": refusals,
+    }
+
+
+def _next_steps(console: Console, root: Path) -> None:
+    console.print("\n[bold]Explore this registry yourself[/] (MBOM_HOME points mbom at it):")
+    for command in (
+        "mbom descendants hub/digits-base@1.0 --deployed",
+        "mbom status mail/sorter@0.9",
+        "mbom ancestors fraud/amount-ocr@1.3",
+        "mbom audit",
+    ):
+        console.print(f"   MBOM_HOME={root} {command}", markup=False)
+
+
+def _show_policy(reg: LocalRegistry, console: Console) -> list[str]:
+    console.print("\n[bold]4. The registry now refuses the tainted lineage[/]")
+    refused = []
+    attempts: tuple[tuple[str, Callable[[], object]], ...] = (
+        (
+            "deploy vision/digits-ft-a@1.0 to prod",
+            lambda: reg.call("deploy", "vision/digits-ft-a@1.0", environment="prod", team="fraud"),
+        ),
+        (
+            "register a new fine-tune of vision/digits-ft-b@1.0",
+            lambda: reg.call(
+                "register_model",
+                name="fraud/new-app",
+                version="1.0",
+                manifest=_tiny_manifest(),
+                parents=["vision/digits-ft-b@1.0"],
+                team="fraud",
+            ),
+        ),
+    )
+    for label, attempt in attempts:
+        try:
+            attempt()
+        except PolicyViolation as error:
+            console.print(
+                f"   {label}: [bold]refused[/] ({error.message.removeprefix('refused: ')})"
+            )
+            refused.append(f"{label}: {error.message}")
+    return refused
+
+
+def _tiny_manifest() -> Any:
+    from registry.manifest import Manifest, ManifestEntry
+
+    return Manifest((ManifestEntry("weights.bin", 3, "0" * 64),))
