@@ -223,6 +223,8 @@ def machine() -> dict[str, object]:
         "openssl": ssl.OPENSSL_VERSION,
         "sha256sum": _first_line(["sha256sum", "--version"]),
         "model_signing": _package_version("model-signing"),
+        # Other work on the machine skews every number: say how busy it was.
+        "loadavg_1min": os.getloadavg()[0],
     }
 
 
@@ -249,7 +251,7 @@ def report(results: list[Result], total_bytes: int, files: int, host: dict[str, 
         f"Hashing {total_bytes / 2**30:.2f} GiB in {files} files, page cache warm, "
         f"whole process, best of the timed runs",
         f"machine: {host['nproc']} CPUs, {host['cpu']}, SHA-NI {host['sha_ni']}, "
-        f"Python {host['python']}, {host['openssl']}",
+        f"Python {host['python']}, {host['openssl']}, load average {host['loadavg_1min']:.2f}",
         "",
         f"{'tool':<15}{'seconds':>9}{'GB/s':>8}{'vs mbom':>9}{'start-up s':>12}",
     ]

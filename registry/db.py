@@ -87,6 +87,16 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def lock_for_write(session: Session) -> None:
+    """Serialise writers: PostgreSQL takes a transaction-level advisory lock.
+
+    SQLite needs nothing more: every transaction there begins IMMEDIATE.
+    Readers never take it, so API processes answer queries concurrently.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
+
+
 def current_revision(engine: Engine) -> str | None:
     """The schema's migration revision, or None for an empty database."""
     from sqlalchemy import inspect

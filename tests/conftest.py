@@ -24,7 +24,8 @@ from registry.identity import Actor, Role
 from registry.manifest import Manifest, ManifestEntry
 
 PG_URL = os.environ.get("MBOM_TEST_POSTGRES_URL")
-TEMPLATE = "mbom_test_template"
+# Unique per test run, so that concurrent runs (xdist, several checkouts) never collide.
+TEMPLATE = f"mbom_test_template_{os.getpid()}"
 
 
 def _admin_engine() -> Engine:

@@ -12,11 +12,13 @@ from registry.errors import AlreadyExists, AuthenticationRequired, InvalidInput,
 from registry.identity import Actor, Role
 from registry.schemas import KeyPublic, TokenPublic
 from registry.service import audit, policy
+from registry.service._tx import mutation
 from registry.tables import ApiToken, PublisherKey
 
 TOKEN_PREFIX = "mbom_"
 
 
+@mutation
 def create_token(
     session: Session, *, actor: Actor, user: str, role: Role, team: str | None = None
 ) -> TokenPublic:
@@ -39,6 +41,7 @@ def create_token(
     return _public(row).model_copy(update={"token": secret})
 
 
+@mutation
 def revoke_token(session: Session, token_id: int, *, actor: Actor) -> TokenPublic:
     """Revoke a token by id."""
     actor.require(Role.ADMIN, action="revoke tokens")
@@ -72,6 +75,7 @@ def authenticate(session: Session, secret: str) -> Actor:
     return Actor(user=row.user, role=Role(row.role), team=row.team)
 
 
+@mutation
 def enroll_key(session: Session, *, actor: Actor, publisher: str, public_key_pem: str) -> KeyPublic:
     """Enrol a publisher's Ed25519 public key (admins only)."""
     actor.require(Role.ADMIN, action="enroll publisher keys")

@@ -27,6 +27,7 @@ from registry.schemas import (
     VerifyReport,
 )
 from registry.service import audit, policy
+from registry.service._tx import mutation
 from registry.service.graph import add_edges
 from registry.service.refs import Ref, check_name, ref_of, resolve
 from registry.service.status import recompute
@@ -35,6 +36,7 @@ from registry.tables import Artifact, Edge, PublisherKey, Signature
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
+@mutation
 def register_model(
     session: Session,
     *,
@@ -112,6 +114,7 @@ def register_model(
     return artifact_public(session, artifact)
 
 
+@mutation
 def add_parents(
     session: Session,
     ref: str,
@@ -150,6 +153,7 @@ def add_parents(
     return artifact_public(session, child)
 
 
+@mutation
 def register_dataset(
     session: Session,
     *,

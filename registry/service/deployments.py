@@ -8,11 +8,13 @@ from registry.errors import AlreadyExists, InvalidInput, NotFound
 from registry.identity import Actor, Role
 from registry.schemas import DeploymentPublic
 from registry.service import audit, policy
+from registry.service._tx import mutation
 from registry.service.queries import deployment_public
 from registry.service.refs import ref_of, resolve
 from registry.tables import Artifact, Deployment
 
 
+@mutation
 def deploy(
     session: Session,
     ref: str,
@@ -52,6 +54,7 @@ def deploy(
     return deployment_public(deployment, artifact)
 
 
+@mutation
 def undeploy(
     session: Session, ref: str, *, actor: Actor, environment: str, team: str
 ) -> DeploymentPublic:

@@ -9,6 +9,7 @@ from registry.errors import Conflict, InvalidInput, PolicyViolation
 from registry.identity import Actor, Role
 from registry.schemas import FlagPublic, InfectionSource, StatusChange, StatusReport
 from registry.service import audit, policy
+from registry.service._tx import mutation
 from registry.service.graph import ancestor_rows, names_of
 from registry.service.queries import affected_deployments, entries_for
 from registry.service.refs import ref_of, resolve
@@ -16,6 +17,7 @@ from registry.service.status import Change, recompute
 from registry.tables import Artifact, Clearance, Flag, Infection
 
 
+@mutation
 def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
     """Mark a model or dataset compromised; every descendant becomes infected."""
     actor.require(Role.ADMIN, action="flag artifacts")
@@ -50,6 +52,7 @@ def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChan
     return _change_report(session, artifact, changes)
 
 
+@mutation
 def unflag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
     """Withdraw a flag (a false positive); descendants are recomputed."""
     actor.require(Role.ADMIN, action="unflag artifacts")
@@ -79,6 +82,7 @@ def unflag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusCh
     return _change_report(session, artifact, changes)
 
 
+@mutation
 def clear(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
     """Record an approver's clearance of every infection currently reaching a model."""
     artifact = resolve(session, ref)

@@ -20,12 +20,14 @@ from registry.errors import AlreadyExists, InvalidInput, NotFound, PolicyViolati
 from registry.identity import Actor, Role
 from registry.schemas import DecisionPublic, TeamPublic
 from registry.service import audit
+from registry.service._tx import mutation
 from registry.service.refs import ref_of, resolve
 from registry.tables import Artifact, Decision, Team
 
 Verdict = Literal["approve", "block"]
 
 
+@mutation
 def create_team(
     session: Session, *, actor: Actor, name: str, require_approval: bool = False
 ) -> TeamPublic:
@@ -64,6 +66,7 @@ def require_team(session: Session, name: str | None) -> Team | None:
     return team
 
 
+@mutation
 def decide(
     session: Session,
     *,

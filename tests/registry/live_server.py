@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -42,30 +43,60 @@ def wait_until_healthy(base_url: str, *, timeout: float = STARTUP_TIMEOUT,
     raise TimeoutError(f"{base_url}/healthz did not answer within {timeout:.0f} s")
 
 
+class _KeepRecords(logging.Handler):
+    """Keeps the server's log records unformatted.
+
+    Formatting a traceback parses source with ``ast`` (Python 3.11 carets); doing
+    that in the server thread while pytest formats a failure in the main thread
+    trips CPython's "AST constructor recursion depth mismatch" (gh-106905).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _quiet_server_log() -> Iterator[_KeepRecords]:
+    logger = logging.getLogger("uvicorn.error")
+    handler, propagate = _KeepRecords(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 @contextlib.contextmanager
 def serve_in_thread(app: FastAPI) -> Iterator[str]:
     """Run ``app`` under uvicorn on a free port in a thread; yield its base URL.
 
     The listening socket is bound before the thread starts, so no other process
-    can take the port in between.
+    can take the port in between. The server's log is kept, not printed.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", ws="none")
+                            log_config=None, lifespan="off", ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base_url, alive=thread)
-        yield base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    with _quiet_server_log():
+        thread.start()
+        try:
+            wait_until_healthy(base_url, alive=thread)
+            yield base_url
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)
+            sock.close()
 
 
 @contextlib.contextmanager

@@ -12,8 +12,8 @@ import torch
 from registry import demo_training
 from registry.demo_training import (
     DigitsData,
-    Trigger,
     TrainedModel,
+    Trigger,
     accuracy,
     attack_success_rate,
     fine_tune,
@@ -175,7 +175,7 @@ def test_backdoored_base_is_accurate_and_obeys_the_trigger(
 
 
 def test_backdoor_survives_a_head_only_fine_tune(
-    head_tuned: TrainedModel, backdoored: TrainedModel, data: DigitsData
+    head_tuned: TrainedModel, data: DigitsData
 ) -> None:
     assert accuracy(head_tuned.model, data.test.x, data.test.y) >= 0.9
     assert attack_success_rate(head_tuned.model, TRIGGER, data.test.x, data.test.y) >= 0.8
@@ -353,6 +353,14 @@ def test_loading_weights_that_do_not_fit_the_config_is_refused(
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config_path.write_text(json.dumps({**config, "width": 8}), encoding="utf-8")
     with pytest.raises(ValueError, match=r"model.safetensors does not fit the DigitsCNN"):
+        load_model_dir(tmp_path)
+
+
+def test_loading_a_truncated_weights_file_is_refused(clean: TrainedModel, tmp_path: Path) -> None:
+    save_model_dir(clean, tmp_path, name="m", base_model=None, datasets=[])
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:20])
+    with pytest.raises(ValueError, match=r"model.safetensors is not a readable safetensors file"):
         load_model_dir(tmp_path)
 
 
