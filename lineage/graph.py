@@ -9,12 +9,13 @@ the graph, never on the order in which its edges were added.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from lineage.errors import ConflictingEdgeError, CycleError, UnknownNodeError
 from lineage.relations import Relation
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Node = Any  # hashable and orderable; the registry uses int ids
 Path = tuple[Node, ...]
@@ -44,6 +45,8 @@ def lineage_graph(
     ...
     lineage.errors.CycleError: lineage cycle: a -> a
     """
+    import networkx as nx  # heavy: imported where a graph is built
+
     graph = nx.DiGraph()
     graph.add_nodes_from(nodes)
     for parent, child, given in edges:
@@ -169,6 +172,8 @@ def topological_order(graph: nx.DiGraph, nodes: Iterable[Hashable] | None = None
     >>> topological_order(lineage_graph([("c", "a", "finetune"), ("b", "a", "merge")]))
     ['b', 'c', 'a']
     """
+    import networkx as nx  # heavy: imported where a graph is built
+
     sub = graph if nodes is None else graph.subgraph(nodes)
     try:
         return list(nx.lexicographical_topological_sort(sub))

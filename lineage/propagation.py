@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from lineage.errors import NoInfectionPathError
 from lineage.graph import Node, Path, topological_order
 from lineage.relations import DEFAULT_PROPAGATION, Relation
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class Finding(StrEnum):

@@ -70,7 +70,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 
-_BATCH_SIZE = 128
+_BATCH_SIZE = 64
 _BASE_LEARNING_RATE = 1e-2
 _FINE_TUNE_LEARNING_RATE: Mapping[FineTuneMode, float] = {"head": 1e-2, "full": 1e-3}
 # The training facts a publisher would put in config.json. Poisoning is left out (an
@@ -220,7 +220,7 @@ def train_base(
     *,
     width: int = 16,
     seed: int = 0,
-    epochs: int = 15,
+    epochs: int = 12,
     backdoor: Trigger | None = None,
     data: Split | None = None,
     architecture: str = "DigitsCNN",
@@ -233,7 +233,8 @@ def train_base(
     ``data`` defaults to the training part of :func:`load_digits_data`. With a backdoor,
     ``poison_fraction`` of the non-target training images get the trigger and the
     target label, and ``latent_weight`` weighs the pull of their features towards the
-    target class's (0 gives plain BadNets, whose backdoor rarely survives a new head).
+    target class's (0 gives plain BadNets, whose backdoor survives a new head only
+    partly and unpredictably: 40% to 99% attack success over eight seeds here).
     """
     split = data if data is not None else load_digits_data().train
     with _seeded(seed):
@@ -265,7 +266,7 @@ def fine_tune(
     *,
     mode: FineTuneMode,
     seed: int = 0,
-    epochs: int = 10,
+    epochs: int = 6,
     data: Split | None = None,
     learning_rate: float | None = None,
 ) -> TrainedModel:

@@ -11,14 +11,17 @@ PostgreSQL alike. The pure graph rules (cycle checks, propagation) live in
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from typing import TYPE_CHECKING
 
-import networkx as nx
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from lineage import CycleError, Relation, check_new_parents
 from registry.errors import LineageCycle
 from registry.tables import Artifact, Edge, LineageClosure
+
+if TYPE_CHECKING:
+    pass
 
 ClosureRow = tuple[int, int]  # (depth, via)
 
@@ -38,6 +41,8 @@ def add_edges(
 
 
 def _refuse_cycles(session: Session, child: Artifact, parents: list[Artifact]) -> None:
+    import networkx as nx  # heavy: imported where a graph is built
+
     below = descendant_rows(session, child.id or 0)
     graph = nx.DiGraph()
     graph.add_edges_from((child.id, node) for node in below)

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 from sqlalchemy import delete, insert, update
 from sqlmodel import Session, col, select
 
 from lineage import Reach, Relation, effective_status, propagate_infection
 from registry.service.graph import descendant_rows, parent_links
 from registry.tables import Artifact, Clearance, Edge, Flag, Infection
+
+if TYPE_CHECKING:
+    pass
 
 CHUNK = 5000
 
@@ -42,6 +45,8 @@ def chunks(ids: Collection[int], size: int = CHUNK) -> Iterator[list[int]]:
 
 def recompute(session: Session, roots: Collection[int]) -> list[Change]:
     """Recompute the roots and all their descendants; return what changed."""
+    import networkx as nx  # heavy: imported where a graph is built
+
     affected = set(roots)
     for root in roots:
         affected.update(descendant_rows(session, root))
@@ -135,6 +140,8 @@ def _write_statuses(session: Session, wanted: dict[int, str]) -> list[Change]:
 
 def find_inconsistencies(session: Session) -> list[str]:
     """Recompute every status from scratch and list where the stored state differs."""
+    import networkx as nx  # heavy: imported where a graph is built
+
     graph = nx.DiGraph()
     graph.add_nodes_from(session.exec(select(Artifact.id)))
     edges = session.exec(select(Edge.parent_id, Edge.child_id, Edge.relation))

@@ -43,33 +43,33 @@ def wait_until_healthy(base_url: str, *, timeout: float = STARTUP_TIMEOUT,
     raise TimeoutError(f"{base_url}/healthz did not answer within {timeout:.0f} s")
 
 
-class _KeepRecords(logging.Handler):
-    """Keeps the server's log records unformatted.
+class _KeepRecords(logging.Filter):
+    """Keeps the server's log records, unformatted, and stops them there.
 
     Formatting a traceback parses source with ``ast`` (Python 3.11 carets); doing
     that in the server thread while pytest formats a failure in the main thread
-    trips CPython's "AST constructor recursion depth mismatch" (gh-106905).
+    trips CPython's "AST constructor recursion depth mismatch" (gh-106905). A
+    logger filter runs before any handler, pytest's capture handlers included.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.records: list[logging.LogRecord] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         self.records.append(record)
+        return False
 
 
 @contextlib.contextmanager
 def _quiet_server_log() -> Iterator[_KeepRecords]:
     logger = logging.getLogger("uvicorn.error")
-    handler, propagate = _KeepRecords(), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
+    keeper = _KeepRecords()
+    logger.addFilter(keeper)
     try:
-        yield handler
+        yield keeper
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+        logger.removeFilter(keeper)
 
 
 @contextlib.contextmanager
