@@ -105,24 +105,28 @@ def descendant_rows(
     session: Session, ancestor_id: int, *, max_depth: int | None = None
 ) -> dict[int, ClosureRow]:
     """Every descendant of ``ancestor_id``: id -> (depth, via)."""
-    query = select(LineageClosure.descendant_id, LineageClosure.depth, LineageClosure.via_id).where(
-        LineageClosure.ancestor_id == ancestor_id
-    )
-    if max_depth is not None:
-        query = query.where(LineageClosure.depth <= max_depth)
-    return {node: (depth, via) for node, depth, via in session.exec(query)}
+    return _relatives(session, ancestor_id, down=True, max_depth=max_depth)
 
 
 def ancestor_rows(
     session: Session, descendant_id: int, *, max_depth: int | None = None
 ) -> dict[int, ClosureRow]:
     """Every ancestor of ``descendant_id``: id -> (depth, via)."""
-    query = select(LineageClosure.ancestor_id, LineageClosure.depth, LineageClosure.via_id).where(
-        LineageClosure.descendant_id == descendant_id
+    return _relatives(session, descendant_id, down=False, max_depth=max_depth)
+
+
+def _relatives(
+    session: Session, node: int, *, down: bool, max_depth: int | None
+) -> dict[int, ClosureRow]:
+    anchor, other = (
+        (LineageClosure.ancestor_id, LineageClosure.descendant_id)
+        if down
+        else (LineageClosure.descendant_id, LineageClosure.ancestor_id)
     )
+    query = select(other, LineageClosure.depth, LineageClosure.via_id).where(anchor == node)
     if max_depth is not None:
         query = query.where(LineageClosure.depth <= max_depth)
-    return {node: (depth, via) for node, depth, via in session.exec(query)}
+    return {relative: (depth, via) for relative, depth, via in session.exec(query)}
 
 
 def paths_down(
