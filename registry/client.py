@@ -36,6 +36,7 @@ from registry.schemas import (
     VerifyReport,
     manifest_in,
 )
+from scanning.report import ScanReport
 
 
 class Registry(Protocol):
@@ -128,10 +129,12 @@ class RemoteRegistry:
         manifest: Manifest,
         relation: Relation | None = None,
         datasets: Sequence[tuple[str, Relation]] = (),
+        scan: ScanReport | None = None,
         **fields: Any,
     ) -> ArtifactPublic:
         body = {
             **fields,
+            "scan": scan.to_json() if scan else None,
             "manifest": manifest_in(manifest).model_dump(),
             "relation": relation.value if relation else None,
             "datasets": [{"ref": ref, "use": use.value} for ref, use in datasets],

@@ -92,6 +92,7 @@ class StatusReport(PublicModel):
     status: str
     flags: list[FlagPublic]
     sources: list[InfectionSource]
+    scan: dict[str, Any] | None = None
 
 
 class LineageEntry(PublicModel):
@@ -263,6 +264,7 @@ class RegisterModelRequest(PublicModel):
     signature: str | None = None
     allow_duplicate_content: bool = False
     override: str | None = None
+    scan: dict[str, Any] | None = None
 
 
 class AddParentsRequest(PublicModel):

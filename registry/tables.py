@@ -220,3 +220,17 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class ScanRecord(SQLModel, table=True):
+    """The result of an admission scan of an artifact (the report as JSON)."""
+
+    __tablename__ = "scan_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    kind: str = Field(default="static", max_length=32)
+    verdict: str = Field(max_length=16)
+    report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    actor: str = Field(max_length=200)
+    created_at: datetime = _time_field()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
 from lineage import Relation
 from registry import service
 from registry.api.deps import CurrentActor, SessionDep
+from registry.errors import InvalidInput
 from registry.identity import Role
 from registry.schemas import (
     AddParentsRequest,
@@ -35,6 +36,7 @@ from registry.schemas import (
     VerifyRequest,
     manifest_of,
 )
+from scanning.report import ScanReport
 
 router = APIRouter(prefix="/api/v1")
 Depth = Annotated[int | None, Query(ge=1, description="only relatives within this many edges")]
@@ -45,13 +47,14 @@ def register_model(
     body: RegisterModelRequest, session: SessionDep, actor: CurrentActor
 ) -> ArtifactPublic:
     """Register a model version from a manifest the client computed."""
-    fields = body.model_dump(exclude={"manifest", "relation", "datasets"})
+    fields = body.model_dump(exclude={"manifest", "relation", "datasets", "scan"})
     return service.register_model(
         session,
         actor=actor,
         manifest=manifest_of(body.manifest),
         relation=Relation(body.relation) if body.relation else None,
         datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
+        scan=scan_report(body.scan),
         **fields,
     )
 
@@ -303,3 +306,13 @@ def verify_chain(session: SessionDep, _actor: CurrentActor) -> AuditVerification
 def find_inconsistencies(session: SessionDep, _actor: CurrentActor) -> list[str]:
     """Recompute every status from scratch; list disagreements with the stored state."""
     return service.find_inconsistencies(session)
+
+
+def scan_report(submitted: dict[str, Any] | None) -> ScanReport | None:
+    """The client's static scan, validated (the verdict is recomputed, never trusted)."""
+    if submitted is None:
+        return None
+    try:
+        return ScanReport.from_json(submitted)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"the scan report is malformed: {exc}") from exc

@@ -26,12 +26,13 @@ from registry.schemas import (
     SignatureCheck,
     VerifyReport,
 )
-from registry.service import audit, policy
+from registry.service import admission, audit, policy
 from registry.service._tx import mutation
 from registry.service.graph import add_edges
 from registry.service.refs import Ref, check_name, ref_of, resolve
 from registry.service.status import recompute
 from registry.tables import Artifact, Edge, PublisherKey, Signature
+from scanning.report import ScanReport
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -54,8 +55,13 @@ def register_model(
     signature: str | None = None,
     allow_duplicate_content: bool = False,
     override: str | None = None,
+    scan: ScanReport | None = None,
 ) -> ArtifactPublic:
-    """Record a model version, its lineage edges and dataset uses in one transaction."""
+    """Record a model version, its lineage edges and dataset uses in one transaction.
+
+    ``scan`` is the static scan of the files (see :mod:`registry.service.admission`):
+    malicious registers the model quarantined, suspicious needs an override.
+    """
     actor.require(Role.PUBLISHER, action="register models", team=team)
     _refuse_existing(session, "model", name, version)
     if f"{name}@{version}" in {Ref.parse(p).__str__() for p in parents}:
@@ -74,6 +80,9 @@ def register_model(
         override=override,
         team=team,
         subject=f"{name}@{version}",
+    )
+    admission.check_admission(
+        session, scan, actor=actor, override=override, team=team, subject=f"{name}@{version}"
     )
     artifact = _insert(
         session,
@@ -97,6 +106,7 @@ def register_model(
             Signature(artifact_id=artifact.id or 0, fingerprint=fingerprint, signature=signature)
         )
     recompute(session, [artifact.id or 0])
+    admission.record_scan(session, artifact, scan, actor=actor)
     audit.record(
         session,
         actor=actor,
@@ -108,6 +118,7 @@ def register_model(
             "team": team,
             "parents": [[ref_of(p), r.value] for p, r in links],
             "signed_by": fingerprint,
+            "scan": scan.verdict.value if scan else None,
         },
     )
     session.refresh(artifact)

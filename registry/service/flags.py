@@ -27,6 +27,21 @@ def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChan
         raise Conflict(
             f"{ref_of(artifact)} is flagged already", hint=f"see mbom status {ref_of(artifact)}"
         )
+    changes = mark_compromised(session, artifact, actor=actor, reason=reason)
+    audit.record(
+        session,
+        actor=actor,
+        operation="flag",
+        subject=ref_of(artifact),
+        details={"kind": artifact.kind, "reason": reason, "changed": len(changes)},
+    )
+    return _change_report(session, artifact, changes)
+
+
+def mark_compromised(
+    session: Session, artifact: Artifact, *, actor: Actor, reason: str
+) -> list[Change]:
+    """Record an active flag, block the model everywhere, and propagate (no role check)."""
     session.add(
         Flag(
             artifact_id=artifact.id or 0,
@@ -41,15 +56,7 @@ def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChan
             session, artifact=artifact, reason=f"flagged: {reason}", actor=actor
         )
     session.flush()
-    changes = recompute(session, [artifact.id or 0])
-    audit.record(
-        session,
-        actor=actor,
-        operation="flag",
-        subject=ref_of(artifact),
-        details={"kind": artifact.kind, "reason": reason, "changed": len(changes)},
-    )
-    return _change_report(session, artifact, changes)
+    return recompute(session, [artifact.id or 0])
 
 
 @mutation
@@ -134,6 +141,7 @@ def status_report(session: Session, ref: str) -> StatusReport:
         finding=artifact.finding,
         status=artifact.status,
         flags=[_flag_public(artifact, f) for f in flags],
+        scan=_scan_json(session, artifact),
         sources=infection_sources(session, artifact),
     )
 
@@ -215,3 +223,10 @@ def _flag_public(artifact: Artifact, row: Flag) -> FlagPublic:
 def _need_reason(reason: str, verb: str) -> None:
     if not reason.strip():
         raise InvalidInput(f"{verb} needs a --reason", hint="say why, for the audit log")
+
+
+def _scan_json(session: Session, artifact: Artifact) -> dict[str, object] | None:
+    from registry.service.admission import latest_scan
+
+    report = latest_scan(session, artifact)
+    return report.to_json() if report else None
