@@ -8,7 +8,8 @@ Run from the repository root with the project's virtualenv::
 It writes random files under the temporary directory (reused by later runs of
 the same size), reads them once so the page cache is warm for every tool, runs
 each tool once untimed, then times each as a whole process (start-up and imports
-included, as a user pays them) round-robin and keeps the best of ``--repeat``:
+included, as a user pays them) round-robin and keeps the best of ``--repeat``
+(wall time, and CPU time, which a shared machine distorts less):
 
 * ``mbom``: ``registry.manifest.hash_tree`` (files in parallel, one per thread);
 * ``sha256sum``: coreutils over the same files, one process, one after another;
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import ssl
 import subprocess
@@ -71,6 +73,7 @@ class Result:
 
     tool: str
     seconds: float | None = None
+    cpu_seconds: float | None = None  #: user + system CPU time of the best-CPU run.
     startup_seconds: float | None = None
     digests: dict[str, str] | None = None
     error: str | None = None
@@ -150,18 +153,30 @@ def parse_sha256sum(stdout: str) -> dict[str, str]:
     return {name.lstrip("*"): digest for digest, name in pairs}
 
 
-def run_once(argv: list[str], cwd: Path) -> tuple[float, str]:
-    """Wall time of one whole process, and its standard output."""
+def run_once(argv: list[str], cwd: Path) -> tuple[float, float, str]:
+    """Wall time and CPU time (user + system) of one whole process, and its stdout.
+
+    CPU time is what a busy, shared machine distorts least: wall time also
+    counts the time other work held the cores.
+    """
     # The repository first on the path: `registry` imports without an install.
     paths = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"exit {done.returncode}: {last}")
-    return elapsed, done.stdout
+    return elapsed, cpu, done.stdout
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of all waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(tools: list[Tool], directory: Path, repeat: int) -> list[Result]:
@@ -169,7 +184,7 @@ def measure(tools: list[Tool], directory: Path, repeat: int) -> list[Result]:
     results = {tool.name: Result(tool.name) for tool in tools}
     for tool in tools:
         try:
-            _, stdout = run_once(tool.argv, directory)
+            _, _, stdout = run_once(tool.argv, directory)
             results[tool.name].digests = tool.parse(stdout)
         except (RuntimeError, OSError) as exc:  # a tool missing or broken here
             results[tool.name].error = str(exc)
@@ -183,10 +198,11 @@ def measure(tools: list[Tool], directory: Path, repeat: int) -> list[Result]:
 
 def record_best(result: Result, tool: Tool, directory: Path) -> None:
     """Time one run of ``tool`` (and of its start-up alone) and keep the best."""
-    elapsed, _ = run_once(tool.argv, directory)
+    elapsed, cpu, _ = run_once(tool.argv, directory)
     result.seconds = min(elapsed, result.seconds or elapsed)
+    result.cpu_seconds = min(cpu, result.cpu_seconds or cpu)
     if tool.startup_argv is not None:
-        startup, _ = run_once(tool.startup_argv, REPO_ROOT)
+        startup, _, _ = run_once(tool.startup_argv, REPO_ROOT)
         result.startup_seconds = min(startup, result.startup_seconds or startup)
 
 
@@ -245,7 +261,7 @@ def _package_version(name: str) -> str:
 
 
 def report(results: list[Result], total_bytes: int, files: int, host: dict[str, object]) -> str:
-    """The human table: tool, seconds, GB/s, ratio to mbom, start-up share."""
+    """The human table: tool, wall seconds, GB/s, ratio to mbom, CPU seconds, start-up."""
     base = next((r.seconds for r in results if r.tool == "mbom" and r.seconds), None)
     lines = [
         f"Hashing {total_bytes / 2**30:.2f} GiB in {files} files, page cache warm, "
@@ -253,7 +269,7 @@ def report(results: list[Result], total_bytes: int, files: int, host: dict[str, 
         f"machine: {host['nproc']} CPUs, {host['cpu']}, SHA-NI {host['sha_ni']}, "
         f"Python {host['python']}, {host['openssl']}, load average {host['loadavg_1min']:.2f}",
         "",
-        f"{'tool':<15}{'seconds':>9}{'GB/s':>8}{'vs mbom':>9}{'start-up s':>12}",
+        f"{'tool':<15}{'seconds':>9}{'GB/s':>8}{'vs mbom':>9}{'CPU s':>8}{'start-up s':>12}",
     ]
     for result in results:
         if result.seconds is None:
@@ -263,7 +279,7 @@ def report(results: list[Result], total_bytes: int, files: int, host: dict[str, 
         startup = f"{result.startup_seconds:.3f}" if result.startup_seconds else "-"
         lines.append(
             f"{result.tool:<15}{result.seconds:>9.3f}{total_bytes / 1e9 / result.seconds:>8.2f}"
-            f"{ratio:>9}{startup:>12}"
+            f"{ratio:>9}{result.cpu_seconds or 0:>8.3f}{startup:>12}"
         )
     return "\n".join(lines)
 
@@ -306,6 +322,7 @@ def _as_json(
                 "tool": r.tool,
                 "seconds": r.seconds,
                 "gb_per_s": total_bytes / 1e9 / r.seconds if r.seconds else None,
+                "cpu_seconds": r.cpu_seconds,
                 "startup_seconds": r.startup_seconds,
                 "error": r.error,
             }
