@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from pydantic import TypeAdapter
 from sqlalchemy import Engine
@@ -112,6 +113,8 @@ class RemoteRegistry:
     def _request(self, method: str, path: str, answer: Any, **options: Any) -> Any:
         import httpx
 
+        # Names may hold '#', '?' or '%': escape everything but the path separators.
+        path = quote(path, safe="/@:")
         try:
             response = self._http.request(method, path, **options)
         except httpx.HTTPError as exc:

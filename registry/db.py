@@ -17,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError
 from sqlmodel import Session
 
-from registry.errors import ConfigurationError
+from registry.errors import ConfigurationError, InvalidInput
 
 _WRITE_LOCK_KEY = 0x6D626F6D  # "mbom": the advisory lock every PostgreSQL writer takes
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -87,6 +88,33 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+@event.listens_for(Session, "before_flush")
+def _check_text_limits(session: Session, _context: Any, _instances: Any) -> None:
+    """Refuse over-long or NUL-holding text before the database sees it.
+
+    SQLite would store both; PostgreSQL refuses them with an error that would
+    otherwise surface as a 500. The limits are the columns' own lengths.
+    """
+    for row in (*session.new, *session.dirty):
+        table = getattr(row, "__table__", None)
+        if table is None:
+            continue
+        for column in table.columns:
+            value = getattr(row, column.key, None)
+            if isinstance(value, str):
+                _check_text(table.name, column.key, value, getattr(column.type, "length", None))
+
+
+def _check_text(table: str, field: str, value: str, limit: int | None) -> None:
+    what = f"{field.replace('_', ' ')} of the {table.replace('_', ' ')}"
+    if "\x00" in value:
+        raise InvalidInput(f"the {what} contains a NUL character")
+    if limit is not None and len(value) > limit:
+        raise InvalidInput(
+            f"the {what} is {len(value)} characters long; at most {limit} are allowed"
+        )
+
+
 def lock_for_write(session: Session) -> None:
     """Serialise writers: PostgreSQL takes a transaction-level advisory lock.
 
@@ -112,12 +140,16 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
     """One transaction: committed on return, rolled back on any exception."""
     with Session(engine, expire_on_commit=False, autoflush=True) as session:
         try:
-            if engine.dialect.name == "postgresql":
-                session.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY}
-                )
             yield session
             session.commit()
+        except (DataError, OverflowError) as exc:
+            session.rollback()
+            # A value the database cannot hold (a NUL byte, a number beyond 64 bits) is bad
+            # input, not a server failure.
+            raise InvalidInput(
+                f"a value cannot be stored: {str(exc).splitlines()[0][:200]}",
+                hint="remove control characters and keep numbers within 64 bits",
+            ) from exc
         except BaseException:
             session.rollback()
             raise

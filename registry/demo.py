@@ -84,7 +84,7 @@ LINEAGE = (
 
 def run_demo(workdir: Path | None = None, *, as_json: bool = False) -> dict[str, Any]:
     """Play the demo in ``workdir`` (a new temporary directory by default)."""
-    console = render.console(stderr=as_json)
+    console = render.console(stderr=as_json, markup=True)
     root = workdir or Path(tempfile.mkdtemp(prefix="mbom-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{root / 'registry.db'}")

@@ -229,7 +229,7 @@ class ManifestEntryIn(PublicModel):
     """One file of a submitted manifest."""
 
     path: str
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**63 - 1)
     sha256: str
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from fastapi import Path as FastApiPath
 
 from lineage import Relation
 from registry import service
@@ -280,7 +281,11 @@ def list_tokens(session: SessionDep, actor: CurrentActor) -> list[TokenPublic]:
 
 
 @router.post("/tokens/{token_id}/revoke", tags=["identity"])
-def revoke_token(token_id: int, session: SessionDep, actor: CurrentActor) -> TokenPublic:
+def revoke_token(
+    token_id: Annotated[int, FastApiPath(ge=1, le=2**63 - 1)],
+    session: SessionDep,
+    actor: CurrentActor,
+) -> TokenPublic:
     """Revoke a token (admins)."""
     return service.revoke_token(session, token_id, actor=actor)
 

@@ -67,7 +67,7 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     if json_:
         render.emit_json(report)
         return
-    render.out.print(f"[bold]{report.ref}[/] ({report.kind})")
+    render.out.print(render.bold(report.ref), f"({report.kind})")
     render.out.print(f"  finding  {report.finding}")
     render.out.print(f"  status   {render.status(report.status)}")
     for item in report.flags:

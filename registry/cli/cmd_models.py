@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from registry.cli import render
 from registry.cli.main import (
@@ -171,7 +172,7 @@ def show_artifact(artifact: ArtifactPublic) -> None:
         ("parents", ", ".join(f"{p.ref} ({p.relation})" for p in artifact.parents) or "none"),
         ("registered", f"{artifact.created_at:%Y-%m-%d %H:%M} by {artifact.created_by}"),
     ]
-    render.out.print(f"[bold]{artifact.ref}[/]")
+    render.out.print(render.bold(artifact.ref))
     for key, value in rows:
         if value is not None:
             render.out.print(f"  {key:<11}{value}")
@@ -287,8 +288,9 @@ def _print_verification(report: VerifyReport) -> None:
         + (f" ({sig.publisher}, {sig.fingerprint})" if sig.fingerprint else "")
     )
     render.out.print(f"lineage status: {render.status(report.status)}")
-    verdict = "[green]OK[/]" if report.ok else "[bold red]FAILED[/]: " + "; ".join(report.problems)
-    render.out.print(f"verification {verdict}")
+    verdict = "OK" if report.ok else "FAILED: " + "; ".join(report.problems)
+    style = "green" if report.ok else "bold red"
+    render.out.print(Text("verification ") + Text(verdict, style=style))
 
 
 @dataset_app.command("register")

@@ -259,7 +259,7 @@ def tokens_create(
         render.out.print(
             f"token {result.id} for {user} ({role}{', team ' + team if team else ''}):"
         )
-        render.out.print(result.token or "", markup=False)
+        render.out.print(result.token or "")
 
 
 @tokens_app.command("list")

@@ -96,7 +96,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except MbomError as error:
-        render.err.print(f"[bold red]mbom: error:[/] {error.diagnostics()}", markup=True)
+        render.error_line(error.diagnostics())
         sys.exit(2 if isinstance(error, InvalidInput) else 1)
     except typer.Abort:
         render.err.print("mbom: aborted")
@@ -104,12 +104,12 @@ def main() -> None:
     except (typer.Exit, SystemExit) as done:
         code = done.exit_code if isinstance(done, typer.Exit) else done.code
         sys.exit(code)
-    except Exception as error:  # noqa: BLE001 - click usage errors and the like
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+    except Exception as error:
+        # typer ships its own copy of click's exceptions, so match them by behaviour.
+        exit_code = getattr(error, "exit_code", None)
+        if callable(getattr(error, "show", None)) and isinstance(exit_code, int):
+            error.show()  # type: ignore[attr-defined]
+            sys.exit(exit_code)
         raise
     sys.exit(code if isinstance(code, int) else 0)
 

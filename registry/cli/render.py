@@ -10,13 +10,16 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
-def console(*, stderr: bool = False) -> Console:
+def console(*, stderr: bool = False, markup: bool = False) -> Console:
     """A console that does not squeeze tables into 80 columns when piped."""
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else 200
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    # markup=False: names and reasons are user data and are printed literally;
+    # styling goes through Text objects (status(), error_line()).
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, markup=markup)
 
 
 out = console()
@@ -42,10 +45,19 @@ def emit_json(value: BaseModel | Sequence[BaseModel] | Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def status(text: str) -> str:
-    """A status word with its colour."""
-    style = STATUS_STYLE.get(text)
-    return f"[{style}]{text}[/]" if style else text
+def status(text: str) -> Text:
+    """A status word with its colour (in an f-string it is the plain word)."""
+    return Text(text, style=STATUS_STYLE.get(text, ""))
+
+
+def bold(text: str) -> Text:
+    """Bold text."""
+    return Text(text, style="bold")
+
+
+def error_line(message: str) -> None:
+    """The one stderr line of a failed command."""
+    err.print(Text("mbom: error: ", style="bold red") + Text(message))
 
 
 def path(steps: Sequence[str]) -> str:
@@ -56,11 +68,17 @@ def path(steps: Sequence[str]) -> str:
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a table, or a one-line note when it is empty."""
     if not rows:
-        out.print(f"[dim]{title or 'nothing'}: none[/]")
+        out.print(Text(f"{title or 'nothing'}: none", style="dim"))
         return
     grid = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*(str(cell) if cell is not None else "" for cell in row))
+        grid.add_row(*(_cell(cell) for cell in row))
     out.print(grid)
+
+
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    return Text("" if value is None else str(value))

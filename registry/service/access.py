@@ -45,7 +45,7 @@ def create_token(
 def revoke_token(session: Session, token_id: int, *, actor: Actor) -> TokenPublic:
     """Revoke a token by id."""
     actor.require(Role.ADMIN, action="revoke tokens")
-    row = session.get(ApiToken, token_id)
+    row = session.get(ApiToken, token_id) if 0 < token_id < 2**63 else None
     if row is None:
         raise NotFound("token", str(token_id), hint="list them with mbom tokens list")
     row.revoked = True

@@ -15,6 +15,7 @@ from registry.errors import (
     DuplicateContent,
     InvalidInput,
     LineageCycle,
+    NotFound,
     SignatureError,
 )
 from registry.identity import Actor, Role
@@ -64,6 +65,8 @@ def register_model(
     """
     actor.require(Role.PUBLISHER, action="register models", team=team)
     _refuse_existing(session, "model", name, version)
+    if not manifest.entries:
+        raise InvalidInput("the manifest lists no files", hint="a model has at least one file")
     if f"{name}@{version}" in {Ref.parse(p).__str__() for p in parents}:
         raise LineageCycle([f"{name}@{version}", f"{name}@{version}"])
     policy.require_team(session, team)
@@ -337,7 +340,12 @@ def list_artifacts(
     """Artifacts of one kind, by name and version (optionally of one status)."""
     query = select(Artifact).where(Artifact.kind == kind)
     if status:
-        query = query.where(Artifact.status == Status(status).value)
+        if status not in {s.value for s in Status}:
+            raise InvalidInput(
+                f"unknown status {status!r}",
+                hint="use one of " + ", ".join(s.value for s in Status),
+            )
+        query = query.where(Artifact.status == status)
     query = query.order_by(col(Artifact.name), col(Artifact.version)).limit(limit)
     return [artifact_public(session, artifact) for artifact in session.exec(query)]
 
@@ -391,9 +399,11 @@ def _verification_target(session: Session, manifest: Manifest, ref: str | None) 
         select(Artifact).where(Artifact.digest == manifest.digest, Artifact.kind == "model")
     ).first()
     if found is None:
-        raise InvalidInput(
-            f"no registered model has these files (manifest {manifest.digest})",
-            hint="name the version to compare with: mbom verify PATH NAME@VERSION",
+        raise NotFound(
+            "no model with manifest",
+            manifest.digest,
+            hint="these files are not a registered version; to compare with one: "
+            "mbom verify PATH NAME@VERSION",
         )
     return found
 

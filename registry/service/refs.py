@@ -11,8 +11,9 @@ from registry.errors import AmbiguousReference, InvalidInput, NotFound
 from registry.tables import Artifact
 
 KINDS = ("model", "dataset")
-_NAME = re.compile(r"^[^\s@:][^\s@]*$")
-_VERSION = re.compile(r"^[^\s@/]+$")
+# No whitespace, no control characters (NUL included), no '@'; names do not start with ':'.
+_NAME = re.compile(r"^[^\s@:\x00-\x1f\x7f][^\s@\x00-\x1f\x7f]*$")
+_VERSION = re.compile(r"^[^\s@/\x00-\x1f\x7f]+$")
 
 
 @dataclass(frozen=True)

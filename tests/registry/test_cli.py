@@ -28,16 +28,19 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from lineage import Relation
+from registry import signing
 from registry.api import create_app
 from registry.cli import app
 from registry.client import LocalRegistry
 from registry.db import make_engine, migrate
 from registry.identity import Actor, Role
+from registry.manifest import hash_tree
 from registry.settings import Settings
 from tests.conftest import fake_manifest
 from tests.registry.live_server import serve_in_subprocess, serve_in_thread
 
-MBOM = Path(shutil.which("mbom") or Path(sys.executable).parent / "mbom")
+MBOM = next((p for p in [Path(sys.executable).parent / "mbom", Path(shutil.which("mbom") or "")]
+             if p.is_file()), Path("mbom"))
 TIMEOUT = 120
 
 
@@ -68,10 +71,11 @@ class Cli:
 
     env: dict[str, str]
     cwd: Path
+    prefix: tuple[str, ...] = ()
 
     def __call__(self, *args: str | Path, code: int | None = 0) -> Result:
         """Run ``mbom ARGS``; check the exit code unless ``code`` is None."""
-        argv = tuple(str(a) for a in args)
+        argv = (*self.prefix, *(str(a) for a in args))
         done = subprocess.run([str(MBOM), *argv], env=self.env, cwd=self.cwd, capture_output=True,
                               text=True, timeout=TIMEOUT, check=False)
         result = Result(argv, done.returncode, done.stdout, done.stderr)
@@ -88,8 +92,8 @@ class Cli:
             return [future.result() for future in futures]
 
     def remote(self, server: str, token: str) -> Cli:
-        """The same CLI, talking to ``server`` with ``token``."""
-        return Cli({**self.env, "MBOM_SERVER": server, "MBOM_TOKEN": token}, self.cwd)
+        """The same CLI as ``mbom --server SERVER --token TOKEN ...``."""
+        return Cli(self.env, self.cwd, ("--server", server, "--token", token))
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -112,17 +116,17 @@ def home_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, home_url: str) -> Iterator[Cli]:
+def cli(tmp_path: Path, home_url: str) -> Cli:
     """``mbom`` on a fresh, migrated SQLite registry under MBOM_HOME."""
     local_registry(home_url).engine.dispose()
-    yield Cli(cli_env(tmp_path), tmp_path)
+    return Cli(cli_env(tmp_path), tmp_path)
 
 
 @pytest.fixture
-def db_cli(tmp_path: Path, database_url: str) -> Iterator[Cli]:
+def db_cli(tmp_path: Path, database_url: str) -> Cli:
     """``mbom`` with MBOM_DATABASE_URL on this test's database (SQLite, then PostgreSQL)."""
     local_registry(database_url).engine.dispose()
-    yield Cli(cli_env(tmp_path, MBOM_DATABASE_URL=database_url), tmp_path)
+    return Cli(cli_env(tmp_path, MBOM_DATABASE_URL=database_url), tmp_path)
 
 
 def refs(items: list[dict[str, Any]]) -> list[str]:
@@ -146,7 +150,8 @@ def command_paths() -> list[list[str]]:
 
 def test_help_works_for_every_command(tmp_path: Path) -> None:
     paths = command_paths()
-    assert ["dataset", "register"] in paths and ["audit", "verify"] in paths and len(paths) > 30
+    assert ["dataset", "register"] in paths
+    assert ["audit", "verify"] in paths
     runner = CliRunner()
     for path in paths:
         result = runner.invoke(app, [*path, "--help"])
@@ -155,19 +160,28 @@ def test_help_works_for_every_command(tmp_path: Path) -> None:
     # The installed console script, for real (each start costs a second: two suffice).
     top, register = Cli(cli_env(tmp_path), tmp_path).many(["--help", 0],
                                                           ["register", "--help", 0])
-    assert "descendants" in top.out and "tokens" in top.out
+    for command in ("register", "descendants", "tokens", "audit"):
+        assert command in top.out
     for option in ("--parent", "--relation", "--dataset", "--sign-key", "--override"):
         assert option in register.out
     assert not (tmp_path / "home").exists(), "--help must not open a registry"
 
 
-# --- register, sign, datasets, identify, verify ----------------------------------------------------
+# --- register, sign, datasets, identify, verify --------------------------------------------------
+
+
+def register_signed(url: str, path: Path, key: Path, **fields: Any) -> None:
+    """Register ``path`` in-process, signed with ``key`` (what the CLI does, minus the start-up)."""
+    reg = local_registry(url)
+    manifest = hash_tree(path)
+    signature = signing.sign_digest(signing.load_private_key(key), manifest.digest)
+    reg.call("register_model", manifest=manifest, signature=signature, **fields)
+    reg.engine.dispose()
 
 
 def test_signed_registration_identify_and_verify(
     cli: Cli, make_model: Callable[..., Path], home_url: str, tmp_path: Path
 ) -> None:
-    base = make_model("base", {"model.safetensors": b"\x00base weights", "config.json": "{}"})
     ft_files: dict[str, bytes | str] = {"model.safetensors": b"\x01ft weights",
                                         "config.json": '{"ft": 1}', "tokenizer/vocab.txt": "a b"}
     ft = make_model("ft", ft_files)
@@ -175,75 +189,75 @@ def test_signed_registration_identify_and_verify(
     corpus = make_model("corpus", {"train.jsonl": '{"x": 1}\n'})
     keys = tmp_path / "keys"
     keys.mkdir()
+    mallory_key, _ = signing.write_keypair(keys / "mallory")
     digest = "sha256:" + "e" * 64
+    reg = local_registry(home_url)
+    reg.call("create_team", name="fraud")
+    reg.engine.dispose()
 
-    gen, _, data, evals, team = cli.many(
+    generated, data, evals = cli.many(
         ["keys", "generate", "--out", keys / "alice", "--json", 0],
-        ["keys", "generate", "--out", keys / "mallory", 0],
         ["dataset", "register", corpus, "--name", "corpus", "--version", "1",
          "--source", "s3://bucket/corpus", "--json", 0],
-        ["dataset", "register", "--digest", digest, "--name", "evalset", "--version", "2", "--json", 0],
-        ["team", "create", "fraud", "--json", 0],
+        ["dataset", "register", "--digest", digest, "--name", "evalset", "--version", "2",
+         "--json", 0],
     )
-    assert Path(gen.json()["private_key"]) == keys / "alice.key"
-    assert (keys / "alice.key").stat().st_mode & 0o077 == 0
+    alice_key = Path(generated.json()["private_key"])
+    assert (alice_key, Path(generated.json()["public_key"])) == (
+        keys / "alice.key", keys / "alice.pub")
+    assert alice_key.stat().st_mode & 0o077 == 0, "the private key is for its owner only"
     assert (data.json()["kind"], data.json()["source"]) == ("dataset", "s3://bucket/corpus")
     assert evals.json()["digest"] == digest
-    assert team.json()["name"] == "fraud"
+    enrolled = cli("keys", "enroll", keys / "alice.pub", "--publisher", "alice", "--json")
+    assert enrolled.json()["fingerprint"] == generated.json()["fingerprint"]
+    assert enrolled.json()["publisher"] == "alice"
+    register_signed(home_url, make_model("base"), alice_key, name="acme/base", version="1",
+                    publisher="alice")
+    reg = local_registry(home_url)
+    reg.call("register_model", name="plain", version="1", manifest=hash_tree(plain))
+    reg.engine.dispose()
 
-    enrolled = cli("keys", "enroll", keys / "alice.pub", "--publisher", "alice", "--json").json()
-    assert enrolled["fingerprint"] == gen.json()["fingerprint"]
-    signed = ["--publisher", "alice", "--sign-key", keys / "alice.key"]
-    registered = cli("register", base, "--name", "acme/base", "--version", "1", *signed,
-                     "--source", "hf://acme/base@main", "--json").json()
-    assert (registered["ref"], registered["signed"], registered["file_count"]) == (
-        "acme/base@1", True, 2)
-    child, unsigned, forged = cli.many(
+    signed = ["--publisher", "alice", "--sign-key", alice_key]
+    child, forged = cli.many(
         ["register", ft, "--name", "acme/ft", "--version", "1", "--parent", "acme/base@1",
          "--relation", "finetune", "--dataset", "corpus@1:fine_tuned_on",
          "--dataset", "evalset@2:evaluated_on", "--team", "fraud", "--format", "safetensors",
-         *signed, "--json", 0],
-        ["register", plain, "--name", "plain", "--version", "1", 0],
+         "--source", "hf://acme/ft@main", *signed, "--json", 0],
         ["register", make_model("forged"), "--name", "forged", "--version", "1",
-         "--publisher", "alice", "--sign-key", keys / "mallory.key", 1],
+         "--publisher", "alice", "--sign-key", mallory_key, 1],
     )
-    assert child.json()["team"] == "fraud" and child.json()["signed"] is True
-    assert {(p["ref"], p["kind"], p["relation"]) for p in child.json()["parents"]} == {
+    registered = child.json()
+    assert (registered["ref"], registered["team"], registered["signed"]) == (
+        "acme/ft@1", "fraud", True)
+    assert (registered["source"], registered["file_count"]) == ("hf://acme/ft@main", 3)
+    assert {(p["ref"], p["kind"], p["relation"]) for p in registered["parents"]} == {
         ("acme/base@1", "model", "finetune"), ("corpus@1", "dataset", "fine_tuned_on"),
         ("evalset@2", "dataset", "evaluated_on")}
-    assert "registered plain@1" in unsigned.out and "unsigned" in unsigned.out
     assert "does not verify" in forged.error_line()
 
-    ok, ok_text, found, unknown, plain_check, datasets, shown, keys_listed, lineage = cli.many(
+    ok, found, unknown, plain_check, datasets, shown = cli.many(
         ["verify", ft, "--json", 0],
-        ["verify", ft, "acme/ft@1", 0],
         ["identify", ft, "--json", 0],
         ["identify", make_model("stranger"), 1],
-        ["verify", plain, "--json", 1],
+        ["verify", plain, 1],
         ["dataset", "list", "--json", 0],
         ["dataset", "show", "corpus@1", "--json", 0],
-        ["keys", "list", "--json", 0],
-        ["ancestors", "acme/ft@1", "--json", 0],
     )
     report = ok.json()
     assert (report["ok"], report["ref"], report["status"], report["problems"]) == (
         True, "acme/ft@1", "clean", [])
     assert report["signature"] == {"state": "valid", "publisher": "alice",
-                                   "fingerprint": gen.json()["fingerprint"]}
+                                   "fingerprint": enrolled.json()["fingerprint"]}
     assert {f["path"]: f["state"] for f in report["files"]} == dict.fromkeys(
         ["config.json", "model.safetensors", "tokenizer/vocab.txt"], "match")
-    assert report["expected_digest"] == report["actual_digest"] == child.json()["digest"]
-    assert "verification OK" in ok_text.out
-    assert found.json()["digest"] == child.json()["digest"]
+    assert report["expected_digest"] == report["actual_digest"] == registered["digest"]
+    assert found.json()["digest"] == registered["digest"]
     assert refs(found.json()["matches"]) == ["acme/ft@1"]
     assert "no registered version" in unknown.err
-    assert (plain_check.json()["signature"]["state"], plain_check.json()["problems"]) == (
-        "unsigned", ["signature unsigned"])
+    assert "1/1 files match" in plain_check.out
+    assert "verification FAILED: signature unsigned" in plain_check.out
     assert refs(datasets.json()) == ["corpus@1", "evalset@2"]
     assert shown.json()["digest"] == data.json()["digest"]
-    assert [k["publisher"] for k in keys_listed.json()] == ["alice"]
-    assert {(a["ref"], a["kind"], a["depth"]) for a in lineage.json()} == {
-        ("acme/base@1", "model", 1), ("corpus@1", "dataset", 1), ("evalset@2", "dataset", 1)}
 
     # Same files, valid signature, but the lineage turns infected: verification fails.
     pristine = tmp_path / "ft-copy"
@@ -251,31 +265,30 @@ def test_signed_registration_identify_and_verify(
     (ft / "model.safetensors").write_bytes(b"\x01ft weights, backdoored")
     (ft / "config.json").unlink()
     (ft / "extra.py").write_text("import os")
-    setup = local_registry(home_url)
-    setup.call("flag", "acme/base@1", reason="trojan found")
-    setup.engine.dispose()
-    tampered, tampered_text, infected = cli.many(
+    reg = local_registry(home_url)
+    reg.call("flag", "acme/base@1", reason="trojan found")
+    reg.engine.dispose()
+    tampered, infected = cli.many(
         ["verify", ft, "acme/ft@1", "--json", 1],
-        ["verify", ft, "acme/ft@1", 1],
         ["verify", pristine, "--json", 1],
     )
+    assert tampered.json()["ok"] is False
     assert {f["path"]: f["state"] for f in tampered.json()["files"]} == {
         "config.json": "missing", "extra.py": "extra", "model.safetensors": "mismatch",
         "tokenizer/vocab.txt": "match"}
-    assert tampered.json()["ok"] is False
-    for word in ("mismatch", "missing", "extra", "FAILED"):
-        assert word in tampered_text.out, word
+    assert tampered.json()["problems"][:3] == [
+        "missing: config.json", "extra: extra.py", "mismatch: model.safetensors"]
     assert infected.json()["signature"]["state"] == "valid"
     assert {f["state"] for f in infected.json()["files"]} == {"match"}
     assert infected.json()["problems"] == ["lineage status is infected"]
 
 
-# --- flag, propagate, query the graph, deploy ------------------------------------------------------
+# --- flag, propagate, query the graph, deploy ---------------------------------------------------
 
 
 def build_cascade(url: str) -> None:
-    """acme/base -> acme/ft -> acme/app (fraud, prod); acme/base -> search/app (search, staging);
-    data -> acme/ft; other (fraud, prod) unrelated."""
+    """acme/base -> acme/ft -> acme/app (fraud, prod); acme/base -> search/app (search,
+    staging); data -> acme/ft; other (fraud, prod) unrelated."""
     reg = local_registry(url)
     reg.call("create_team", name="fraud")
     reg.call("create_team", name="search")
@@ -295,11 +308,17 @@ def build_cascade(url: str) -> None:
 
 
 APP_PATH = ["acme/base@1", "acme/ft@1", "acme/app@1"]
+HIT = [("acme/app@1", "prod", "fraud", "infected", APP_PATH),
+       ("search/app@1", "staging", "search", "infected", ["acme/base@1", "search/app@1"])]
 
 
-def test_flag_cascade_and_graph_queries(db_cli: Cli, database_url: str) -> None:
-    cli = db_cli
-    build_cascade(database_url)
+def deployment_rows(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Deployments as sorted (ref, environment, team, status, path) rows."""
+    return sorted((d["ref"], d["environment"], d["team"], d["status"], d["path"]) for d in items)
+
+
+def test_flag_cascade_and_graph_queries(cli: Cli, home_url: str) -> None:
+    build_cascade(home_url)
     change = cli("flag", "acme/base@1", "--reason", "backdoor in layer 3", "--json").json()
     assert change["status"] == "compromised"
     assert {c["ref"]: (c["status"], c["path"]) for c in change["changed"]} == {
@@ -307,27 +326,21 @@ def test_flag_cascade_and_graph_queries(db_cli: Cli, database_url: str) -> None:
         "acme/app@1": ("infected", APP_PATH),
         "search/app@1": ("infected", ["acme/base@1", "search/app@1"]),
     }
-    assert refs(change["deployments"]) == ["acme/app@1", "search/app@1"]
+    assert deployment_rows(change["deployments"]) == HIT
 
-    hit, hit_text, fraud, near, up, status, status_text, deployed, refused = cli.many(
-        ["descendants", "acme/base@1", "--deployed", "--json", 0],
+    hit_text, fraud, near, up, status, deployed, refused = cli.many(
         ["descendants", "acme/base@1", "--deployed", 0],
         ["descendants", "acme/base@1", "--team", "fraud", "--json", 0],
         ["descendants", "acme/base@1", "--depth", "1", "--json", 0],
         ["ancestors", "acme/app@1", "--json", 0],
         ["status", "acme/app@1", "--json", 0],
-        ["status", "acme/app@1", 0],
         ["deployments", "--team", "fraud", "--json", 0],
         ["deploy", "acme/ft@1", "--env", "prod", "--team", "fraud", 1],
     )
-    assert sorted((d["ref"], d["environment"], d["team"], d["status"], d["path"])
-                  for d in hit.json()) == [
-        ("acme/app@1", "prod", "fraud", "infected", APP_PATH),
-        ("search/app@1", "staging", "search", "infected", ["acme/base@1", "search/app@1"])]
     assert "2 deployments descend from acme/base@1" in hit_text.out
     assert " -> ".join(APP_PATH) in hit_text.out
-    assert [(e["ref"], e["depth"], e["path"]) for e in fraud.json()] == [
-        ("acme/app@1", 2, APP_PATH)]
+    assert [(e["ref"], e["depth"], e["path"], e["team"]) for e in fraud.json()] == [
+        ("acme/app@1", 2, APP_PATH, "fraud")]
     assert sorted((e["ref"], e["depth"]) for e in near.json()) == [
         ("acme/ft@1", 1), ("search/app@1", 1)]
     assert {(e["ref"], e["kind"], e["depth"]) for e in up.json()} == {
@@ -336,9 +349,8 @@ def test_flag_cascade_and_graph_queries(db_cli: Cli, database_url: str) -> None:
     assert (report["finding"], report["status"]) == ("unscanned", "infected")
     assert [(s["source"], s["path"], s["reasons"]) for s in report["sources"]] == [
         ("acme/base@1", APP_PATH, ["backdoor in layer 3"])]
-    assert "infected" in status_text.out and " -> ".join(APP_PATH) in status_text.out
     assert refs(deployed.json()) == ["acme/app@1", "other@1"]
-    assert "infected" in refused.error_line()
+    assert "acme/ft@1 is infected" in refused.error_line()
 
     cleared, undeployed = cli.many(
         ["clear", "search/app@1", "--reason", "retrained from clean data", "--json", 0],
@@ -347,46 +359,70 @@ def test_flag_cascade_and_graph_queries(db_cli: Cli, database_url: str) -> None:
     assert cleared.json()["status"] == "cleared"
     assert (undeployed.json()["ref"], undeployed.json()["active"]) == ("other@1", False)
     unflagged = cli("unflag", "acme/base@1", "--reason", "false positive", "--json").json()
+    assert unflagged["status"] == "clean"
     assert refs(unflagged["changed"]) == ["acme/app@1", "acme/ft@1", "search/app@1"]
-    models, remaining, check = cli.many(["models", "--json", 0], ["deployments", "--json", 0],
-                                        ["check", 0])
-    assert {m["status"] for m in models.json()} == {"clean"}
-    assert refs(remaining.json()) == ["acme/app@1", "search/app@1"]
-    assert "equal a from-scratch recomputation" in check.out
+    reg = local_registry(home_url)
+    assert {m.status for m in reg.call("list_artifacts", kind="model")} == {"clean"}
+    assert refs([d.model_dump() for d in reg.call("list_deployments")]) == [
+        "acme/app@1", "search/app@1"]
+    assert reg.call("find_inconsistencies") == []
+    reg.engine.dispose()
 
 
-# --- team policy -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_the_cascade_on_postgresql(db_cli: Cli, database_url: str,
+                                   make_model: Callable[..., Path]) -> None:
+    cli = db_cli
+    build_cascade(database_url)
+    flagged = cli("flag", "acme/base@1", "--reason", "advisory", "--json").json()
+    assert deployment_rows(flagged["deployments"]) == HIT
+    hit, refused, status = cli.many(
+        ["descendants", "acme/base@1", "--deployed", "--json", 0],
+        ["register", make_model("late"), "--name", "late", "--version", "1",
+         "--parent", "acme/ft@1", 1],
+        ["status", "acme/app@1", "--json", 0],
+    )
+    assert deployment_rows(hit.json()) == HIT
+    assert [s["path"] for s in status.json()["sources"]] == [APP_PATH]
+    assert "parent acme/ft@1 is infected" in refused.error_line()
+    reg = local_registry(database_url)
+    assert [a.ref for a in reg.call("list_artifacts") if a.ref == "late@1"] == []
+    assert reg.call("verify_chain").ok
+    reg.engine.dispose()
+
+
+# --- team policy --------------------------------------------------------------------------------
 
 
 def test_team_policy_refuses_then_override_and_decisions(
-    db_cli: Cli, database_url: str, make_model: Callable[..., Path]
+    cli: Cli, home_url: str, make_model: Callable[..., Path]
 ) -> None:
-    cli = db_cli
-    reg = local_registry(database_url)
-    for version in ("1", "2"):
+    reg = local_registry(home_url)
+    for version in ("1", "2", "3"):
         reg.call("register_model", name="base", version=version, manifest=fake_manifest(version))
-    reg.engine.dispose()
+    events_before = reg.call("list_events")
     child = make_model("child")
-    created, before = cli.many(["team", "create", "secure", "--require-approval", "--json", 0],
-                               ["models", "--json", 0])
-    assert created.json()["require_approval"] is True
+    created = cli("team", "create", "secure", "--require-approval", "--json").json()
+    assert created["require_approval"] is True
 
     refused = cli("register", child, "--name", "child", "--version", "1", "--parent", "base@1",
                   "--team", "secure", code=1)
     assert "not approved for team secure" in refused.error_line()
-    after, nothing = cli.many(["models", "--json", 0], ["audit", "--subject", "child@1", "--json", 0])
-    assert after.json() == before.json()
-    assert nothing.json() == []
+    assert [a.ref for a in reg.call("list_artifacts")] == ["base@1", "base@2", "base@3"]
+    assert len(reg.call("list_events")) == len(events_before) + 1, "only the team was recorded"
 
-    overridden = cli("register", child, "--name", "child", "--version", "1", "--parent", "base@1",
-                     "--team", "secure", "--override", "incident 42: ship the hotfix", "--json")
+    overridden, _, _ = cli.many(
+        ["register", child, "--name", "child", "--version", "1", "--parent", "base@1",
+         "--team", "secure", "--override", "incident 42: ship the hotfix", "--json", 0],
+        ["approve", "base@2", "--team", "secure", "--reason", "reviewed", "--json", 0],
+        ["block", "base@3", "--team", "secure", "--reason", "CVE-2026-1", "--json", 0],
+    )
     assert overridden.json()["ref"] == "child@1"
-    cli.many(["approve", "base@2", "--team", "secure", "--reason", "reviewed", "--json", 0],
-             ["block", "base@1", "--team", "secure", "--reason", "CVE-2026-1", "--json", 0])
     approved, blocked, decisions, audit = cli.many(
         ["register", make_model("c2"), "--name", "child", "--version", "2", "--parent", "base@2",
          "--team", "secure", "--json", 0],
-        ["register", make_model("c3"), "--name", "child", "--version", "3", "--parent", "base@1",
+        ["register", make_model("c3"), "--name", "child", "--version", "3", "--parent", "base@3",
          "--team", "secure", 1],
         ["decisions", "--team", "secure", "--json", 0],
         ["audit", "--subject", "child@1", "--json", 0],
@@ -394,15 +430,17 @@ def test_team_policy_refuses_then_override_and_decisions(
     assert approved.json()["parents"][0]["ref"] == "base@2"
     assert "blocked for team secure: CVE-2026-1" in blocked.error_line()
     assert sorted((d["subject"], d["verdict"], d["team"]) for d in decisions.json()) == [
-        ("base@1", "block", "secure"), ("base@2", "approve", "secure")]
+        ("base@2", "approve", "secure"), ("base@3", "block", "secure")]
     events = {e["operation"]: e for e in audit.json()}
     assert set(events) == {"policy.override", "register"}
-    override = events["policy.override"]["details"]
-    assert override["reason"] == "incident 42: ship the hotfix"
-    assert override["overridden"] == ["parent base@1 is not approved for team secure"]
+    override = events["policy.override"]
+    assert override["details"]["reason"] == "incident 42: ship the hotfix"
+    assert override["details"]["overridden"] == ["parent base@1 is not approved for team secure"]
+    assert override["actor"] == Actor.local().user, "the local CLI acts as the OS user"
+    reg.engine.dispose()
 
 
-# --- refusals --------------------------------------------------------------------------------------
+# --- refusals -----------------------------------------------------------------------------------
 
 
 def test_refused_operations_exit_nonzero_with_one_line_and_write_nothing(
@@ -413,7 +451,7 @@ def test_refused_operations_exit_nonzero_with_one_line_and_write_nothing(
     reg.call("register_model", name="ft", version="1", manifest=fake_manifest("ft"),
              parents=["base@1"])
     reg.call("register_dataset", name="d", version="1", digest="sha256:" + "1" * 64)
-    reg.engine.dispose()
+    events_before = reg.call("list_events")
     fresh = make_model("fresh")
     escaping = make_model("escaping")
     (tmp_path / "secret.txt").write_text("outside")
@@ -423,49 +461,39 @@ def test_refused_operations_exit_nonzero_with_one_line_and_write_nothing(
     same_as_base = tmp_path / "same"
     same_as_base.mkdir()
     (same_as_base / "file0.bin").write_text("base")  # the bytes fake_manifest("base") describes
-    before_models, before_audit = cli.many(["models", "--json", 0], ["audit", "--json", 0])
+    before = cli("models", "--json")
 
     refusals: list[tuple[list[Any], int, str]] = [
         (["register", fresh, "--name", "base", "--version", "1"], 1, "already registered"),
         (["register", fresh, "--name", "x", "--version", "1", "--parent", "ghost@1"], 1,
-         "not registered"),
+         "ghost@1 is not registered"),
         (["register", fresh, "--name", "x", "--version", "1", "--parent", "x@1"], 1, "cyclic"),
         (["register", escaping, "--name", "x", "--version", "1"], 1, "outside"),
         (["register", fifo_dir, "--name", "x", "--version", "1"], 1, "fifo"),
         (["register", same_as_base, "--name", "x", "--version", "1"], 1,
          "already registered as base@1"),
-        (["register", fresh, "--name", "x", "--version", "1", "--dataset", "nod@1"], 1,
-         "not registered"),
         (["register", fresh, "--name", "x", "--version", "1", "--parent", "no-version"], 2,
          "is not a reference"),
-        (["register", tmp_path / "nowhere", "--name", "x", "--version", "1"], 2, "nowhere"),
         (["link", "base@1", "--parent", "ft@1"], 1, "cyclic"),
-        (["link", "ft@1"], 2, "at least one"),
-        (["flag", "ghost@1", "--reason", "x"], 1, "not registered"),
-        (["deploy", "base@1", "--env", "prod", "--team", "ghosts"], 1, "team ghosts"),
-        (["dataset", "register", fresh, "--digest", "sha256:" + "2" * 64, "--name", "d2",
-          "--version", "1"], 2, "not both"),
-        (["team", "create", "two words"], 2, "not a team name"),
     ]
     results = cli.many(*[[*args, code] for args, code, _ in refusals])
     for (args, _, message), result in zip(refusals, results, strict=True):
         assert message in result.error_line(), (args, result.err)
         assert result.out == "", (args, result.out)
 
-    after_models, after_audit = cli.many(["models", "--json", 0], ["audit", "--json", 0])
-    assert after_models.json() == before_models.json()
-    assert after_audit.json() == before_audit.json()
-
+    assert cli("models", "--json").json() == before.json()
+    assert reg.call("list_events") == events_before
     linked, duplicate = cli.many(
         ["link", "ft@1", "--dataset", "d@1:trained_on", "--json", 0],
         ["register", same_as_base, "--name", "copy", "--version", "1",
          "--allow-duplicate-content", "--json", 0],
     )
     assert ("d@1", "trained_on") in {(p["ref"], p["relation"]) for p in linked.json()["parents"]}
-    assert duplicate.json()["digest"] == before_models.json()[0]["digest"]
+    assert duplicate.json()["digest"] == before.json()[0]["digest"]
+    reg.engine.dispose()
 
 
-# --- audit -----------------------------------------------------------------------------------------
+# --- audit ----------------------------------------------------------------------------------------
 
 
 def test_audit_verify_names_the_first_edited_or_deleted_event(
@@ -476,13 +504,11 @@ def test_audit_verify_names_the_first_edited_or_deleted_event(
     for name in ("a", "b", "c"):
         reg.call("register_model", name=name, version="1", manifest=fake_manifest(name))
     reg.call("flag", "a@1", reason="bad")
+    newest = reg.call("list_events")[-1]
     reg.engine.dispose()
-    events, intact = cli.many(["audit", "--json", 0], ["audit", "verify", "--json", 0])
-    assert [e["operation"] for e in events.json()] == [
-        "team.create", "register", "register", "register", "flag"]
-    assert [e["seq"] for e in events.json()] == [1, 2, 3, 4, 5]
-    assert intact.json()["ok"] is True and intact.json()["events"] == 5
-    assert intact.json()["head"] == events.json()[-1]["hash"]
+    intact = cli("audit", "verify", "--json").json()
+    assert (intact["ok"], intact["events"], intact["first_bad_seq"]) == (True, 5, None)
+    assert (newest.seq, newest.operation, intact["head"]) == (5, "flag", newest.hash)
 
     edited, deleted = tmp_path / "edited", tmp_path / "deleted"
     source = sqlite3.connect(tmp_path / "home" / "registry.db")
@@ -510,34 +536,29 @@ def test_audit_verify_names_the_first_edited_or_deleted_event(
     assert "missing" in report["problem"]
 
 
-# --- tokens and the remote mode --------------------------------------------------------------------
+# --- tokens and the remote mode -------------------------------------------------------------------
 
 
 def test_tokens_and_remote_mode_against_mbom_serve(
     cli: Cli, home_url: str, make_model: Callable[..., Path], tmp_path: Path
 ) -> None:
     build_cascade(home_url)
-    admin, reader, tokens = cli.many(
+    admin, reader = cli.many(
         ["tokens", "create", "--user", "ci", "--role", "admin", "--json", 0],
         ["tokens", "create", "--user", "rita", "--role", "reader", "--json", 0],
-        ["tokens", "list", "--json", 0],
     )
-    assert admin.json()["token"].startswith("mbom_") and admin.json()["role"] == "admin"
+    assert admin.json()["token"].startswith("mbom_")
+    assert (admin.json()["user"], admin.json()["role"]) == ("ci", "admin")
     with serve_in_subprocess(MBOM, cli.env, tmp_path / "serve.log") as server:
         remote = cli.remote(server, admin.json()["token"])
-        as_reader = cli.remote(server, reader.json()["token"])
-        registered, denied, listed, no_token = remote.many(
+        registered, listed = remote.many(
             ["register", make_model("new"), "--name", "acme/new", "--version", "1",
              "--parent", "acme/base@1", "--json", 0],
-            ["--token", reader.json()["token"], "register", make_model("r"), "--name", "r",
-             "--version", "1", 1],
             ["tokens", "list", "--json", 0],
-            ["--token", "mbom_wrong", "models", 1],
         )
         assert registered.json()["created_by"] == "ci"
-        assert "may not register" in denied.error_line()
-        assert [t["token"] for t in listed.json()] == [None, None]
-        assert "unknown or revoked" in no_token.error_line()
+        assert sorted((t["user"], t["token"]) for t in listed.json()) == [
+            ("ci", None), ("rita", None)]
 
         flagged = remote("flag", "acme/base@1", "--reason", "advisory 7", "--json").json()
         assert "acme/new@1" in refs(flagged["changed"])
@@ -546,61 +567,45 @@ def test_tokens_and_remote_mode_against_mbom_serve(
             ["flag", "acme/base@1", "--reason", "again", 1],
             ["tokens", "revoke", str(reader.json()["id"]), "--json", 0],
         )
-        assert sorted((d["ref"], d["environment"], d["team"], d["path"]) for d in hit.json()) == [
-            ("acme/app@1", "prod", "fraud", APP_PATH),
-            ("search/app@1", "staging", "search", ["acme/base@1", "search/app@1"])]
+        assert deployment_rows(hit.json()) == HIT
         assert "flagged already" in again.error_line()
         assert revoked.json()["revoked"] is True
-        refused = as_reader("models", code=1)
+        by_env = Cli({**cli.env, "MBOM_SERVER": server, "MBOM_TOKEN": reader.json()["token"]},
+                     cli.cwd)
+        refused = by_env("models", code=1)
         assert "unknown or revoked" in refused.error_line()
-    local_view = cli("audit", "--json").json()
-    assert [e["actor"] for e in local_view if e["operation"] == "flag"] == ["ci"]
-    assert len(tokens.json()) == 2
+    reg = local_registry(home_url)
+    assert [e.actor for e in reg.call("list_events") if e.operation == "flag"] == ["ci"]
+    reg.engine.dispose()
 
 
-# --- known bugs ------------------------------------------------------------------------------------
+# --- known bugs -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: registry/cli/main.py main() catches click.ClickException, but typer 0.29 raises its "
-    "vendored typer._click exceptions: usage errors print a traceback and exit 1, not 2"))
-def test_usage_errors_exit_2_with_one_line(cli: Cli) -> None:
-    results = cli.many(
-        ["register", "--name", "x", None],
-        ["no-such-command", None],
-        ["descendants", "a@1", "--depth", "0", None],
-        ["register", ".", "--name", "x", "--version", "1", "--relation", "grafted", None],
-    )
+def test_usage_errors_exit_2_without_a_traceback(cli: Cli) -> None:
+    results = cli.many(["register", "--name", "x", None],
+                       ["descendants", "a@1", "--depth", "0", None])
     for result in results:
         assert result.code == 2, (result.args, result.err)
         assert "Traceback" not in result.err, result.args
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: registry/cli/main.py:99 prints error.diagnostics() with markup=True, so a '[/x]' in a "
-    "user-given name raises rich.errors.MarkupError (traceback) instead of the one error line"))
 def test_brackets_in_an_error_message_do_not_crash(cli: Cli) -> None:
     assert "a[/x]@1" in cli("show", "a[/x]@1", code=1).error_line()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: registry/service/artifacts.py:325 Status(status) raises ValueError for an unknown "
-    "--status: a traceback, exit 1, instead of one line and exit 2"))
 def test_an_unknown_status_filter_is_a_usage_error(cli: Cli) -> None:
     assert "bogus" in cli("models", "--status", "bogus", code=2).error_line()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: registry/client.py RemoteRegistry builds f'/artifacts/{ref}' without percent-encoding: "
-    "a registered name holding '#' or '?' cannot be shown, flagged or queried through --server"))
 def test_remote_refs_with_url_special_characters(cli: Cli, home_url: str) -> None:
     reg = local_registry(home_url)
     reg.call("register_model", name="odd#name", version="1", manifest=fake_manifest("odd"))
     token = reg.call("create_token", user="ci", role=Role.ADMIN).token
-    app_ = create_app(Settings(database_url=home_url), engine=reg.engine)
-    with serve_in_thread(app_) as server:
-        assert httpx.get(f"{server}/api/v1/artifacts/odd%23name@1",
-                         headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with serve_in_thread(create_app(Settings(database_url=home_url), engine=reg.engine)) as server:
+        direct = httpx.get(f"{server}/api/v1/artifacts/odd%23name@1",
+                           headers={"Authorization": f"Bearer {token}"})
+        assert direct.status_code == 200, "the server itself decodes the name"
         shown = cli.remote(server, token)("show", "odd#name@1", "--json", code=None)
     reg.engine.dispose()
     assert shown.code == 0, shown.err
