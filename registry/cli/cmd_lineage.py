@@ -70,6 +70,12 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     render.out.print(render.bold(report.ref), f"({report.kind})")
     render.out.print(f"  finding  {report.finding}")
     render.out.print(f"  status   {render.status(report.status)}")
+    if report.scan is not None:
+        findings = report.scan.get("findings", [])
+        render.out.print(f"  scan     {report.scan.get('verdict')} ({len(findings)} findings)")
+        for item in findings[:10]:
+            where = item["file"] + (f"!{item['member']}" if item.get("member") else "")
+            render.out.print(f"           {item['severity']}: {item['detail']} in {where}")
     for item in report.flags:
         state = "active" if item.active else f"withdrawn by {item.resolved_by}: {item.resolution}"
         render.out.print(

@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from registry.cli import render
+from registry.cli.cmd_scan import print_report, run_static_scan
 from registry.cli.main import (
     JsonOpt,
     OverrideOpt,
@@ -24,6 +25,7 @@ from registry.errors import InvalidInput
 if TYPE_CHECKING:
     from lineage import Relation
     from registry.schemas import ArtifactPublic, VerifyReport
+    from scanning.report import ScanReport
 
 PathArg = Annotated[
     Path,
@@ -113,15 +115,24 @@ def register(
         ),
     ] = False,
     override: OverrideOpt = None,
+    skip_scan: Annotated[
+        bool,
+        typer.Option("--skip-scan", help="Do not scan the files (the finding stays unscanned)."),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Hash PATH and register it as NAME@VERSION with its lineage.
+    """Scan, hash and register PATH as NAME@VERSION with its lineage.
+
+    The static scan runs first and never loads a file: malicious files register
+    the model quarantined (compromised, blocked for every team); suspicious ones
+    are refused unless an approver passes --override.
 
     Every file is SHA-256'd; the manifest digest identifies the content. Refused,
     with nothing written: unknown parents, cycles, duplicate versions, symlinks
     out of PATH, special files, and parents that are tainted, blocked for the
     team or not approved where approval is required.
     """
+    report = None if skip_scan else run_static_scan(path)
     manifest = hash_path(path)
     signature = None
     if sign_key is not None:
@@ -145,15 +156,28 @@ def register(
         signature=signature,
         allow_duplicate_content=allow_duplicate_content,
         override=override,
+        scan=report,
     )
     if json_:
         render.emit_json(result)
-        return
+    else:
+        _print_registration(result, report)
+    if result.status == "compromised":
+        render.error_line(
+            f"{result.ref} is quarantined: the static scan found malicious content "
+            "(it is recorded as compromised and blocked for every team)"
+        )
+        raise typer.Exit(1)
+
+
+def _print_registration(result: ArtifactPublic, report: ScanReport | None) -> None:
     signed = "signed" if result.signed else "unsigned"
     render.out.print(
         f"registered {result.ref}: {result.file_count} files, {result.digest}, {signed}, "
         f"status {render.status(result.status)}"
     )
+    if report is not None and report.findings:
+        print_report(report)
 
 
 def show_artifact(artifact: ArtifactPublic) -> None:

@@ -115,4 +115,4 @@ def main() -> None:
 
 
 # The command modules attach themselves to the apps above.
-from registry.cli import cmd_lineage, cmd_models, cmd_ops  # noqa: E402, F401
+from registry.cli import cmd_lineage, cmd_models, cmd_ops, cmd_scan  # noqa: E402, F401

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import safetensors.numpy
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -179,10 +181,15 @@ def register_signed(url: str, path: Path, key: Path, **fields: Any) -> None:
     reg.engine.dispose()
 
 
+def tensors(value: float) -> bytes:
+    """A real, valid safetensors file (the admission scan checks its header)."""
+    return safetensors.numpy.save({"weight": np.full((2, 3), value, dtype=np.float32)})
+
+
 def test_signed_registration_identify_and_verify(
     cli: Cli, make_model: Callable[..., Path], home_url: str, tmp_path: Path
 ) -> None:
-    ft_files: dict[str, bytes | str] = {"model.safetensors": b"\x01ft weights",
+    ft_files: dict[str, bytes | str] = {"model.safetensors": tensors(1.0),
                                         "config.json": '{"ft": 1}', "tokenizer/vocab.txt": "a b"}
     ft = make_model("ft", ft_files)
     plain = make_model("plain", {"w.bin": "unsigned weights"})
@@ -262,7 +269,7 @@ def test_signed_registration_identify_and_verify(
     # Same files, valid signature, but the lineage turns infected: verification fails.
     pristine = tmp_path / "ft-copy"
     shutil.copytree(ft, pristine)
-    (ft / "model.safetensors").write_bytes(b"\x01ft weights, backdoored")
+    (ft / "model.safetensors").write_bytes(tensors(2.0))
     (ft / "config.json").unlink()
     (ft / "extra.py").write_text("import os")
     reg = local_registry(home_url)
