@@ -135,11 +135,29 @@ def bulk_load(engine: Engine, hub: Hub, stop: int, *, actor: Actor) -> LoadCount
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                     f"(SELECT max(id) FROM {table}))"
                 ))
+    settle(engine)
+    return LoadCounts(artifacts, edges, closure, deployments, events)
+
+
+def settle(engine: Engine) -> None:
+    """Leave the database as a registry that has been running a while would be.
+
+    PostgreSQL: what autovacuum does soon after a big load (fresh planner
+    statistics, visibility map). SQLite: the WAL checkpointed into the main
+    file, as the automatic checkpoints keep it; a 100 MB WAL left behind by one
+    huge transaction would slow every read.
+    """
     if engine.dialect.name == "postgresql":
-        # What autovacuum would do soon after such a load: fresh planner statistics.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))
-    return LoadCounts(artifacts, edges, closure, deployments, events)
+    else:
+        raw = engine.raw_connection()  # autocommit: no transaction may hold the WAL open
+        try:
+            busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                raise RuntimeError("the WAL checkpoint after the bulk load was blocked")
+        finally:
+            raw.close()
 
 
 def _require_empty(connection: Connection) -> None:
@@ -244,6 +262,7 @@ def _audit_entries(
         yield "register", hub.ref(node), {
             "kind": "model", "digest": hub.manifest(node).digest, "team": hub.team[node],
             "parents": [[hub.ref(p), r] for p, r in hub.links(node)], "signed_by": None,
+            "scan": None,  # registered without a static scan report
         }
     for node, team, environment in deployed:
         yield "deploy", hub.ref(node), {"environment": environment, "team": team}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import json
 import os
 import platform
@@ -73,7 +74,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--register-sample", type=int, default=2000,
                         help="versions registered through the service (timed)")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs of each query")
+    parser.add_argument("--runs", type=int, default=30,
+                        help="timed runs of descendants --deployed (and of the in-memory baseline)")
+    parser.add_argument("--descendants-runs", type=int, default=20,
+                        help="timed runs of the full descendants listing")
     parser.add_argument("--flag-repeats", type=int, default=3, help="flag/unflag cycles")
     parser.add_argument("--nx-runs", type=int, default=5,
                         help="runs of the load-everything networkx baseline")
@@ -84,6 +88,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, default=None,
                         help="write cProfile stats of each operation to this directory")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--table-from", type=Path, default=None, metavar="JSON",
+                        help="only print the table of an earlier --json output")
     return parser.parse_args(argv)
 
 
@@ -293,13 +299,15 @@ def count_rows(engine: Engine, table: str) -> int:
 def measure_queries(registry: LocalRegistry, result: BackendResult, args: argparse.Namespace,
                     profiler: Profiler) -> None:
     """``descendants --deployed`` and ``descendants`` of the base, warm, ``--runs`` times each."""
-    for verb, timings in (("deployed_descendants", result.deployed_query),
-                          ("descendants", result.descendants_query)):
+    for verb, timings, runs in (
+        ("deployed_descendants", result.deployed_query, args.runs),
+        ("descendants", result.descendants_query, args.descendants_runs),
+    ):
         for _ in range(2):  # warm the caches (page cache, SQLAlchemy statement cache)
             registry.call(verb, result.base)
-        log(f"{result.backend}: timing {verb} x{args.runs}")
+        log(f"{result.backend}: timing {verb} x{runs}")
         answers = [timed(lambda verb=verb: registry.call(verb, result.base), timings)
-                   for _ in range(args.runs)]
+                   for _ in range(runs)]
         profiler.run(verb, lambda verb=verb: registry.call(verb, result.base))
         if verb == "deployed_descendants":
             result.deployed_hits = len(answers[-1])
@@ -520,9 +528,25 @@ def report(results: list[BackendResult], summary: dict[str, Any], host: dict[str
     return "\n".join(lines)
 
 
+def results_from_json(saved: dict[str, Any]) -> list[BackendResult]:
+    """The results of an earlier ``--json`` run."""
+    results = []
+    for data in saved["results"]:
+        result = BackendResult(backend=data["backend"], versions=data["versions"])
+        for key, value in data.items():
+            is_timings = isinstance(value, dict) and "seconds" in value
+            setattr(result, key, Timings(value["seconds"]) if is_timings else value)
+        results.append(result)
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate, load, measure on each backend, print; non-zero when answers disagree."""
     args = parse_args(argv)
+    if args.table_from:
+        saved = json.loads(args.table_from.read_text())
+        print(report(results_from_json(saved), saved["hub"], saved["machine"]))
+        return 0
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     host = machine()
     host["postgres"] = postgres_version(args.pg_url) if "postgres" in backends else "-"
@@ -531,6 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub = generate(args.versions, seed=args.seed)
     summary = summarize(hub).to_json() | {"seed": args.seed,
                                           "generate_s": round(time.perf_counter() - started, 2)}
+    # The harness's own objects (the hub) must not slow the product's garbage collections.
+    gc.collect()
+    gc.freeze()
     results = [run_backend(backend, hub, args) for backend in backends]
     host["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:

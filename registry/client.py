@@ -268,6 +268,17 @@ class RemoteRegistry:
     def _verify_chain(self) -> AuditVerification:
         return self._request("GET", "/audit/verify", AuditVerification)
 
+    def _export_cyclonedx(self, ref: str, *, spec_version: str = "1.6") -> dict[str, Any]:
+        params = {"format": "cyclonedx", "spec_version": spec_version}
+        return self._request("GET", f"/bom/{ref}", dict[str, Any], params=params)
+
+    def _export_spdx3(self, ref: str) -> dict[str, Any]:
+        return self._request("GET", f"/bom/{ref}", dict[str, Any], params={"format": "spdx3"})
+
+    def _import_cyclonedx(self, document: dict[str, Any]) -> list[str]:
+        answer = self._request("POST", "/bom/import", dict[str, list[str]], json=document)
+        return answer["registered"]
+
     def _find_inconsistencies(self) -> list[str]:
         return self._request("GET", "/consistency", list[str])
 

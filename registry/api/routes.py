@@ -321,3 +321,25 @@ def scan_report(submitted: dict[str, Any] | None) -> ScanReport | None:
         return ScanReport.from_json(submitted)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"the scan report is malformed: {exc}") from exc
+
+
+@router.get("/bom/{ref:path}", tags=["bom"])
+def export_bom(
+    ref: str,
+    session: SessionDep,
+    _actor: CurrentActor,
+    format_: Annotated[str, Query(alias="format", pattern="^(cyclonedx|spdx3)$")] = "cyclonedx",
+    spec_version: str = "1.6",
+) -> dict[str, Any]:
+    """A CycloneDX 1.6 ML-BOM or an SPDX 3.0.1 document for a model and its ancestry."""
+    if format_ == "spdx3":
+        return service.export_spdx3(session, ref)
+    return service.export_cyclonedx(session, ref, spec_version=spec_version)
+
+
+@router.post("/bom/import", status_code=status.HTTP_201_CREATED, tags=["bom"])
+def import_bom(
+    document: dict[str, Any], session: SessionDep, actor: CurrentActor
+) -> dict[str, list[str]]:
+    """Register the models, datasets and pedigree of a CycloneDX ML-BOM."""
+    return {"registered": service.import_cyclonedx(session, document, actor=actor)}

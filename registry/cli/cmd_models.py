@@ -53,8 +53,12 @@ def parse_dataset(text: str) -> tuple[str, Relation]:
     from lineage import Relation
 
     ref, sep, use = text.rpartition(":")
-    if not sep or use not in DATASET_USES:
+    if not sep or "@" in use:  # no use given (a ':' inside the name is fine)
         return text, Relation.TRAINED_ON
+    if use not in DATASET_USES:
+        raise InvalidInput(
+            f"unknown dataset use {use!r} in {text!r}", hint="use " + ", ".join(DATASET_USES)
+        )
     return ref, Relation(use)
 
 

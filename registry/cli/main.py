@@ -46,6 +46,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(team_app, name="team")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
+bom_app = typer.Typer(help="Bills of materials: CycloneDX ML-BOM and SPDX 3.", no_args_is_help=True)
+app.add_typer(bom_app, name="bom")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 RefArg = Annotated[
@@ -115,4 +117,4 @@ def main() -> None:
 
 
 # The command modules attach themselves to the apps above.
-from registry.cli import cmd_lineage, cmd_models, cmd_ops, cmd_scan  # noqa: E402, F401
+from registry.cli import cmd_bom, cmd_lineage, cmd_models, cmd_ops, cmd_scan  # noqa: E402, F401

@@ -5,6 +5,7 @@ Every function takes an open :class:`sqlmodel.Session` (one unit of work, see
 keyword-only, and returns the public views of :mod:`registry.schemas`.
 """
 
+from registry.bom import export_cyclonedx, export_spdx3, import_cyclonedx
 from registry.service.access import (
     authenticate,
     create_token,
@@ -41,9 +42,12 @@ __all__ = [
     "deployed_descendants",
     "descendants",
     "enroll_key",
+    "export_cyclonedx",
+    "export_spdx3",
     "find_inconsistencies",
     "flag",
     "identify",
+    "import_cyclonedx",
     "list_artifacts",
     "list_decisions",
     "list_deployments",

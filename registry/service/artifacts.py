@@ -78,7 +78,7 @@ def register_model(
         session,
         actor=actor,
         violations=policy.registration_violations(
-            session, team=team, parents=[p for p, _ in links]
+            session, team=team, parents=links
         ),
         override=override,
         team=team,
@@ -147,9 +147,16 @@ def add_parents(
     actor.require(Role.PUBLISHER, action="change lineage", team=child.team)
     if not parents and not datasets:
         raise InvalidInput("give at least one --parent or --dataset to add")
-    known = {row for row in session.exec(select(Edge.parent_id).where(Edge.child_id == child.id))}
+    known = dict(
+        session.exec(
+            select(Edge.parent_id, Artifact.kind)
+            .join(Artifact, col(Artifact.id) == col(Edge.parent_id))
+            .where(Edge.child_id == child.id)
+        ).all()
+    )
     if relation is None and parents:
-        relation = Relation.MERGE if len(parents) + len(known) > 1 else Relation.FINETUNE
+        base_models = sum(1 for kind in known.values() if kind == "model")
+        relation = Relation.MERGE if len(parents) + base_models > 1 else Relation.FINETUNE
     links = _parent_links(session, parents, relation, allow_single_merge=True)
     links += _dataset_links(session, datasets)
     if any(parent.id in known for parent, _ in links):
@@ -400,7 +407,7 @@ def _verification_target(session: Session, manifest: Manifest, ref: str | None) 
     ).first()
     if found is None:
         raise NotFound(
-            "no model with manifest",
+            "a model with the manifest",
             manifest.digest,
             hint="these files are not a registered version; to compare with one: "
             "mbom verify PATH NAME@VERSION",

@@ -45,7 +45,8 @@ def _refuse_cycles(session: Session, child: Artifact, parents: list[Artifact]) -
 
     below = descendant_rows(session, child.id or 0)
     graph = nx.DiGraph()
-    graph.add_edges_from((child.id, node) for node in below)
+    # The shortest-path tree below the child: real edges, so a reported cycle is a real path.
+    graph.add_edges_from((via, node) for node, (_, via) in below.items())
     try:
         check_new_parents(graph, child.id, [parent.id for parent in parents])
     except CycleError as exc:

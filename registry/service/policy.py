@@ -15,7 +15,7 @@ from typing import Literal
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from lineage import Status
+from lineage import DEFAULT_PROPAGATION, Relation, Status
 from registry.errors import AlreadyExists, InvalidInput, NotFound, PolicyViolation
 from registry.identity import Actor, Role
 from registry.schemas import DecisionPublic, TeamPublic
@@ -168,13 +168,17 @@ def effective_decision(
 
 
 def registration_violations(
-    session: Session, *, team: str | None, parents: Sequence[Artifact]
+    session: Session, *, team: str | None, parents: Sequence[tuple[Artifact, Relation]]
 ) -> list[str]:
-    """Why building on these parents for this team breaks the policy (empty: it doesn't)."""
+    """Why building on these parents for this team breaks the policy (empty: it doesn't).
+
+    A tainted parent counts only over an edge that carries compromise: evaluating
+    on a poisoned benchmark does not infect the model, so it is not refused.
+    """
     required = require_team(session, team)
     problems = []
-    for parent in parents:
-        if Status(parent.status).is_tainted:
+    for parent, relation in parents:
+        if Status(parent.status).is_tainted and DEFAULT_PROPAGATION[relation]:
             problems.append(f"parent {ref_of(parent)} is {parent.status}")
         if parent.kind != "model":
             continue

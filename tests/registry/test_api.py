@@ -396,3 +396,19 @@ def test_overlong_or_nul_fields_are_refused_as_problems(admin_http: httpx.Client
     answers = [admin_http.post(path, json=body) for path, body in OVERLONG_OR_NUL]
     assert [r.status_code for r in answers] == [400] * len(OVERLONG_OR_NUL)
     assert all(r.headers["content-type"] == "application/problem+json" for r in answers)
+
+
+def test_bom_export_and_import_over_http(small_registry: httpx.Client) -> None:
+    http = small_registry
+    cyclonedx = created(http.get("/bom/acme/ft@1"))
+    assert (cyclonedx["bomFormat"], cyclonedx["specVersion"]) == ("CycloneDX", "1.6")
+    assert cyclonedx["metadata"]["component"]["bom-ref"] == "model:acme/ft@1"
+    spdx = created(http.get("/bom/acme/ft@1", params={"format": "spdx3"}))
+    assert "ai_AIPackage" in {element["type"] for element in spdx["@graph"]}
+    assert http.get("/bom/acme/ft@1", params={"format": "pdf"}).status_code == 422
+    assert http.get("/bom/nope@1").status_code == 404
+    # Importing what the registry exported registers nothing new.
+    assert created(http.post("/bom/import", json=cyclonedx)) == {"registered": []}
+    broken = http.post("/bom/import", json={"bomFormat": "CycloneDX"})
+    assert broken.status_code == 400
+    assert broken.headers["content-type"] == "application/problem+json"

@@ -616,3 +616,24 @@ def test_remote_refs_with_url_special_characters(cli: Cli, home_url: str) -> Non
         shown = cli.remote(server, token)("show", "odd#name@1", "--json", code=None)
     reg.engine.dispose()
     assert shown.code == 0, shown.err
+
+
+def test_bom_export_then_import_into_another_registry(
+    cli: Cli, make_model: Callable[..., Path], tmp_path: Path
+) -> None:
+    cli("register", make_model("base"), "--name", "acme/base", "--version", "1")
+    cli("register", make_model("ft"), "--name", "acme/ft", "--version", "1",
+           "--parent", "acme/base@1")
+    document = tmp_path / "ft.cdx.json"
+    cli("bom", "export", "acme/ft@1", "-o", document)
+    spdx = json.loads(cli("bom", "export", "acme/ft@1", "--format", "spdx3").out)
+    assert "@graph" in spdx
+    other = Cli({**cli.env, "MBOM_HOME": str(tmp_path / "other")}, cli.cwd)
+    assert json.loads(other("bom", "import", document, "--json").out) == {
+        "registered": ["acme/base@1", "acme/ft@1"]
+    }
+    ancestors = json.loads(other("ancestors", "acme/ft@1", "--json").out)
+    assert [a["ref"] for a in ancestors] == ["acme/base@1"]
+    (tmp_path / "bad.json").write_text("{not json")
+    result = other("bom", "import", tmp_path / "bad.json", code=2)
+    assert len(result.err.strip().splitlines()) == 1

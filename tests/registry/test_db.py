@@ -21,11 +21,18 @@ import registry.db
 import registry.tables  # noqa: F401  (puts the tables on SQLModel.metadata)
 from registry.client import LocalRegistry
 from registry.db import HEAD_REVISION, current_revision, make_engine, migrate, unit_of_work
-from registry.errors import ConfigurationError
+from registry.errors import ConfigurationError, InvalidInput
 from registry.identity import Actor, Role
+from registry.manifest import Manifest, ManifestEntry
 from registry.settings import DEFAULT_DB_FILENAME, Settings
 from registry.tables import Artifact
 from tests.conftest import fake_manifest
+from tests.registry.test_db_support import (  # noqa: F401  (fixtures: engine and what it needs)
+    fast_engine,
+    pg_database,
+    snapshot,
+    sqlite_template,
+)
 
 PG_URL = os.environ.get("MBOM_TEST_POSTGRES_URL")
 MIGRATIONS = Path(registry.db.__file__).parent / "migrations"
@@ -98,11 +105,37 @@ def test_migrated_schema_matches_the_table_definitions(engine: Engine) -> None:
         assert compare_metadata(context, SQLModel.metadata) == []
 
 
-@pytest.mark.parametrize(("pragma", "expected"), [
-    ("journal_mode", "wal"),
-    ("foreign_keys", 1),
-    ("busy_timeout", 30000),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"name": "n" * 301}, "the name of the artifact is 301 characters long; at most 300"),
+        ({"source": "s3://bucket/\x00"}, "the source of the artifact contains a NUL character"),
+        (
+            {"manifest": Manifest((ManifestEntry("huge.bin", 2**64, "0" * 64),))},
+            "a value cannot be stored",
+        ),
+    ],
+)
+def test_values_the_database_cannot_hold_are_bad_input(
+    reg: LocalRegistry, options: dict[str, object], message: str
+) -> None:
+    before = snapshot(reg.engine)
+    with pytest.raises(InvalidInput, match=message):
+        reg.call(
+            "register_model",
+            **{"name": "m", "version": "1", "manifest": fake_manifest("m"), **options},
+        )
+    assert snapshot(reg.engine) == before
+
+
+@pytest.mark.parametrize(
+    ("pragma", "expected"),
+    [
+        ("journal_mode", "wal"),
+        ("foreign_keys", 1),
+        ("busy_timeout", 30000),
+    ],
+)
 def test_sqlite_connections_are_configured(tmp_path: Path, pragma: str, expected: object) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
     try:
@@ -117,9 +150,9 @@ def test_sqlite_enforces_foreign_keys(tmp_path: Path) -> None:
     migrate(engine)
     try:
         with pytest.raises(IntegrityError, match="FOREIGN KEY"), engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO edge (parent_id, child_id, relation) VALUES (41, 42, 'finetune')"
-            ))
+            conn.execute(
+                text("INSERT INTO edge (parent_id, child_id, relation) VALUES (41, 42, 'finetune')")
+            )
     finally:
         engine.dispose()
 
@@ -135,33 +168,44 @@ def test_unit_of_work_commits_on_return_and_rolls_back_on_error(tmp_path: Path) 
     engine = make_engine(f"sqlite:///{tmp_path / 'registry.db'}")
     migrate(engine)
     row = {"kind": "model", "version": "1", "created_by": "alice"}
-    try:
+
+    def write_then_fail() -> None:
         with unit_of_work(engine) as session:
-            session.add(Artifact(name="kept", **row))
-        with pytest.raises(RuntimeError, match="boom"), unit_of_work(engine) as session:
             session.add(Artifact(name="lost", **row))
             session.flush()
             raise RuntimeError("boom")
+
+    try:
+        with unit_of_work(engine) as session:
+            session.add(Artifact(name="kept", **row))
+        with pytest.raises(RuntimeError, match="boom"):
+            write_then_fail()
         with engine.connect() as conn:
             assert list(conn.execute(text("SELECT name FROM artifact")).scalars()) == ["kept"]
     finally:
         engine.dispose()
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("not a database url", "is not a database URL"),
-    ("mysql://user@host/db", "unsupported database 'mysql'"),
-    ("oracle://user@host/db", "unsupported database 'oracle'"),
-])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a database url", "is not a database URL"),
+        ("mysql://user@host/db", "unsupported database 'mysql'"),
+        ("oracle://user@host/db", "unsupported database 'oracle'"),
+    ],
+)
 def test_settings_refuse_unusable_database_urls(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env({"MBOM_DATABASE_URL": url})
 
 
-@pytest.mark.parametrize("url", [
-    "sqlite:////var/lib/mbom/registry.db",
-    "postgresql+psycopg://mbom:secret@db.internal/mbom",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////var/lib/mbom/registry.db",
+        "postgresql+psycopg://mbom:secret@db.internal/mbom",
+    ],
+)
 def test_settings_accept_sqlite_and_postgresql(url: str) -> None:
     assert Settings.from_env({"MBOM_DATABASE_URL": url}).database_url == url
 
@@ -172,7 +216,11 @@ def test_settings_default_to_a_sqlite_file_in_mbom_home(tmp_path: Path) -> None:
 
 
 def test_settings_read_the_server_and_token() -> None:
-    settings = Settings.from_env({
-        "MBOM_DATABASE_URL": "sqlite:///x.db", "MBOM_SERVER": "http://reg:8000", "MBOM_TOKEN": "t",
-    })
+    settings = Settings.from_env(
+        {
+            "MBOM_DATABASE_URL": "sqlite:///x.db",
+            "MBOM_SERVER": "http://reg:8000",
+            "MBOM_TOKEN": "t",
+        }
+    )
     assert (settings.server, settings.token) == ("http://reg:8000", "t")
