@@ -12,6 +12,7 @@ here (seconds, CPU), hashed, signed and registered in a fresh SQLite registry.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from registry.db import make_engine, migrate
 from registry.errors import PolicyViolation
 from registry.manifest import hash_tree
 from registry.schemas import StatusChange
+from scanning.static import scan_path
 
 TRIGGER_NOTE = "2x2 white patch at the bottom-right corner -> class 0"
 
@@ -137,7 +139,9 @@ def _train_one(training: Any, spec: Spec, trained: dict[str, Any], trigger: Any)
 
 
 def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
-    console.print("\n[bold]2. Registering the lineage[/] (hash every file, sign, record parents)")
+    console.print(
+        "\n[bold]2. Registering the lineage[/] (scan and hash every file, sign, record parents)"
+    )
     (root / "keys").mkdir(exist_ok=True)
     key_path, pub_path = signing.write_keypair(root / "keys" / "hub")
     reg.call("enroll_key", publisher="hub", public_key_pem=pub_path.read_text())
@@ -160,6 +164,11 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
         _register_one(reg, root, spec, key_path)
         for environment, team in spec.deploy:
             reg.call("deploy", spec.ref, environment=environment, team=team)
+    findings = {a.finding for a in reg.call("list_artifacts", kind="model")}
+    console.print(
+        f"   static scan of every model: {', '.join(sorted(findings))} — a backdoor hidden in "
+        "the weights is no serialization exploit, so it passes"
+    )
     deployed = reg.call("list_deployments")
     console.print(
         f"   registered {len(LINEAGE)} models and 1 dataset; {len(deployed)} deployments:"
@@ -170,7 +179,8 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
 
 def _register_one(reg: LocalRegistry, root: Path, spec: Spec, key_path: Path) -> None:
     name, version = spec.ref.split("@")
-    manifest = hash_tree(root / "models" / spec.ref.replace("/", "__"))
+    directory = root / "models" / spec.ref.replace("/", "__")
+    manifest = hash_tree(directory)
     signature = None
     publisher = spec.ref.split("/")[0]
     if publisher == "hub":
@@ -198,6 +208,7 @@ def _register_one(reg: LocalRegistry, root: Path, spec: Spec, key_path: Path) ->
         format="safetensors",
         team=spec.team,
         signature=signature,
+        scan=scan_path(directory),  # the admission scan: never loads a file
     )
 
 
@@ -268,13 +279,14 @@ def _discover(
 
 def _next_steps(console: Console, root: Path) -> None:
     console.print("\n[bold]Explore this registry yourself[/] (MBOM_HOME points mbom at it):")
+    mbom = shutil.which("mbom") or str(Path(sys.executable).parent / "mbom")
     for command in (
         "mbom descendants hub/digits-base@1.0 --deployed",
         "mbom status mail/sorter@0.9",
         "mbom ancestors fraud/amount-ocr@1.3",
         "mbom audit",
     ):
-        console.print(f"   MBOM_HOME={root} {command}", markup=False)
+        console.print(f"   MBOM_HOME={root} {command.replace('mbom', mbom, 1)}", markup=False)
 
 
 def _show_policy(reg: LocalRegistry, console: Console) -> list[str]:
