@@ -172,11 +172,26 @@ def topological_order(graph: nx.DiGraph, nodes: Iterable[Hashable] | None = None
     >>> topological_order(lineage_graph([("c", "a", "finetune"), ("b", "a", "merge")]))
     ['b', 'c', 'a']
     """
+    import heapq
+
     import networkx as nx  # heavy: imported where a graph is built
 
-    sub = graph if nodes is None else graph.subgraph(nodes)
-    try:
-        return list(nx.lexicographical_topological_sort(sub))
-    except nx.NetworkXUnfeasible as exc:
-        cycle = nx.find_cycle(sub)
-        raise CycleError([edge[0] for edge in cycle] + [cycle[0][0]]) from exc
+    # Kahn's algorithm with a heap, straight on the adjacency dicts: the same order as
+    # nx.lexicographical_topological_sort, several times faster on large subgraphs.
+    members: set[Node] = set(graph.nodes) if nodes is None else {n for n in nodes if n in graph}
+    waiting = {n: sum(1 for p in graph.pred[n] if p in members) for n in members}
+    ready: list[Node] = [n for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        node = heapq.heappop(ready)
+        order.append(node)
+        for child in graph.succ[node]:
+            if child in waiting:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    heapq.heappush(ready, child)
+    if len(order) < len(members):
+        cycle = nx.find_cycle(graph.subgraph(members))
+        raise CycleError([edge[0] for edge in cycle] + [cycle[0][0]])
+    return order

@@ -77,9 +77,7 @@ def register_model(
     policy.enforce(
         session,
         actor=actor,
-        violations=policy.registration_violations(
-            session, team=team, parents=links
-        ),
+        violations=policy.registration_violations(session, team=team, parents=links),
         override=override,
         team=team,
         subject=f"{name}@{version}",

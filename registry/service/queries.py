@@ -10,9 +10,10 @@ from sqlmodel import Session, col, select
 from registry.errors import InvalidInput
 from registry.schemas import DeploymentPublic, LineageEntry
 from registry.service.graph import (
+    Label,
     ancestor_rows,
     descendant_rows,
-    names_of,
+    labels_of,
     paths_down,
     paths_up,
 )
@@ -37,7 +38,7 @@ def ancestors(session: Session, ref: str, *, depth: int | None = None) -> list[L
     node = resolve(session, ref)
     rows = ancestor_rows(session, node.id or 0, max_depth=depth)
     paths = paths_up(session, node.id or 0, rows)
-    known = names_of(session, [*rows, node.id or 0])
+    known = labels_of(session, [*rows, node.id or 0])
     return _entries(known, {a: paths[a] for a in rows}, [(rows[a][0], a) for a in rows])
 
 
@@ -54,12 +55,12 @@ def entries_for(
         return []
     rows = rows if rows is not None else descendant_rows(session, root.id or 0)
     paths = paths_down(root.id or 0, rows, wanted)
-    known = names_of(session, {n for path in paths.values() for n in path})
+    known = labels_of(session, {n for path in paths.values() for n in path})
     return _entries(known, paths, [(rows[n][0], n) for n in wanted])
 
 
 def _entries(
-    known: dict[int, Artifact], paths: dict[int, list[int]], order: list[tuple[int, int]]
+    known: dict[int, Label], paths: dict[int, list[int]], order: list[tuple[int, int]]
 ) -> list[LineageEntry]:
     result = []
     for depth, node in sorted(order, key=lambda item: (item[0], _sort_key(known[item[1]]))):
@@ -77,7 +78,7 @@ def _entries(
     return result
 
 
-def _sort_key(artifact: Artifact) -> tuple[str, str]:
+def _sort_key(artifact: Label) -> tuple[str, str]:
     return (artifact.name, artifact.version)
 
 
@@ -110,7 +111,7 @@ def affected_deployments(
         return []
     rows = descendant_rows(session, root.id or 0, max_depth=depth)
     paths = paths_down(root.id or 0, rows, [d.artifact_id for d, _ in found])
-    known = names_of(session, {n for path in paths.values() for n in path})
+    known = labels_of(session, {n for path in paths.values() for n in path})
     deployments = [
         deployment_public(d, a, path=[ref_of(known[n]) for n in paths[d.artifact_id]])
         for d, a in found

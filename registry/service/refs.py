@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlmodel import Session, select
 
@@ -48,7 +49,17 @@ def check_name(name: str, version: str) -> None:
     Ref.parse(f"{name}@{version}")
 
 
-def ref_of(artifact: Artifact) -> str:
+class Named(Protocol):
+    """Anything with a name and a version (an Artifact, a listing label)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+def ref_of(artifact: Named) -> str:
     """The ``name@version`` of an artifact."""
     return f"{artifact.name}@{artifact.version}"
 
