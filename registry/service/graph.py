@@ -10,7 +10,7 @@ PostgreSQL alike. The pure graph rules (cycle checks, propagation) live in
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -171,12 +171,20 @@ def paths_up(session: Session, node: int, rows: Mapping[int, ClosureRow]) -> dic
     return result
 
 
+CHUNK = 5000  # ids per ``IN (...)`` clause: well under SQLite's bound-parameter limit
+
+
+def chunks(ids: Collection[int], size: int = CHUNK) -> Iterator[list[int]]:
+    """Split ids into lists small enough for an ``IN (...)`` clause."""
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
 def parent_links(session: Session, child_ids: Collection[int]) -> list[tuple[int, int, str]]:
     """``(parent, child, relation)`` for every edge into the given children."""
     found: list[tuple[int, int, str]] = []
-    ids = list(child_ids)
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
+    for chunk in chunks(child_ids):
         query = select(Edge.parent_id, Edge.child_id, Edge.relation).where(
             col(Edge.child_id).in_(chunk)
         )
@@ -187,9 +195,7 @@ def parent_links(session: Session, child_ids: Collection[int]) -> list[tuple[int
 def names_of(session: Session, ids: Collection[int]) -> dict[int, Artifact]:
     """Artifacts by id, fetched in chunks."""
     found: dict[int, Artifact] = {}
-    ids = list(ids)
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
+    for chunk in chunks(ids):
         for row in session.exec(select(Artifact).where(col(Artifact.id).in_(chunk))):
             assert row.id is not None
             found[row.id] = row
@@ -211,7 +217,6 @@ class Label:
 def labels_of(session: Session, ids: Collection[int]) -> dict[int, Label]:
     """Labels by id, fetched in chunks as plain columns (fast for tens of thousands)."""
     found: dict[int, Label] = {}
-    ordered = list(ids)
     columns = (
         Artifact.id,
         Artifact.kind,
@@ -220,8 +225,7 @@ def labels_of(session: Session, ids: Collection[int]) -> dict[int, Label]:
         Artifact.status,
         Artifact.team,
     )
-    for start in range(0, len(ordered), 5000):
-        chunk = ordered[start : start + 5000]
+    for chunk in chunks(ids):
         for row in session.exec(select(*columns).where(col(Artifact.id).in_(chunk))):  # type: ignore[call-overload]
             found[row[0]] = Label(*row)
     return found

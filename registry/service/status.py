@@ -10,7 +10,7 @@ reports every disagreement: it must always find none.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,13 +18,11 @@ from sqlalchemy import delete, insert, update
 from sqlmodel import Session, col, select
 
 from lineage import Reach, Relation, effective_status, propagate_infection
-from registry.service.graph import descendant_rows, parent_links
+from registry.service.graph import CHUNK, chunks, descendant_rows, parent_links
 from registry.tables import Artifact, Clearance, Edge, Flag, Infection
 
 if TYPE_CHECKING:
     pass
-
-CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -34,13 +32,6 @@ class Change:
     artifact_id: int
     before: str
     after: str
-
-
-def chunks(ids: Collection[int], size: int = CHUNK) -> Iterator[list[int]]:
-    """Split ids into lists small enough for an ``IN (...)`` clause."""
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), size):
-        yield ordered[start : start + size]
 
 
 def recompute(session: Session, roots: Collection[int]) -> list[Change]:
