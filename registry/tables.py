@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -232,5 +232,70 @@ class ScanRecord(SQLModel, table=True):
     kind: str = Field(default="static", max_length=32)
     verdict: str = Field(max_length=16)
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    actor: str = Field(max_length=200)
+    created_at: datetime = _time_field()
+
+
+class ModelSigningBundle(SQLModel, table=True):
+    """An OpenSSF model-signing signature (a Sigstore bundle, JSON) stored with a model."""
+
+    __tablename__ = "model_signing_bundle"
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    key_fingerprint: str = Field(max_length=80)
+    bundle: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _time_field()
+
+
+class ScanProfile(SQLModel, table=True):
+    """What a behavioral scan needs: input shape, value range, classes, clean references.
+
+    ``reference`` is the ``.npz`` (``x`` float32, ``y`` int64) as given. A model
+    without a row inherits its nearest ancestor's profile.
+    """
+
+    __tablename__ = "scan_profile"
+
+    artifact_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    input_shape: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    value_min: float
+    value_max: float
+    num_classes: int
+    reference: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    reference_digest: str = Field(max_length=80)
+    created_at: datetime = _time_field()
+
+
+class Trigger(SQLModel, table=True):
+    """A backdoor trigger (mask and pattern, ``.npz``) recovered from or attached to a model."""
+
+    __tablename__ = "trigger"
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    target_class: int | None = None
+    origin: str = Field(max_length=16)  # "scan" or "analyst"
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    digest: str = Field(max_length=80)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    actor: str = Field(max_length=200)
+    created_at: datetime = _time_field()
+
+
+class ReplayResult(SQLModel, table=True):
+    """A trigger replayed on a model: the share of triggered references sent to one class."""
+
+    __tablename__ = "replay_result"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trigger_id: int = Field(foreign_key="trigger.id", index=True)
+    artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    outcome: str = Field(max_length=16)  # "measured" or "scan_error"
+    rate: float | None = None
+    collapsed_class: int | None = None
+    confirmed: bool = False
+    threshold: float = 0.5
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     actor: str = Field(max_length=200)
     created_at: datetime = _time_field()
