@@ -229,7 +229,7 @@ def _discover(
     )
     data = training.load_digits_data()
     console.print(
-        f"   {len(change.changed)} descendants are now infected; "
+        f"   {change.changed_total} descendants are now infected; "
         f"[bold]{len(change.deployments)} deployments are affected[/]:"
     )
     table = Table(

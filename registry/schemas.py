@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from registry.hf import ImportPlan
 from registry.manifest import Manifest, ManifestEntry
 
 
@@ -54,6 +55,9 @@ class ArtifactPublic(PublicModel):
     status: str
     placeholder: bool = False
     signed: bool = False
+    #: The fingerprint (``sha256:`` + the bundle's key hint) of the EC key whose
+    #: OpenSSF model-signing bundle is stored with the model; ``None`` if none is.
+    model_signing_key: str | None = None
     parents: list[ParentLink] = Field(default_factory=list)
     created_at: UtcDateTime
     created_by: str
@@ -125,7 +129,10 @@ class StatusChange(PublicModel):
 
     ref: str
     status: str
+    #: The descendants whose status moved, nearest first, at most the first 1,000.
     changed: list[LineageEntry]
+    #: How many moved in all (``changed`` may list fewer).
+    changed_total: int = 0
     deployments: list[DeploymentPublic]
 
 
@@ -202,6 +209,38 @@ class VerifyReport(PublicModel):
     problems: list[str]
 
 
+class ModelSigningBundlePublic(PublicModel):
+    """An OpenSSF model-signing bundle stored with a model version."""
+
+    ref: str
+    key_fingerprint: str
+    bundle: dict[str, Any]
+    created_at: UtcDateTime
+
+
+class ModelSigningCheck(PublicModel):
+    """An OpenSSF model-signing signature, verified with a key, against the files."""
+
+    key_fingerprint: str
+    model_name: str
+    serialization: dict[str, Any]
+    files: list[FileCheckPublic]
+
+
+class ModelSigningVerifyReport(PublicModel):
+    """``mbom verify PATH --model-signing SIG``: the signature, each file, the lineage.
+
+    ``registry`` is the usual verification when the files are (or are compared
+    with) a registered version, ``None`` when the registry does not know them.
+    """
+
+    ok: bool
+    digest: str
+    model_signing: ModelSigningCheck
+    registry: VerifyReport | None = None
+    problems: list[str]
+
+
 class AuditEventPublic(PublicModel):
     """One audit event."""
 
@@ -265,6 +304,10 @@ class RegisterModelRequest(PublicModel):
     allow_duplicate_content: bool = False
     override: str | None = None
     scan: dict[str, Any] | None = None
+    #: An OpenSSF model-signing bundle (the signature file's JSON) to store with the
+    #: model, verified with ``model_signing_public_key`` (EC P-256 PEM) against the manifest.
+    model_signing_bundle: dict[str, Any] | None = None
+    model_signing_public_key: str | None = Field(default=None, max_length=4000)
 
 
 class AddParentsRequest(PublicModel):
@@ -291,6 +334,16 @@ class VerifyRequest(PublicModel):
     """``POST /api/v1/verify`` and ``/identify``."""
 
     manifest: ManifestIn
+    ref: str | None = None
+    accept_cleared: bool = False
+
+
+class ModelSigningVerifyRequest(PublicModel):
+    """``POST /api/v1/verify/model-signing``: files, an OpenSSF bundle and its EC public key."""
+
+    manifest: ManifestIn
+    bundle: dict[str, Any]
+    public_key_pem: str = Field(max_length=4000)
     ref: str | None = None
     accept_cleared: bool = False
 
@@ -340,6 +393,47 @@ class TokenRequest(PublicModel):
     user: str
     role: Literal["reader", "publisher", "approver", "admin"]
     team: str | None = None
+
+
+class HfLink(PublicModel):
+    """A base model or dataset a Hugging Face model card names, and what it was linked to."""
+
+    repo_id: str
+    kind: str
+    ref: str
+    relation: str
+    #: True when this import created the placeholder.
+    created: bool = False
+    #: How a registered version was chosen when several exist.
+    note: str | None = None
+
+
+class HfImportResult(PublicModel):
+    """What ``mbom import-hf`` registered: the model, its links and what the card said."""
+
+    model: ArtifactPublic
+    revision: str | None = None
+    commit: str | None = None
+    relation: str | None = None
+    relation_basis: str | None = None
+    links: list[HfLink] = Field(default_factory=list)
+    #: The placeholder this import filled (its ref before filling), if any.
+    filled_placeholder: str | None = None
+    license: str | None = None
+    pipeline_tag: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class HfImportRequest(PublicModel):
+    """``POST /api/v1/models/hf``: a snapshot the client read, hashed and scanned."""
+
+    plan: ImportPlan
+    manifest: ManifestIn
+    team: str | None = None
+    publisher: str | None = None
+    allow_duplicate_content: bool = False
+    override: str | None = None
+    scan: dict[str, Any] | None = None
 
 
 class Problem(PublicModel):

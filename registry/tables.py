@@ -48,7 +48,7 @@ class Artifact(SQLModel, table=True):
     manifest: list[list[Any]] | None = Field(default=None, sa_column=Column(JSON))
     total_size: int | None = Field(default=None, sa_column=Column(BigInteger))
     finding: str = Field(default="unscanned", max_length=16)
-    status: str = Field(default="clean", max_length=16, index=True)
+    status: str = Field(default="clean", max_length=16)
     placeholder: bool = False
     created_at: datetime = _time_field()
     created_by: str = Field(max_length=200)
@@ -83,8 +83,9 @@ class Infection(SQLModel, table=True):
     __tablename__ = "infection"
     __table_args__ = (Index("ix_infection_source", "source_id"),)
 
-    artifact_id: int = Field(foreign_key="artifact.id", primary_key=True)
-    source_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    # No foreign keys: derived rows the service rebuilds; the checks cost more than the rows.
+    artifact_id: int = Field(primary_key=True)
+    source_id: int = Field(primary_key=True)
     depth: int
     via_id: int
 

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 
 def _print_change(verb: str, change: StatusChange) -> None:
     render.out.print(f"{verb} {change.ref}: status {render.status(change.status)}")
+    shown = len(change.changed)
+    more = f" (the nearest {shown} listed)" if change.changed_total > shown else ""
     render.table(
-        f"{len(change.changed)} descendants changed status",
+        f"{change.changed_total} descendants changed status{more}",
         ["descendant", "status", "path"],
         [(e.ref, render.status(e.status), render.path(e.path)) for e in change.changed],
     )

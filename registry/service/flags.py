@@ -10,10 +10,16 @@ from registry.identity import Actor, Role
 from registry.schemas import FlagPublic, InfectionSource, StatusChange, StatusReport
 from registry.service import audit, policy
 from registry.service._tx import mutation
-from registry.service.graph import ancestor_rows, names_of
+from registry.service.graph import ancestor_rows, descendant_rows, names_of
 from registry.service.queries import affected_deployments, entries_for
 from registry.service.refs import ref_of, resolve
-from registry.service.status import Change, recompute
+from registry.service.status import (
+    Change,
+    infect_from_closure,
+    recompute,
+    refresh_one,
+    withdraw_source,
+)
 from registry.tables import Artifact, Clearance, Flag, Infection
 
 
@@ -56,6 +62,8 @@ def mark_compromised(
             session, artifact=artifact, reason=f"flagged: {reason}", actor=actor
         )
     session.flush()
+    if artifact.kind == "model":
+        return infect_from_closure(session, artifact)
     return recompute(session, [artifact.id or 0])
 
 
@@ -78,7 +86,10 @@ def unflag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusCh
     ):
         clearance.active = False
     session.flush()
-    changes = recompute(session, [artifact.id or 0])
+    if artifact.kind == "model":
+        changes = withdraw_source(session, artifact)
+    else:
+        changes = recompute(session, [artifact.id or 0])
     audit.record(
         session,
         actor=actor,
@@ -117,7 +128,7 @@ def clear(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusCha
             )
         )
     session.flush()
-    changes = recompute(session, [artifact.id or 0])
+    changes = refresh_one(session, artifact.id or 0)  # a clearance never reaches further
     names = names_of(session, sources)
     audit.record(
         session,
@@ -186,13 +197,23 @@ def infection_sources(session: Session, artifact: Artifact) -> list[InfectionSou
     return found
 
 
+#: How many changed descendants a flag, unflag or clearance lists (nearest first);
+#: ``changed_total`` counts them all. Listing 20k entries with paths costs seconds.
+REPORT_LIMIT = 1000
+
+
 def _change_report(session: Session, artifact: Artifact, changes: list[Change]) -> StatusChange:
     session.refresh(artifact)
-    moved = [c.artifact_id for c in changes if c.artifact_id != artifact.id]
+    moved = [c for c in changes if c.artifact_id != artifact.id]
+    if any(c.depth is None for c in moved):
+        depths = descendant_rows(session, artifact.id or 0)
+        moved = [Change(c.artifact_id, c.before, c.after, depths[c.artifact_id][0]) for c in moved]
+    moved.sort(key=lambda c: (c.depth or 0, c.artifact_id))
     return StatusChange(
         ref=ref_of(artifact),
         status=artifact.status,
-        changed=entries_for(session, artifact, moved),
+        changed=entries_for(session, artifact, [c.artifact_id for c in moved[:REPORT_LIMIT]]),
+        changed_total=len(moved),
         deployments=affected_deployments(session, artifact),
     )
 

@@ -10,7 +10,7 @@ PostgreSQL alike. The pure graph rules (cycle checks, propagation) live in
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from lineage import CycleError, Relation, check_new_parents
 from registry.errors import LineageCycle
+from registry.service._idset import among
 from registry.tables import Artifact, Edge, LineageClosure
 
 if TYPE_CHECKING:
@@ -117,6 +118,14 @@ def ancestor_rows(
     return _relatives(session, descendant_id, down=False, max_depth=max_depth)
 
 
+def closure_rows(session: Session, ancestor_id: int, ids: Collection[int]) -> dict[int, ClosureRow]:
+    """The closure rows from ``ancestor_id`` to some of its descendants: id -> (depth, via)."""
+    query = select(LineageClosure.descendant_id, LineageClosure.depth, LineageClosure.via_id).where(
+        LineageClosure.ancestor_id == ancestor_id, among(LineageClosure.descendant_id, ids)
+    )
+    return {node: (depth, via) for node, depth, via in session.exec(query)}
+
+
 def _relatives(
     session: Session, node: int, *, down: bool, max_depth: int | None
 ) -> dict[int, ClosureRow]:
@@ -148,6 +157,26 @@ def paths_down(
     return {node: path_to(node) for node in targets}
 
 
+def paths_from(session: Session, root: int, targets: Collection[int]) -> dict[int, list[int]]:
+    """Shortest path from ``root`` to each target, reading only the closure rows on them.
+
+    Follows the ``via`` pointers upwards one level per query, so the cost grows
+    with the targets and their depth, not with how many descendants ``root`` has.
+    """
+    via: dict[int, int] = {}
+    frontier = {t for t in targets if t != root}
+    while frontier:
+        query = select(LineageClosure.descendant_id, LineageClosure.via_id).where(
+            LineageClosure.ancestor_id == root, among(LineageClosure.descendant_id, frontier)
+        )
+        via.update(session.exec(query).all())
+        missing = frontier - via.keys()
+        if missing:
+            raise LookupError(f"no lineage from {root} to {sorted(missing)[:5]}")
+        frontier = {via[n] for n in frontier} - via.keys() - {root}
+    return paths_down(root, {node: (0, parent) for node, parent in via.items()}, targets)
+
+
 def paths_up(session: Session, node: int, rows: Mapping[int, ClosureRow]) -> dict[int, list[int]]:
     """Shortest path from each ancestor in ``rows`` down to ``node``."""
     if not rows:
@@ -157,8 +186,8 @@ def paths_up(session: Session, node: int, rows: Mapping[int, ClosureRow]) -> dic
         select(
             LineageClosure.ancestor_id, LineageClosure.descendant_id, LineageClosure.via_id
         ).where(
-            col(LineageClosure.ancestor_id).in_(ancestors),
-            col(LineageClosure.descendant_id).in_([*ancestors, node]),
+            among(LineageClosure.ancestor_id, ancestors),
+            among(LineageClosure.descendant_id, [*ancestors, node]),
         )
     )
     via = {(a, d): v for a, d, v in pairs}
@@ -171,34 +200,23 @@ def paths_up(session: Session, node: int, rows: Mapping[int, ClosureRow]) -> dic
     return result
 
 
-CHUNK = 5000  # ids per ``IN (...)`` clause: well under SQLite's bound-parameter limit
-
-
-def chunks(ids: Collection[int], size: int = CHUNK) -> Iterator[list[int]]:
-    """Split ids into lists small enough for an ``IN (...)`` clause."""
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), size):
-        yield ordered[start : start + size]
+CHUNK = 5000  # rows per multi-row INSERT
 
 
 def parent_links(session: Session, child_ids: Collection[int]) -> list[tuple[int, int, str]]:
     """``(parent, child, relation)`` for every edge into the given children."""
-    found: list[tuple[int, int, str]] = []
-    for chunk in chunks(child_ids):
-        query = select(Edge.parent_id, Edge.child_id, Edge.relation).where(
-            col(Edge.child_id).in_(chunk)
-        )
-        found.extend(session.exec(query).all())
-    return found
+    query = select(Edge.parent_id, Edge.child_id, Edge.relation).where(
+        among(Edge.child_id, child_ids)
+    )
+    return list(session.exec(query).all())
 
 
 def names_of(session: Session, ids: Collection[int]) -> dict[int, Artifact]:
-    """Artifacts by id, fetched in chunks."""
+    """Artifacts by id (whole rows: prefer :func:`labels_of` for listings)."""
     found: dict[int, Artifact] = {}
-    for chunk in chunks(ids):
-        for row in session.exec(select(Artifact).where(col(Artifact.id).in_(chunk))):
-            assert row.id is not None
-            found[row.id] = row
+    for row in session.exec(select(Artifact).where(among(Artifact.id, ids))):
+        assert row.id is not None
+        found[row.id] = row
     return found
 
 
@@ -215,8 +233,7 @@ class Label:
 
 
 def labels_of(session: Session, ids: Collection[int]) -> dict[int, Label]:
-    """Labels by id, fetched in chunks as plain columns (fast for tens of thousands)."""
-    found: dict[int, Label] = {}
+    """Labels by id, as plain columns (fast for tens of thousands)."""
     columns = (
         Artifact.id,
         Artifact.kind,
@@ -225,7 +242,5 @@ def labels_of(session: Session, ids: Collection[int]) -> dict[int, Label]:
         Artifact.status,
         Artifact.team,
     )
-    for chunk in chunks(ids):
-        for row in session.exec(select(*columns).where(col(Artifact.id).in_(chunk))):  # type: ignore[call-overload]
-            found[row[0]] = Label(*row)
-    return found
+    rows = session.exec(select(*columns).where(among(Artifact.id, ids)))  # type: ignore[call-overload]
+    return {row[0]: Label(*row) for row in rows}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from registry.errors import InvalidInput
@@ -12,9 +11,11 @@ from registry.schemas import DeploymentPublic, LineageEntry
 from registry.service.graph import (
     Label,
     ancestor_rows,
+    closure_rows,
     descendant_rows,
     labels_of,
     paths_down,
+    paths_from,
     paths_up,
 )
 from registry.service.refs import ref_of, resolve
@@ -53,8 +54,11 @@ def entries_for(
     wanted = list(ids)
     if not wanted:
         return []
-    rows = rows if rows is not None else descendant_rows(session, root.id or 0)
-    paths = paths_down(root.id or 0, rows, wanted)
+    if rows is None:
+        rows = closure_rows(session, root.id or 0, wanted)
+        paths = paths_from(session, root.id or 0, wanted)
+    else:
+        paths = paths_down(root.id or 0, rows, wanted)
     known = labels_of(session, {n for path in paths.values() for n in path})
     return _entries(known, paths, [(rows[n][0], n) for n in wanted])
 
@@ -94,27 +98,50 @@ def deployed_descendants(
 def affected_deployments(
     session: Session, root: Artifact, *, depth: int | None = None, team: str | None = None
 ) -> list[DeploymentPublic]:
-    """Deployments of ``root`` and its descendants, each with the path from ``root``."""
-    below = select(LineageClosure.descendant_id).where(LineageClosure.ancestor_id == root.id)
+    """Deployments of ``root`` and its descendants, each with the path from ``root``.
+
+    One join driven by the closure index (deployment columns, no entities),
+    then only the hits' paths and labels: the cost follows the deployments hit,
+    not the number of descendants.
+    """
+    columns = (
+        Deployment.id,
+        Deployment.artifact_id,
+        Deployment.environment,
+        Deployment.team,
+        Deployment.active,
+        Deployment.created_at,
+        Deployment.created_by,
+    )
+    below = (
+        select(*columns)  # type: ignore[call-overload]
+        .select_from(LineageClosure)
+        .join(Deployment, col(Deployment.artifact_id) == col(LineageClosure.descendant_id))
+        .where(LineageClosure.ancestor_id == root.id, Deployment.active)
+    )
+    own = select(*columns).where(Deployment.artifact_id == root.id, Deployment.active)  # type: ignore[call-overload]
     if depth is not None:
         below = below.where(LineageClosure.depth <= depth)
-    query = (
-        select(Deployment, Artifact)
-        .join(Artifact, col(Artifact.id) == col(Deployment.artifact_id))
-        .where(Deployment.active)
-        .where(or_(col(Deployment.artifact_id) == root.id, col(Deployment.artifact_id).in_(below)))
-    )
     if team is not None:
-        query = query.where(Deployment.team == team)
-    found = session.exec(query).all()
+        below, own = below.where(Deployment.team == team), own.where(Deployment.team == team)
+    found = [*session.exec(own).all(), *session.exec(below).all()]
     if not found:
         return []
-    rows = descendant_rows(session, root.id or 0, max_depth=depth)
-    paths = paths_down(root.id or 0, rows, [d.artifact_id for d, _ in found])
+    paths = paths_from(session, root.id or 0, {row[1] for row in found})
     known = labels_of(session, {n for path in paths.values() for n in path})
     deployments = [
-        deployment_public(d, a, path=[ref_of(known[n]) for n in paths[d.artifact_id]])
-        for d, a in found
+        DeploymentPublic(
+            id=deployment_id,
+            ref=ref_of(known[artifact_id]),
+            environment=environment,
+            team=owner,
+            status=known[artifact_id].status,
+            active=active,
+            created_at=created_at,
+            created_by=created_by,
+            path=[ref_of(known[n]) for n in paths[artifact_id]],
+        )
+        for deployment_id, artifact_id, environment, owner, active, created_at, created_by in found
     ]
     return sorted(deployments, key=lambda d: (len(d.path), d.team, d.environment, d.ref))
 

@@ -14,12 +14,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import ColumnElement, case, delete, exists, insert, literal, not_, update
 from sqlmodel import Session, col, select
 
-from lineage import Reach, Relation, effective_status, propagate_infection
-from registry.service.graph import CHUNK, chunks, descendant_rows, parent_links
-from registry.tables import Artifact, Clearance, Edge, Flag, Infection
+from lineage import Reach, Relation, Status, effective_status, propagate_infection
+from registry.service._idset import among
+from registry.service.graph import CHUNK, descendant_rows, parent_links
+from registry.tables import Artifact, Clearance, Edge, Flag, Infection, LineageClosure
 
 if TYPE_CHECKING:
     pass
@@ -27,11 +28,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Change:
-    """One artifact whose effective status moved."""
+    """One artifact whose effective status moved (``depth`` below the flagged node, if known)."""
 
     artifact_id: int
     before: str
     after: str
+    depth: int | None = None
 
 
 def recompute(session: Session, roots: Collection[int]) -> list[Change]:
@@ -61,15 +63,91 @@ def recompute(session: Session, roots: Collection[int]) -> list[Change]:
     return _write_statuses(session, wanted)
 
 
+def infect_from_closure(session: Session, source: Artifact) -> list[Change]:
+    """Propagate a new flag on a model set-based; return what changed, nearest first.
+
+    Every edge below a model propagates (only a dataset's ``evaluated_on`` use
+    does not), so the shortest infection path from a model is its shortest
+    lineage path: the source's infection rows *are* its closure rows, with the
+    same tie-break (smallest parent id). One ``INSERT … SELECT`` writes them,
+    then the statuses of the source and its descendants are refreshed in SQL.
+    """
+    assert source.kind == "model", "a dataset's uses may not propagate: use recompute"
+    closure = select(
+        LineageClosure.descendant_id,
+        LineageClosure.ancestor_id,
+        LineageClosure.depth,
+        LineageClosure.via_id,
+    ).where(LineageClosure.ancestor_id == source.id)
+    session.execute(
+        insert(Infection).from_select(["artifact_id", "source_id", "depth", "via_id"], closure)
+    )
+    return refresh_below(session, source.id or 0)
+
+
+def withdraw_source(session: Session, source: Artifact) -> list[Change]:
+    """Remove a withdrawn flag's infection rows and refresh the statuses it reached."""
+    session.execute(delete(Infection).where(col(Infection.source_id) == source.id))
+    return refresh_below(session, source.id or 0)
+
+
+def refresh_below(session: Session, root: int) -> list[Change]:
+    """Re-derive the status of ``root`` and its descendants from the stored infection rows.
+
+    One set-based read of the statuses that move (driven by the closure index),
+    then one write per new status; returns the moves, nearest first.
+    """
+    wanted = wanted_status()
+    moved = session.exec(
+        select(LineageClosure.descendant_id, Artifact.status, wanted, LineageClosure.depth)
+        .select_from(LineageClosure)
+        .join(Artifact, col(Artifact.id) == col(LineageClosure.descendant_id))
+        .where(LineageClosure.ancestor_id == root, col(Artifact.status) != wanted)
+    ).all()
+    changes = [Change(node, before, after, depth) for node, before, after, depth in moved]
+    changes.sort(key=lambda change: (change.depth or 0, change.artifact_id))
+    _write_changes(session, changes)
+    return refresh_one(session, root) + changes
+
+
+def refresh_one(session: Session, node: int) -> list[Change]:
+    """Re-derive one artifact's status from its stored infection rows (no descendants)."""
+    before, after = session.exec(
+        select(Artifact.status, wanted_status()).where(Artifact.id == node)
+    ).one()
+    changes = [Change(node, before, after, 0)] if before != after else []
+    _write_changes(session, changes)
+    return changes
+
+
+def wanted_status() -> ColumnElement[str]:
+    """The effective status of ``artifact`` as SQL, from flags, infections and clearances.
+
+    The same rule as :func:`lineage.effective_status` (which the from-scratch
+    check uses), so stored and recomputed statuses agree.
+    """
+    flagged = exists().where(col(Flag.artifact_id) == col(Artifact.id), col(Flag.active))
+    reached = exists().where(col(Infection.artifact_id) == col(Artifact.id))
+    cleared = exists().where(
+        col(Clearance.artifact_id) == col(Infection.artifact_id),
+        col(Clearance.source_id) == col(Infection.source_id),
+        col(Clearance.active),
+    )
+    uncleared = exists().where(col(Infection.artifact_id) == col(Artifact.id), not_(cleared))
+    return case(
+        (flagged, literal(Status.COMPROMISED.value)),
+        (not_(reached), literal(Status.CLEAN.value)),
+        (uncleared, literal(Status.INFECTED.value)),
+        else_=literal(Status.CLEARED.value),
+    )
+
+
 def flagged_ids(session: Session, ids: Collection[int] | None = None) -> set[int]:
     """Artifacts with an active flag (among ``ids``, or all)."""
     query = select(Flag.artifact_id).where(Flag.active)
     if ids is None:
         return set(session.exec(query))
-    found: set[int] = set()
-    for chunk in chunks(ids):
-        found.update(session.exec(query.where(col(Flag.artifact_id).in_(chunk))))
-    return found
+    return set(session.exec(query.where(among(Flag.artifact_id, ids))))
 
 
 def cleared_pairs(session: Session, ids: Collection[int] | None = None) -> set[tuple[int, int]]:
@@ -77,29 +155,24 @@ def cleared_pairs(session: Session, ids: Collection[int] | None = None) -> set[t
     query = select(Clearance.artifact_id, Clearance.source_id).where(Clearance.active)
     if ids is None:
         return {(a, s) for a, s in session.exec(query)}
-    found: set[tuple[int, int]] = set()
-    for chunk in chunks(ids):
-        found.update(session.exec(query.where(col(Clearance.artifact_id).in_(chunk))))
-    return found
+    return {(a, s) for a, s in session.exec(query.where(among(Clearance.artifact_id, ids)))}
 
 
 def stored_reaches(session: Session, ids: Collection[int]) -> dict[int, dict[int, Reach]]:
     """The stored infection records of ``ids``: node -> source -> reach."""
     found: dict[int, dict[int, Reach]] = {}
-    for chunk in chunks(ids):
-        rows = session.exec(select(Infection).where(col(Infection.artifact_id).in_(chunk)))
-        for row in rows:
-            found.setdefault(row.artifact_id, {})[row.source_id] = Reach(
-                row.source_id, row.depth, row.via_id
-            )
+    columns = (Infection.artifact_id, Infection.source_id, Infection.depth, Infection.via_id)
+    for node, source, depth, via in session.exec(
+        select(*columns).where(among(Infection.artifact_id, ids))
+    ):
+        found.setdefault(node, {})[source] = Reach(source, depth, via)
     return found
 
 
 def _replace_infections(
     session: Session, affected: Collection[int], reaches: dict[int, dict[int, Reach]]
 ) -> None:
-    for chunk in chunks(affected):
-        session.execute(delete(Infection).where(col(Infection.artifact_id).in_(chunk)))
+    session.execute(delete(Infection).where(among(Infection.artifact_id, affected)))
     rows = [
         {"artifact_id": node, "source_id": r.source, "depth": r.depth, "via_id": r.via}
         for node, by_source in reaches.items()
@@ -111,22 +184,29 @@ def _replace_infections(
 
 def _write_statuses(session: Session, wanted: dict[int, str]) -> list[Change]:
     changes: list[Change] = []
-    for chunk in chunks(wanted):
-        rows = session.exec(select(Artifact.id, Artifact.status).where(col(Artifact.id).in_(chunk)))
-        for node, before in rows:
-            assert node is not None
-            if before != wanted[node]:
-                changes.append(Change(node, before, wanted[node]))
+    rows = session.exec(select(Artifact.id, Artifact.status).where(among(Artifact.id, wanted)))
+    for node, before in rows:
+        assert node is not None
+        if before != wanted[node]:
+            changes.append(Change(node, before, wanted[node]))
+    _write_changes(session, changes)
+    return sorted(changes, key=lambda change: change.artifact_id)
+
+
+def _write_changes(session: Session, changes: Collection[Change]) -> None:
+    """One ``UPDATE`` per new status, the ids as one bound array."""
     by_status: dict[str, list[int]] = {}
     for change in changes:
         by_status.setdefault(change.after, []).append(change.artifact_id)
     for status, ids in by_status.items():
-        for chunk in chunks(ids):
-            session.execute(
-                update(Artifact).where(col(Artifact.id).in_(chunk)).values(status=status)
-            )
-    session.expire_all()
-    return sorted(changes, key=lambda change: change.artifact_id)
+        session.execute(
+            update(Artifact)
+            .where(among(Artifact.id, ids))
+            .values(status=status)
+            .execution_options(synchronize_session=False)
+        )
+    if changes:
+        session.expire_all()
 
 
 def find_inconsistencies(session: Session) -> list[str]:
