@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from lineage import Relation
 from registry import errors, service
 from registry.db import unit_of_work
+from registry.hf import ImportPlan
 from registry.identity import Actor, Role
 from registry.manifest import Manifest
 from registry.schemas import (
@@ -28,8 +29,11 @@ from registry.schemas import (
     AuditVerification,
     DecisionPublic,
     DeploymentPublic,
+    HfImportResult,
     KeyPublic,
     LineageEntry,
+    ModelSigningBundlePublic,
+    ModelSigningVerifyReport,
     StatusChange,
     StatusReport,
     TeamPublic,
@@ -76,6 +80,7 @@ _PROBLEM_CLASSES: dict[str, type[errors.MbomError]] = {
         errors.DuplicateContent,
         errors.UnsafePath,
         errors.SignatureError,
+        errors.MalformedBundle,
         errors.LineageCycle,
         errors.PolicyViolation,
         errors.PermissionDenied,
@@ -144,6 +149,17 @@ class RemoteRegistry:
         }
         return self._request("POST", "/models", ArtifactPublic, json=_drop_none(body))
 
+    def _import_hf(
+        self, plan: ImportPlan, *, manifest: Manifest, scan: ScanReport | None = None, **fields: Any
+    ) -> HfImportResult:
+        body = {
+            **fields,
+            "plan": plan.to_json(),
+            "manifest": manifest_in(manifest).model_dump(),
+            "scan": scan.to_json() if scan else None,
+        }
+        return self._request("POST", "/models/hf", HfImportResult, json=_drop_none(body))
+
     def _add_parents(
         self,
         ref: str,
@@ -183,6 +199,15 @@ class RemoteRegistry:
     def _verify(self, manifest: Manifest, **options: Any) -> VerifyReport:
         body = {"manifest": manifest_in(manifest).model_dump(), **options}
         return self._request("POST", "/verify", VerifyReport, json=_drop_none(body))
+
+    def _verify_model_signing(self, manifest: Manifest, **options: Any) -> ModelSigningVerifyReport:
+        body = {"manifest": manifest_in(manifest).model_dump(), **options}
+        return self._request(
+            "POST", "/verify/model-signing", ModelSigningVerifyReport, json=_drop_none(body)
+        )
+
+    def _model_signing_bundle(self, ref: str) -> ModelSigningBundlePublic:
+        return self._request("GET", f"/artifacts/{ref}/model-signing", ModelSigningBundlePublic)
 
     def _flag(self, ref: str, *, reason: str) -> StatusChange:
         return self._request(

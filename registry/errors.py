@@ -99,6 +99,22 @@ class SignatureError(MbomError):
     code = "bad-signature"
 
 
+class MalformedBundle(InvalidInput):
+    """An OpenSSF model-signing signature is no bundle mbom can read (JSON, shape, payload)."""
+
+    code = "malformed-bundle"
+
+    def __init__(self, problem: str, *, source: str = "the signature", hint: str | None = None):
+        super().__init__(
+            f"{source} is not a usable OpenSSF model-signing bundle: {problem}",
+            hint=hint
+            or "pass the file `model_signing sign key` or `mbom register "
+            "--model-signing-key` wrote",
+        )
+        self.source = source
+        self.problem = problem
+
+
 class LineageCycle(MbomError):
     """An edge would make the lineage cyclic, or make a model its own parent."""
 
@@ -146,3 +162,42 @@ class Conflict(MbomError):
     """The operation clashes with the current state (flagging a flagged model)."""
 
     code = "conflict"
+
+
+class InvalidModelCard(InvalidInput):
+    """A Hugging Face model card's metadata cannot be read or contradicts itself."""
+
+    code = "invalid-model-card"
+
+    def __init__(self, path: str, problem: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"{path}: {problem}",
+            hint=hint or "fix the YAML front matter of the model card (README.md)",
+        )
+        self.path = path
+        self.problem = problem
+
+
+class NotInHfCache(NotFound):
+    """A Hugging Face repository, or the asked revision of it, is not in the local cache."""
+
+    code = "not-in-hf-cache"
+
+    def __init__(
+        self, repo_id: str, revision: str, cache_dir: str, *, cached: Sequence[str] = ()
+    ) -> None:
+        hint = (
+            f"cached revisions: {', '.join(cached)}"
+            if cached
+            else f"download it first with: hf download {repo_id}; or pass --cache-dir"
+        )
+        MbomError.__init__(
+            self,
+            f"{repo_id} at revision {revision} is not in the Hugging Face cache {cache_dir}",
+            hint=hint,
+        )
+        self.what = "Hugging Face snapshot"
+        self.ref = f"{repo_id}@{revision}"
+        self.repo_id = repo_id
+        self.revision = revision
+        self.cache_dir = cache_dir

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field
 
 from registry.hf import ImportPlan
 from registry.manifest import Manifest, ManifestEntry
@@ -85,6 +85,8 @@ class InfectionSource(PublicModel):
     path: list[str]
     reasons: list[str]
     cleared: bool = False
+    #: The source's trigger replayed on this artifact (``mbom replay``), if it was.
+    replay: ReplayPublic | None = None
 
 
 class StatusReport(PublicModel):
@@ -108,6 +110,8 @@ class LineageEntry(PublicModel):
     path: list[str]
     status: str
     team: str | None = None
+    #: For descendants of a source whose trigger was replayed: the measured rate.
+    replay_rate: float | None = None
 
 
 class DeploymentPublic(PublicModel):
@@ -459,3 +463,99 @@ def manifest_in(manifest: Manifest) -> ManifestIn:
 def manifest_of(submitted: ManifestIn) -> Manifest:
     """The validated manifest for a submitted one (bad paths or digests are refused)."""
     return Manifest(tuple(ManifestEntry(e.path, e.size, e.sha256) for e in submitted.entries))
+
+
+class ReplayPublic(PublicModel):
+    """A compromised source's trigger replayed on one model (``mbom replay``)."""
+
+    source: str
+    ref: str
+    role: Literal["descendant", "baseline"]
+    outcome: Literal["measured", "scan_error"]
+    rate: float | None = None
+    collapsed_class: int | None = None
+    confirmed: bool = False
+    threshold: float
+    error: str | None = None
+    measured_at: UtcDateTime
+
+
+class ScanProfilePublic(PublicModel):
+    """A behavioral scan profile: inputs, classes and the clean reference ``.npz``.
+
+    ``origin`` is the model that gave it (the model itself or the nearest
+    ancestor it is inherited from).
+    """
+
+    origin: str
+    input_shape: list[int]
+    value_range: tuple[float, float]
+    num_classes: int
+    reference_digest: str
+    reference: Base64Bytes
+
+
+class TriggerPublic(PublicModel):
+    """A backdoor trigger stored with a model (mask and pattern as ``.npz``)."""
+
+    id: int
+    ref: str
+    origin: Literal["scan", "analyst"]
+    target_class: int | None = None
+    digest: str
+    data: Base64Bytes
+    created_at: UtcDateTime
+
+
+class ReplayTarget(PublicModel):
+    """A model a trigger is to be replayed on, and where its files are."""
+
+    ref: str
+    depth: int | None = None
+    status: str
+    location: str | None = None
+    profile: str | None = None  # the reference digest of its (own or inherited) profile
+
+
+class ReplayPlan(PublicModel):
+    """What ``mbom replay`` runs: the trigger, the descendants and clean relatives to try."""
+
+    source: str
+    trigger: TriggerPublic
+    descendants: list[ReplayTarget]
+    baseline: list[ReplayTarget]
+    profiles: dict[str, ScanProfilePublic]
+
+
+class ReplayIn(PublicModel):
+    """One replay the client ran, to record."""
+
+    ref: str
+    role: Literal["descendant", "baseline"] = "descendant"
+    report: dict[str, Any]
+
+
+class RecordReplaysRequest(PublicModel):
+    """``POST /api/v1/artifacts/{ref}/replays``."""
+
+    trigger_id: int
+    results: list[ReplayIn]
+
+
+class ReplaySummary(PublicModel):
+    """What a replay run recorded and which statuses it moved."""
+
+    source: str
+    results: list[ReplayPublic]
+    confirmed: list[str]
+    baseline_rates: list[float]
+
+
+class BehavioralScanPublic(PublicModel):
+    """A stored behavioral scan of a model."""
+
+    ref: str
+    verdict: str
+    report: dict[str, Any]
+    trigger: TriggerPublic | None = None
+    status: str

@@ -291,7 +291,12 @@ class ReplayResult(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     trigger_id: int = Field(foreign_key="trigger.id", index=True)
+    #: The model the trigger was recovered from or attached to (the compromised source).
+    source_id: int = Field(foreign_key="artifact.id")
     artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    role: str = Field(default="descendant", max_length=16)  # or "baseline" (a clean relative)
+    #: A newer replay of the same source on the same model replaces this one.
+    superseded: bool = False
     outcome: str = Field(max_length=16)  # "measured" or "scan_error"
     rate: float | None = None
     collapsed_class: int | None = None

@@ -21,9 +21,14 @@ from registry.schemas import (
     DecisionRequest,
     DeploymentPublic,
     DeployRequest,
+    HfImportRequest,
+    HfImportResult,
     KeyPublic,
     KeyRequest,
     LineageEntry,
+    ModelSigningBundlePublic,
+    ModelSigningVerifyReport,
+    ModelSigningVerifyRequest,
     ReasonRequest,
     RegisterDatasetRequest,
     RegisterModelRequest,
@@ -57,6 +62,22 @@ def register_model(
         datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
         scan=scan_report(body.scan),
         **fields,
+    )
+
+
+@router.post("/models/hf", status_code=status.HTTP_201_CREATED, tags=["models"])
+def import_hf(body: HfImportRequest, session: SessionDep, actor: CurrentActor) -> HfImportResult:
+    """Register a Hugging Face snapshot the client read, hashed and scanned, with its lineage."""
+    return service.import_hf(
+        session,
+        body.plan,
+        actor=actor,
+        manifest=manifest_of(body.manifest),
+        scan=scan_report(body.scan),
+        team=body.team,
+        publisher=body.publisher,
+        allow_duplicate_content=body.allow_duplicate_content,
+        override=body.override,
     )
 
 
@@ -108,6 +129,21 @@ def verify(body: VerifyRequest, session: SessionDep, _actor: CurrentActor) -> Ve
     """Compare files with a registered version; its signature and lineage status."""
     return service.verify(
         session, manifest_of(body.manifest), ref=body.ref, accept_cleared=body.accept_cleared
+    )
+
+
+@router.post("/verify/model-signing", tags=["verification"])
+def verify_model_signing(
+    body: ModelSigningVerifyRequest, session: SessionDep, _actor: CurrentActor
+) -> ModelSigningVerifyReport:
+    """Check files against an OpenSSF model-signing bundle (and the registry, if it knows them)."""
+    return service.verify_model_signing(
+        session,
+        manifest_of(body.manifest),
+        bundle=body.bundle,
+        public_key_pem=body.public_key_pem,
+        ref=body.ref,
+        accept_cleared=body.accept_cleared,
     )
 
 
@@ -180,6 +216,14 @@ def ancestors(
 ) -> list[LineageEntry]:
     """Ancestors (models and datasets) with depth and path."""
     return service.ancestors(session, ref, depth=depth)
+
+
+@router.get("/artifacts/{ref:path}/model-signing", tags=["models"])
+def model_signing_bundle(
+    ref: str, session: SessionDep, _actor: CurrentActor
+) -> ModelSigningBundlePublic:
+    """The OpenSSF model-signing bundle stored with a model version."""
+    return service.model_signing_bundle(session, ref)
 
 
 @router.get("/artifacts/{ref:path}", tags=["models"])

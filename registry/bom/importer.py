@@ -20,7 +20,7 @@ from lineage import MODEL_RELATIONS, Relation
 from registry.errors import InvalidInput
 from registry.identity import Actor, Role
 from registry.manifest import Manifest, ManifestEntry
-from registry.service import audit
+from registry.service import audit, placeholders
 from registry.service._tx import mutation
 from registry.service.graph import add_edges
 from registry.service.refs import check_name, ref_of
@@ -226,7 +226,35 @@ def _store(session: Session, node: _Node, *, actor: Actor) -> tuple[Artifact, bo
     ).first()
     if existing is not None:
         return existing, _reconcile(session, existing, node, actor=actor)
-    artifact = Artifact(
+    if _unknown_files(node):
+        artifact = placeholders.create(
+            session,
+            actor=actor,
+            kind=node.kind,
+            name=node.name,
+            version=node.version,
+            via=f"bom.import {node.where}",
+            source=node.source,
+            digest=node.digest,
+            publisher=node.publisher,
+            format=node.format,
+        )
+        return artifact, True
+    artifact = _artifact(node, actor=actor)
+    session.add(artifact)
+    session.flush()
+    _audit(session, artifact, node, actor=actor, operation="bom.import")
+    return artifact, True
+
+
+def _unknown_files(node: _Node) -> bool:
+    """Whether only a placeholder can be recorded (a dataset needs a digest, a model files)."""
+    return node.digest is None if node.kind == "dataset" else node.manifest is None
+
+
+def _artifact(node: _Node, *, actor: Actor) -> Artifact:
+    manifest = node.manifest
+    return Artifact(
         kind=node.kind,
         name=node.name,
         version=node.version,
@@ -234,40 +262,27 @@ def _store(session: Session, node: _Node, *, actor: Actor) -> tuple[Artifact, bo
         source=node.source,
         format=node.format,
         digest=node.digest,
+        manifest=[[e.path, e.size, e.sha256] for e in manifest.entries] if manifest else None,
+        total_size=manifest.total_size if manifest else None,
         created_by=actor.user,
     )
-    _fill(artifact, node)
-    session.add(artifact)
-    session.flush()
-    _audit(session, artifact, node, actor=actor, operation="bom.import")
-    return artifact, True
-
-
-def _fill(artifact: Artifact, node: _Node) -> None:
-    manifest = node.manifest
-    artifact.manifest = [[e.path, e.size, e.sha256] for e in manifest.entries] if manifest else None
-    artifact.total_size = manifest.total_size if manifest else None
-    # A dataset is known by its digest alone; a model needs its files.
-    artifact.placeholder = node.digest is None if node.kind == "dataset" else manifest is None
 
 
 def _reconcile(session: Session, existing: Artifact, node: _Node, *, actor: Actor) -> bool:
     """Reuse a registered artifact; fill it when it is a placeholder and we know more."""
-    if node.digest is None or existing.digest == node.digest:
-        if not existing.placeholder or node.manifest is None:
-            return False
-    elif not existing.placeholder:
+    if existing.placeholder and not _unknown_files(node):
+        try:
+            placeholders.fill(session, existing, _artifact(node, actor=actor), actor=actor)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{node.where}: {exc.message}", hint=exc.hint) from exc
+        return True
+    if node.digest is not None and existing.digest not in (None, node.digest):
         raise InvalidInput(
             f"{node.where}: {ref_of(existing)} is registered with digest {existing.digest}, "
             f"the document says {node.digest}",
             hint="versions are immutable; import it under another version",
         )
-    existing.digest = node.digest
-    _fill(existing, node)
-    session.add(existing)
-    session.flush()
-    _audit(session, existing, node, actor=actor, operation="bom.fill")
-    return True
+    return False
 
 
 def _link(

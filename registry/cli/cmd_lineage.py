@@ -10,7 +10,13 @@ from registry.cli import render
 from registry.cli.main import DepthOpt, JsonOpt, ReasonOpt, RefArg, app, ctx_of
 
 if TYPE_CHECKING:
-    from registry.schemas import DeploymentPublic, LineageEntry, StatusChange, StatusReport
+    from registry.schemas import (
+        DeploymentPublic,
+        LineageEntry,
+        ReplayPublic,
+        StatusChange,
+        StatusReport,
+    )
 
 
 def _print_change(verb: str, change: StatusChange) -> None:
@@ -85,7 +91,7 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
         )
     render.table(
         "compromised ancestors",
-        ["source", "kind", "depth", "path", "reason", "cleared"],
+        ["source", "kind", "depth", "path", "reason", "cleared", "trigger replay"],
         [
             (
                 s.source,
@@ -94,10 +100,24 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
                 render.path(s.path),
                 "; ".join(s.reasons),
                 "yes" if s.cleared else "",
+                _replay_cell(s.replay),
             )
             for s in report.sources
         ],
     )
+
+
+def _rate(rate: float | None) -> str:
+    return "" if rate is None else f"{rate:.0%}"
+
+
+def _replay_cell(replay: ReplayPublic | None) -> str:
+    if replay is None:
+        return ""
+    if replay.rate is None:
+        return f"could not run: {replay.error}"
+    verdict = "confirmed" if replay.confirmed else "not confirmed"
+    return f"{replay.rate:.0%} to class {replay.collapsed_class} ({verdict})"
 
 
 @app.command()
@@ -147,11 +167,32 @@ def _print_entries(title: str, entries: list[LineageEntry], json_: bool) -> None
     if json_:
         render.emit_json(entries)
         return
+    replayed = any(e.replay_rate is not None for e in entries)
     render.table(
         title,
-        ["model", "kind", "depth", "status", "team", "path"],
         [
-            (e.ref, e.kind, e.depth, render.status(e.status), e.team, render.path(e.path))
+            "model",
+            "kind",
+            "depth",
+            "status",
+            "team",
+            "path",
+            *(["replay rate"] if replayed else []),
+        ],
+        [
+            (
+                e.ref,
+                e.kind,
+                e.depth,
+                render.status(e.status),
+                e.team,
+                render.path(e.path),
+                *(
+                    []
+                    if not replayed
+                    else ["" if e.replay_rate is None else f"{e.replay_rate:.0%}"]
+                ),
+            )
             for e in entries
         ],
     )

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from registry.cli import render
+from registry.cli import model_signing_opts, render
+from registry.cli.cmd_hf import HfHashesOpt, verify_hub_hashes
 from registry.cli.cmd_scan import print_report, run_static_scan
 from registry.cli.main import (
     JsonOpt,
@@ -19,6 +20,12 @@ from registry.cli.main import (
     ctx_of,
     dataset_app,
     hash_path,
+)
+from registry.cli.model_signing_opts import (
+    PublicKeyOpt,
+    SignatureOpt,
+    SigningKeyOpt,
+    SigningOutOpt,
 )
 from registry.errors import InvalidInput
 
@@ -112,6 +119,10 @@ def register(
             help="Sign the manifest digest with this Ed25519 key.",
         ),
     ] = None,
+    model_signing_key: SigningKeyOpt = None,
+    model_signing_out: SigningOutOpt = None,
+    model_signing: SignatureOpt = None,
+    public_key: PublicKeyOpt = None,
     allow_duplicate_content: Annotated[
         bool,
         typer.Option(
@@ -123,6 +134,19 @@ def register(
         bool,
         typer.Option("--skip-scan", help="Do not scan the files (the finding stays unscanned)."),
     ] = False,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            metavar="REF.npz",
+            help="Clean reference inputs (x float32, y int64): the model's behavioral scan "
+            "profile, inherited by its descendants.",
+        ),
+    ] = None,
+    scan_timeout: Annotated[
+        float | None,
+        typer.Option("--scan-timeout", metavar="S", help="Behavioral scan wall-time limit (300)."),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Scan, hash and register PATH as NAME@VERSION with its lineage.
@@ -131,13 +155,41 @@ def register(
     the model quarantined (compromised, blocked for every team); suspicious ones
     are refused unless an approver passes --override.
 
+    With a behavioral scan profile (--reference, or one inherited from a parent)
+    the model is then loaded in a sandboxed subprocess and scanned for
+    backdoors: compromised registers it flagged with the recovered trigger as
+    evidence; suspicious, or a scan that could not run, needs an --override.
+
     Every file is SHA-256'd; the manifest digest identifies the content. Refused,
     with nothing written: unknown parents, cycles, duplicate versions, symlinks
     out of PATH, special files, and parents that are tainted, blocked for the
     team or not approved where approval is required.
     """
     report = None if skip_scan else run_static_scan(path)
-    manifest = hash_path(path)
+    profile, behavioral = None, None
+    if not skip_scan and report is not None and report.verdict.value != "malicious":
+        from registry.cli.cmd_behavior import admission_scan, limits_of
+
+        profile, behavioral = admission_scan(
+            ctx_of(ctx),
+            path,
+            reference=reference,
+            parents=parent or [],
+            limits=limits_of(scan_timeout, None),
+        )
+    elif reference is not None and skip_scan:
+        from registry.cli.cmd_scan import _read_profile
+
+        profile = _read_profile(reference, path)  # kept for mbom rescan and mbom replay
+    signed_files = model_signing_opts.for_registration(
+        path,
+        hash_path(path),
+        signing_key=model_signing_key,
+        out=model_signing_out,
+        signature=model_signing,
+        public_key=public_key,
+    )
+    manifest = signed_files.manifest
     signature = None
     if sign_key is not None:
         from registry import signing
@@ -161,14 +213,24 @@ def register(
         allow_duplicate_content=allow_duplicate_content,
         override=override,
         scan=report,
+        model_signing_bundle=signed_files.bundle,
+        model_signing_public_key=signed_files.public_key_pem,
+        profile=profile,
+        behavioral=behavioral,
     )
+    signed_files.write()
     if json_:
         render.emit_json(result)
     else:
         _print_registration(result, report)
     if result.status == "compromised":
+        why = (
+            "the behavioral scan found a backdoor"
+            if behavioral is not None and behavioral.verdict.value == "compromised"
+            else "the static scan found malicious content"
+        )
         render.error_line(
-            f"{result.ref} is quarantined: the static scan found malicious content "
+            f"{result.ref} is quarantined: {why} "
             "(it is recorded as compromised and blocked for every team)"
         )
         raise typer.Exit(1)
@@ -176,6 +238,8 @@ def register(
 
 def _print_registration(result: ArtifactPublic, report: ScanReport | None) -> None:
     signed = "signed" if result.signed else "unsigned"
+    if result.model_signing_key:
+        signed += f", OpenSSF model-signing signed ({result.model_signing_key})"
     render.out.print(
         f"registered {result.ref}: {result.file_count} files, {result.digest}, {signed}, "
         f"status {render.status(result.status)}"
@@ -195,6 +259,7 @@ def show_artifact(artifact: ArtifactPublic) -> None:
         ("size", artifact.total_size),
         ("publisher", artifact.publisher),
         ("signed", artifact.signed),
+        ("model-sig", artifact.model_signing_key),
         ("source", artifact.source),
         ("team", artifact.team),
         ("parents", ", ".join(f"{p.ref} ({p.relation})" for p in artifact.parents) or "none"),
@@ -207,9 +272,23 @@ def show_artifact(artifact: ArtifactPublic) -> None:
 
 
 @app.command()
-def show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
+def show(
+    ctx: typer.Context,
+    ref: RefArg,
+    json_: JsonOpt = False,
+    model_signing_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-signing-out",
+            metavar="FILE",
+            help="Also write the model's stored OpenSSF model-signing signature to FILE.",
+        ),
+    ] = None,
+) -> None:
     """Show one model or dataset version."""
     result = ctx_of(ctx).call("show", ref)
+    if model_signing_out is not None:
+        model_signing_opts.export(ctx_of(ctx), ref, model_signing_out)
     render.emit_json(result) if json_ else show_artifact(result)
 
 
@@ -280,14 +359,35 @@ def verify(
     accept_cleared: Annotated[
         bool, typer.Option("--accept-cleared", help="Also pass when the lineage status is cleared.")
     ] = False,
+    model_signing: SignatureOpt = None,
+    public_key: PublicKeyOpt = None,
+    hf_hashes: HfHashesOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Prove PATH is a registered, signed model of clean lineage; exit 0 only then.
 
     Re-hashes every file and reports each as match, mismatch, missing or extra,
     checks the signature against the publisher's enrolled key and the lineage
-    status. Use it to gate a pipeline.
+    status. Use it to gate a pipeline. With --model-signing SIG --public-key KEY,
+    checks the OpenSSF model-signing signature and every file it signs too.
+    With --hf-hashes FILE, checks PATH against the Hugging Face Hub's published
+    per-file hashes (SHA-256 for LFS files, git blob SHA-1 for the others) only.
     """
+    if hf_hashes is not None:
+        combined = model_signing is not None or public_key is not None or accept_cleared
+        verify_hub_hashes(path, hf_hashes, ref=ref, json_=json_, combined=combined)
+        return
+    if model_signing is not None or public_key is not None:
+        model_signing_opts.verify(
+            ctx_of(ctx),
+            path,
+            signature=model_signing,
+            public_key=public_key,
+            ref=ref,
+            accept_cleared=accept_cleared,
+            json_=json_,
+        )
+        return
     manifest = hash_path(path)
     report: VerifyReport = ctx_of(ctx).call(
         "verify", manifest, ref=ref, accept_cleared=accept_cleared

@@ -7,6 +7,7 @@ finding; 2 a usage error (bad flags, malformed references).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -87,10 +88,10 @@ def _root(
     ctx.obj = CliContext(server=server, token=token)
 
 
-def hash_path(path: Path) -> Manifest:
-    """Hash a file tree with a progress bar on a terminal."""
+def hash_path(path: Path, *, allowed_roots: Sequence[Path] = ()) -> Manifest:
+    """Hash a file tree with a progress bar on a terminal (see ``hash_tree`` for the roots)."""
     with HashingProgress(path.name or str(path)) as progress:
-        return hash_tree(path, progress=progress)
+        return hash_tree(path, progress=progress, allowed_roots=allowed_roots)
 
 
 def main() -> None:
@@ -117,4 +118,12 @@ def main() -> None:
 
 
 # The command modules attach themselves to the apps above.
-from registry.cli import cmd_bom, cmd_lineage, cmd_models, cmd_ops, cmd_scan  # noqa: E402, F401
+from registry.cli import (  # noqa: E402, F401
+    cmd_behavior,
+    cmd_bom,
+    cmd_hf,
+    cmd_lineage,
+    cmd_models,
+    cmd_ops,
+    cmd_scan,
+)

@@ -24,13 +24,31 @@ from registry.service.artifacts import (
     verify,
 )
 from registry.service.audit import list_events, verify_chain
+from registry.service.behavior import (
+    attach_trigger,
+    inherited_profile,
+    profile_of,
+    record_replays,
+    record_rescan,
+    replay_plan,
+)
+from registry.service.behavior import baseline as behavior_baseline
 from registry.service.deployments import deploy, list_deployments, undeploy
 from registry.service.flags import clear, flag, status_report, unflag
+from registry.service.hf_import import import_hf
+from registry.service.ossf_signing import model_signing_bundle, verify_model_signing
 from registry.service.policy import create_team, decide, list_decisions, list_teams
 from registry.service.queries import ancestors, deployed_descendants, descendants
 from registry.service.status import find_inconsistencies
 
 __all__ = [
+    "replay_plan",
+    "record_rescan",
+    "record_replays",
+    "profile_of",
+    "inherited_profile",
+    "behavior_baseline",
+    "attach_trigger",
     "add_parents",
     "ancestors",
     "authenticate",
@@ -48,6 +66,7 @@ __all__ = [
     "flag",
     "identify",
     "import_cyclonedx",
+    "import_hf",
     "list_artifacts",
     "list_decisions",
     "list_deployments",
@@ -55,6 +74,7 @@ __all__ = [
     "list_keys",
     "list_teams",
     "list_tokens",
+    "model_signing_bundle",
     "register_dataset",
     "register_model",
     "revoke_token",
@@ -64,4 +84,5 @@ __all__ = [
     "unflag",
     "verify",
     "verify_chain",
+    "verify_model_signing",
 ]

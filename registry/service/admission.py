@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from registry.identity import Actor
 from registry.service import policy
 from registry.service.flags import mark_compromised
-from registry.tables import Artifact, ScanRecord
+from registry.tables import Artifact, Flag, ScanRecord
 from scanning.report import ScanReport, Verdict
 
 MAX_REASON_FINDINGS = 5
@@ -61,7 +61,12 @@ def record_scan(
             session, artifact, actor=actor, reason=f"static scan: malicious: {summarise(report)}"
         )
         return
-    artifact.finding = {Verdict.CLEAN: "clean"}.get(report.verdict, "suspicious")
+    finding = {Verdict.CLEAN: "clean"}.get(report.verdict, "suspicious")
+    flagged = session.exec(select(Flag).where(Flag.artifact_id == artifact.id, Flag.active)).first()
+    if flagged is not None:  # a placeholder flagged before its files came: the flag stands
+        flagged.previous_finding = finding  # and unflagging restores what the scan found
+        return
+    artifact.finding = finding
 
 
 def summarise(report: ScanReport) -> str:

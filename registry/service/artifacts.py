@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -27,12 +28,13 @@ from registry.schemas import (
     SignatureCheck,
     VerifyReport,
 )
-from registry.service import admission, audit, policy
+from registry.service import admission, audit, behavior, ossf_signing, placeholders, policy
 from registry.service._tx import mutation
 from registry.service.graph import add_edges
-from registry.service.refs import Ref, check_name, ref_of, resolve
+from registry.service.refs import Ref, ref_of, resolve
 from registry.service.status import recompute
 from registry.tables import Artifact, Edge, PublisherKey, Signature
+from scanning.behavioral.report import BehavioralReport, ScanProfile
 from scanning.report import ScanReport
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -57,14 +59,27 @@ def register_model(
     allow_duplicate_content: bool = False,
     override: str | None = None,
     scan: ScanReport | None = None,
+    model_signing_bundle: dict[str, Any] | None = None,
+    model_signing_public_key: str | None = None,
+    profile: ScanProfile | None = None,
+    behavioral: BehavioralReport | None = None,
 ) -> ArtifactPublic:
     """Record a model version, its lineage edges and dataset uses in one transaction.
 
+    ``profile`` is the model's own behavioral scan profile (descendants inherit
+    it); ``behavioral`` the behavioral scan run on admission (see
+    :mod:`registry.service.behavior`): compromised flags the model with the
+    recovered trigger kept as evidence, suspicious or failed needs an override.
+
     ``scan`` is the static scan of the files (see :mod:`registry.service.admission`):
     malicious registers the model quarantined, suspicious needs an override.
+    ``model_signing_bundle`` (an OpenSSF model-signing signature, verified with
+    ``model_signing_public_key`` against ``manifest``) is stored with the model.
     """
     actor.require(Role.PUBLISHER, action="register models", team=team)
-    _refuse_existing(session, "model", name, version)
+    placeholder = placeholders.claim(
+        session, kind="model", name=name, version=version, source=source
+    )
     if not manifest.entries:
         raise InvalidInput("the manifest lists no files", hint="a model has at least one file")
     if f"{name}@{version}" in {Ref.parse(p).__str__() for p in parents}:
@@ -74,6 +89,9 @@ def register_model(
     if not allow_duplicate_content:
         _refuse_duplicate_content(session, manifest.digest)
     fingerprint = _check_signature(session, publisher, manifest.digest, signature)
+    model_signing = ossf_signing.check_bundle(
+        model_signing_bundle, model_signing_public_key, manifest
+    )
     policy.enforce(
         session,
         actor=actor,
@@ -85,8 +103,12 @@ def register_model(
     admission.check_admission(
         session, scan, actor=actor, override=override, team=team, subject=f"{name}@{version}"
     )
-    artifact = _insert(
+    behavior.check_admission(
+        session, behavioral, actor=actor, override=override, team=team, subject=f"{name}@{version}"
+    )
+    artifact = _insert_or_fill(
         session,
+        placeholder,
         Artifact(
             kind="model",
             name=name,
@@ -100,14 +122,16 @@ def register_model(
             total_size=manifest.total_size,
             created_by=actor.user,
         ),
+        actor=actor,
     )
-    add_edges(session, artifact, links)
+    add_edges(session, artifact, placeholders.new_links(session, artifact, links))
     if fingerprint and signature:
         session.add(
             Signature(artifact_id=artifact.id or 0, fingerprint=fingerprint, signature=signature)
         )
     recompute(session, [artifact.id or 0])
     admission.record_scan(session, artifact, scan, actor=actor)
+    behavior.admit(session, artifact, profile=profile, report=behavioral, actor=actor)
     audit.record(
         session,
         actor=actor,
@@ -120,8 +144,10 @@ def register_model(
             "parents": [[ref_of(p), r.value] for p, r in links],
             "signed_by": fingerprint,
             "scan": scan.verdict.value if scan else None,
+            "behavioral": behavioral.verdict.value if behavioral else None,
         },
     )
+    ossf_signing.store_bundle(session, artifact, model_signing, actor=actor)
     session.refresh(artifact)
     return artifact_public(session, artifact)
 
@@ -191,9 +217,12 @@ def register_dataset(
         digest = manifest.digest
     if digest is None or not _DIGEST.match(digest):
         raise InvalidInput(f"{digest!r} is not a digest", hint="write sha256:<64 hex digits>")
-    _refuse_existing(session, "dataset", name, version)
-    artifact = _insert(
+    placeholder = placeholders.claim(
+        session, kind="dataset", name=name, version=version, source=source
+    )
+    artifact = _insert_or_fill(
         session,
+        placeholder,
         Artifact(
             kind="dataset",
             name=name,
@@ -204,6 +233,7 @@ def register_dataset(
             total_size=manifest.total_size if manifest else None,
             created_by=actor.user,
         ),
+        actor=actor,
     )
     audit.record(
         session,
@@ -215,20 +245,12 @@ def register_dataset(
     return artifact_public(session, artifact)
 
 
-def _refuse_existing(session: Session, kind: str, name: str, version: str) -> None:
-    check_name(name, version)
-    found = session.exec(
-        select(Artifact.id).where(
-            Artifact.kind == kind, Artifact.name == name, Artifact.version == version
-        )
-    ).first()
-    if found is not None:
-        raise AlreadyExists(
-            kind, f"{name}@{version}", hint="versions are immutable; pick a new version"
-        )
-
-
-def _insert(session: Session, artifact: Artifact) -> Artifact:
+def _insert_or_fill(
+    session: Session, placeholder: Artifact | None, artifact: Artifact, *, actor: Actor
+) -> Artifact:
+    """Insert ``artifact``, or fill the placeholder it was claimed for (same id, edges kept)."""
+    if placeholder is not None:
+        return placeholders.fill(session, placeholder, artifact, actor=actor)
     session.add(artifact)
     try:
         session.flush()
@@ -275,8 +297,12 @@ def _dataset_links(
 
 def _refuse_duplicate_content(session: Session, digest: str) -> None:
     existing = session.exec(
-        select(Artifact).where(Artifact.digest == digest, Artifact.kind == "model")
-    ).first()
+        select(Artifact).where(
+            Artifact.digest == digest,
+            Artifact.kind == "model",
+            col(Artifact.placeholder).is_(False),
+        )
+    ).first()  # a placeholder holds no files, so no content to duplicate
     if existing is not None:
         raise DuplicateContent(digest, ref_of(existing))
 
@@ -328,6 +354,7 @@ def artifact_public(session: Session, artifact: Artifact) -> ArtifactPublic:
         status=artifact.status,
         placeholder=artifact.placeholder,
         signed=signed is not None,
+        model_signing_key=ossf_signing.model_signing_key(session, artifact.id),
         parents=[ParentLink(ref=ref_of(p), kind=p.kind, relation=r) for p, r in parents],
         created_at=artifact.created_at,
         created_by=artifact.created_by,

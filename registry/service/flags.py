@@ -7,10 +7,16 @@ from sqlmodel import Session, col, select
 from lineage import Status
 from registry.errors import Conflict, InvalidInput, PolicyViolation
 from registry.identity import Actor, Role
-from registry.schemas import FlagPublic, InfectionSource, StatusChange, StatusReport
+from registry.schemas import (
+    FlagPublic,
+    InfectionSource,
+    ReplayPublic,
+    StatusChange,
+    StatusReport,
+)
 from registry.service import audit, policy
 from registry.service._tx import mutation
-from registry.service.graph import ancestor_rows, descendant_rows, names_of
+from registry.service.graph import ancestor_rows, descendant_rows, labels_of, names_of
 from registry.service.queries import affected_deployments, entries_for
 from registry.service.refs import ref_of, resolve
 from registry.service.status import (
@@ -20,7 +26,7 @@ from registry.service.status import (
     refresh_one,
     withdraw_source,
 )
-from registry.tables import Artifact, Clearance, Flag, Infection
+from registry.tables import Artifact, Clearance, Flag, Infection, ReplayResult
 
 
 @mutation
@@ -178,6 +184,7 @@ def infection_sources(session: Session, artifact: Artifact) -> list[InfectionSou
         )
     )
     known = names_of(session, ancestors)
+    replays = {r.source: r for r in current_replays(session, artifact=artifact.id)}
     found = []
     for reach in sorted(reaches, key=lambda r: (r.depth, r.source_id)):
         path = [artifact.id or 0]
@@ -192,6 +199,7 @@ def infection_sources(session: Session, artifact: Artifact) -> list[InfectionSou
                 path=[ref_of(known[n]) if n in known else ref_of(artifact) for n in reversed(path)],
                 reasons=_active_reasons(session, reach.source_id),
                 cleared=reach.source_id in cleared,
+                replay=replays.get(ref_of(source)),
             )
         )
     return found
@@ -200,6 +208,34 @@ def infection_sources(session: Session, artifact: Artifact) -> list[InfectionSou
 #: How many changed descendants a flag, unflag or clearance lists (nearest first);
 #: ``changed_total`` counts them all. Listing 20k entries with paths costs seconds.
 REPORT_LIMIT = 1000
+
+
+def current_replays(
+    session: Session, *, source: int | None = None, artifact: int | None = None
+) -> list[ReplayPublic]:
+    """The trigger replays that count now (the newest per model and source)."""
+    query = select(ReplayResult).where(col(ReplayResult.superseded).is_(False))
+    if source is not None:
+        query = query.where(ReplayResult.source_id == source)
+    if artifact is not None:
+        query = query.where(ReplayResult.artifact_id == artifact)
+    rows = session.exec(query).all()
+    names = labels_of(session, {r.source_id for r in rows} | {r.artifact_id for r in rows})
+    return [
+        ReplayPublic(
+            source=ref_of(names[row.source_id]),
+            ref=ref_of(names[row.artifact_id]),
+            role="baseline" if row.role == "baseline" else "descendant",
+            outcome="scan_error" if row.outcome == "scan_error" else "measured",
+            rate=row.rate,
+            collapsed_class=row.collapsed_class,
+            confirmed=row.confirmed,
+            threshold=row.threshold,
+            error=row.details.get("error"),
+            measured_at=row.created_at,
+        )
+        for row in rows
+    ]
 
 
 def _change_report(session: Session, artifact: Artifact, changes: list[Change]) -> StatusChange:

@@ -30,7 +30,23 @@ def descendants(
     root = resolve(session, ref)
     rows = descendant_rows(session, root.id or 0, max_depth=depth)
     entries = entries_for(session, root, rows, rows=rows)
-    return [e for e in entries if team is None or e.team == team]
+    rates = _replay_rates(session, root.id or 0)
+    return [
+        e.model_copy(update={"replay_rate": rates.get(e.ref)}) if e.ref in rates else e
+        for e in entries
+        if team is None or e.team == team
+    ]
+
+
+def _replay_rates(session: Session, source: int) -> dict[str, float]:
+    """The measured rate of ``source``'s trigger on each descendant it was replayed on."""
+    from registry.service.flags import current_replays
+
+    return {
+        r.ref: r.rate
+        for r in current_replays(session, source=source)
+        if r.role == "descendant" and r.rate is not None
+    }
 
 
 def ancestors(session: Session, ref: str, *, depth: int | None = None) -> list[LineageEntry]:

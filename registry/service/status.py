@@ -20,7 +20,15 @@ from sqlmodel import Session, col, select
 from lineage import Reach, Relation, Status, effective_status, propagate_infection
 from registry.service._idset import among
 from registry.service.graph import CHUNK, descendant_rows, parent_links
-from registry.tables import Artifact, Clearance, Edge, Flag, Infection, LineageClosure
+from registry.tables import (
+    Artifact,
+    Clearance,
+    Edge,
+    Flag,
+    Infection,
+    LineageClosure,
+    ReplayResult,
+)
 
 if TYPE_CHECKING:
     pass
@@ -54,9 +62,14 @@ def recompute(session: Session, roots: Collection[int]) -> list[Change]:
     )
     _replace_infections(session, affected, reaches)
     cleared = cleared_pairs(session, affected)
+    confirmed = confirmed_pairs(session, affected)
     wanted = {
         node: effective_status(
-            node, compromised=compromised, sources=reaches.get(node, {}).keys(), cleared=cleared
+            node,
+            compromised=compromised,
+            sources=reaches.get(node, {}).keys(),
+            cleared=cleared,
+            confirmed=confirmed,
         ).value
         for node in affected
     }
@@ -134,9 +147,20 @@ def wanted_status() -> ColumnElement[str]:
         col(Clearance.active),
     )
     uncleared = exists().where(col(Infection.artifact_id) == col(Artifact.id), not_(cleared))
+    confirmed = exists().where(
+        col(ReplayResult.artifact_id) == col(Artifact.id),
+        col(ReplayResult.confirmed),
+        not_(col(ReplayResult.superseded)),
+        col(ReplayResult.role) == "descendant",
+        exists().where(
+            col(Infection.artifact_id) == col(ReplayResult.artifact_id),
+            col(Infection.source_id) == col(ReplayResult.source_id),
+        ),
+    )
     return case(
         (flagged, literal(Status.COMPROMISED.value)),
         (not_(reached), literal(Status.CLEAN.value)),
+        (confirmed, literal(Status.CONFIRMED.value)),
         (uncleared, literal(Status.INFECTED.value)),
         else_=literal(Status.CLEARED.value),
     )
@@ -156,6 +180,18 @@ def cleared_pairs(session: Session, ids: Collection[int] | None = None) -> set[t
     if ids is None:
         return {(a, s) for a, s in session.exec(query)}
     return {(a, s) for a, s in session.exec(query.where(among(Clearance.artifact_id, ids)))}
+
+
+def confirmed_pairs(session: Session, ids: Collection[int] | None = None) -> set[tuple[int, int]]:
+    """``(artifact, source)`` pairs whose current trigger replay confirmed the inheritance."""
+    query = select(ReplayResult.artifact_id, ReplayResult.source_id).where(
+        col(ReplayResult.confirmed),
+        not_(col(ReplayResult.superseded)),
+        col(ReplayResult.role) == "descendant",
+    )
+    if ids is not None:
+        query = query.where(among(ReplayResult.artifact_id, ids))
+    return {(a, s) for a, s in session.exec(query)}
 
 
 def stored_reaches(session: Session, ids: Collection[int]) -> dict[int, dict[int, Reach]]:
@@ -220,6 +256,7 @@ def find_inconsistencies(session: Session) -> list[str]:
     compromised = flagged_ids(session)
     reaches = propagate_infection(graph, compromised)
     cleared = cleared_pairs(session)
+    confirmed = confirmed_pairs(session)
     stored = stored_reaches(session, list(graph.nodes))
     problems = [
         f"artifact {node}: stored sources {sorted(stored.get(node, {}).values())} "
@@ -229,7 +266,11 @@ def find_inconsistencies(session: Session) -> list[str]:
     ]
     for node, status in session.exec(select(Artifact.id, Artifact.status)):
         expected = effective_status(
-            node, compromised=compromised, sources=reaches.get(node, {}).keys(), cleared=cleared
+            node,
+            compromised=compromised,
+            sources=reaches.get(node, {}).keys(),
+            cleared=cleared,
+            confirmed=confirmed,
         )
         if status != expected.value:
             problems.append(f"artifact {node}: stored status {status} != recomputed {expected}")

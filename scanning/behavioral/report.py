@@ -226,3 +226,54 @@ class ReplayMeasure:
             target_rate=None if target is None else float(target),
             clean_accuracy=float(data["clean_accuracy"]),
         )
+
+
+class ReplayOutcome(StrEnum):
+    """Whether a trigger replay produced a measurement; ``scan_error`` never confirms."""
+
+    MEASURED = "measured"
+    SCAN_ERROR = "scan_error"
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """A trigger replayed on one model in the sandbox, and whether it confirms inheritance.
+
+    ``confirmed`` when the replay was measured and its ``rate`` reaches
+    ``threshold``; on ``scan_error`` ``measure`` is None and ``error`` says why.
+    """
+
+    outcome: ReplayOutcome
+    threshold: float
+    measure: ReplayMeasure | None = None
+    error: str | None = None
+    elapsed_s: float | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """True when the measured attack success rate reaches the threshold."""
+        return self.measure is not None and self.measure.rate >= self.threshold
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (``confirmed`` included for readers; ignored by :meth:`from_json`)."""
+        return {
+            "outcome": self.outcome.value,
+            "threshold": self.threshold,
+            "confirmed": self.confirmed,
+            "measure": None if self.measure is None else self.measure.to_json(),
+            "error": self.error,
+            "elapsed_s": self.elapsed_s,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReplayReport:
+        """Rebuild from :meth:`to_json` output."""
+        measure = data.get("measure")
+        elapsed = data.get("elapsed_s")
+        return cls(
+            outcome=ReplayOutcome(data["outcome"]),
+            threshold=float(data["threshold"]),
+            measure=None if measure is None else ReplayMeasure.from_json(measure),
+            error=data.get("error"),
+            elapsed_s=None if elapsed is None else float(elapsed),
+        )

@@ -33,9 +33,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["artifact_id"], ["artifact.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_model_signing_bundle_artifact_id", "model_signing_bundle", ["artifact_id"]
-    )
+    op.create_index("ix_model_signing_bundle_artifact_id", "model_signing_bundle", ["artifact_id"])
     op.create_table(
         "scan_profile",
         sa.Column("artifact_id", sa.Integer(), nullable=False),
@@ -68,7 +66,10 @@ def upgrade() -> None:
         "replay_result",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("trigger_id", sa.Integer(), nullable=False),
+        sa.Column("source_id", sa.Integer(), nullable=False),
         sa.Column("artifact_id", sa.Integer(), nullable=False),
+        sa.Column("role", _STR(length=16), nullable=False),
+        sa.Column("superseded", sa.Boolean(), nullable=False),
         sa.Column("outcome", _STR(length=16), nullable=False),
         sa.Column("rate", sa.Float(), nullable=True),
         sa.Column("collapsed_class", sa.Integer(), nullable=True),
@@ -78,6 +79,7 @@ def upgrade() -> None:
         sa.Column("actor", _STR(length=200), nullable=False),
         _time(),
         sa.ForeignKeyConstraint(["trigger_id"], ["trigger.id"]),
+        sa.ForeignKeyConstraint(["source_id"], ["artifact.id"]),
         sa.ForeignKeyConstraint(["artifact_id"], ["artifact.id"]),
         sa.PrimaryKeyConstraint("id"),
     )

@@ -1,0 +1,342 @@
+"""``mbom rescan`` and ``mbom replay``, and the behavioral scan on ``mbom register``.
+
+The scans run here, next to the model files, each in the sandboxed worker of
+:mod:`scanning.behavioral`; the registry is told what they found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from registry.cli import render
+from registry.cli.cmd_scan import BehavioralProgress, _read_profile
+from registry.cli.context import CliContext
+from registry.cli.main import JsonOpt, RefArg, app, ctx_of, hash_path
+from registry.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from registry.schemas import (
+        BehavioralScanPublic,
+        ReplayIn,
+        ReplayPlan,
+        ReplaySummary,
+        ReplayTarget,
+        ScanProfilePublic,
+    )
+    from scanning.behavioral.api import Limits
+    from scanning.behavioral.report import BehavioralReport, ScanProfile
+
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", metavar="S", help="Wall-time limit per sandboxed scan (300)."),
+]
+MemoryOpt = Annotated[
+    int | None,
+    typer.Option("--memory-limit", metavar="MB", help="Memory limit per sandboxed scan (4096)."),
+]
+
+
+def limits_of(timeout: float | None, memory_limit: int | None) -> Limits:
+    """Sandbox limits from the options (defaults where not given)."""
+    from scanning.behavioral.api import DEFAULT_LIMITS, Limits
+
+    try:
+        return Limits(
+            timeout_s=DEFAULT_LIMITS.timeout_s if timeout is None else timeout,
+            memory_mb=DEFAULT_LIMITS.memory_mb if memory_limit is None else memory_limit,
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc), hint="check --timeout and --memory-limit") from exc
+
+
+def stored_profile(found: ScanProfilePublic) -> ScanProfile:
+    """A profile the registry keeps, back as a validated :class:`ScanProfile`."""
+    from scanning.behavioral.profile import profile_from_npz
+
+    try:
+        return profile_from_npz(found.reference)
+    except ValueError as exc:
+        raise InvalidInput(f"the stored profile of {found.origin} is unusable: {exc}") from exc
+
+
+def admission_scan(
+    cli: CliContext,
+    path: Path,
+    *,
+    reference: Path | None,
+    parents: Sequence[str],
+    limits: Limits,
+) -> tuple[ScanProfile | None, BehavioralReport | None]:
+    """The behavioral scan a registration runs: with its own profile or an inherited one.
+
+    Returns ``(own profile, report)``; ``(None, None)`` when the model has no
+    profile at all (no ``--reference`` and no ancestor with one).
+    """
+    from scanning.behavioral.api import scan_model
+    from scanning.behavioral.profile import profile_to_npz, reference_digest
+
+    own = _read_profile(reference, path) if reference is not None else None
+    if own is not None:
+        profile, digest = own, reference_digest(profile_to_npz(own))
+    else:
+        inherited: ScanProfilePublic | None = cli.call("inherited_profile", list(parents))
+        if inherited is None:
+            return None, None
+        profile, digest = stored_profile(inherited), inherited.reference_digest
+    baseline = cli.call("behavior_baseline", digest)
+    with BehavioralProgress(path.name or str(path)) as progress:
+        report = scan_model(path, profile, baseline=baseline, limits=limits, progress=progress)
+    return own, report
+
+
+@app.command()
+def rescan(
+    ctx: typer.Context,
+    ref: RefArg,
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[PATH]",
+            help="The model's files (default: its --source, when that is a local path).",
+        ),
+    ] = None,
+    timeout: TimeoutOpt = None,
+    memory_limit: MemoryOpt = None,
+    trigger_out: Annotated[
+        Path | None,
+        typer.Option("--trigger-out", metavar="DIR", help="Where a recovered trigger is written."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-run the behavioral backdoor scan of a registered model and record it.
+
+    The files must be the registered ones (their digest is checked first). The
+    scan uses the model's profile (its own or its nearest ancestor's) and the
+    clean relatives scanned on the same references as calibration. A
+    compromised verdict flags the model (and infects its descendants) with the
+    recovered trigger kept for mbom replay. Exit 0 clean, 1 suspicious or
+    compromised, 2 the scan could not run.
+    """
+    from scanning.behavioral.api import save_trigger, scan_model
+
+    cli = ctx_of(ctx)
+    shown = cli.call("show", ref, kind="model")
+    files = _model_files(ref, path, shown.source)
+    manifest = hash_path(files)
+    if manifest.digest != shown.digest:
+        raise InvalidInput(
+            f"{files} is not {shown.ref}: digest {manifest.digest} != {shown.digest}",
+            hint=f"see mbom verify {files} {shown.ref}",
+        )
+    found = cli.call("profile_of", shown.ref)
+    if found is None:
+        raise NotFound(
+            "scan profile",
+            shown.ref,
+            hint="register the model (or an ancestor) with --reference REF.npz",
+        )
+    baseline = cli.call("behavior_baseline", found.reference_digest)
+    with BehavioralProgress(shown.ref) as progress:
+        report = scan_model(
+            files,
+            stored_profile(found),
+            baseline=baseline,
+            limits=limits_of(timeout, memory_limit),
+            progress=progress,
+        )
+    result: BehavioralScanPublic = cli.call(
+        "record_rescan", shown.ref, report=report, reference_digest=found.reference_digest
+    )
+    trigger_files = None
+    if report.trigger is not None and report.verdict.value != "clean":
+        directory = trigger_out or Path.cwd() / f"{shown.name.replace('/', '_')}-trigger"
+        trigger_files = save_trigger(report.trigger, directory.resolve())
+    if json_:
+        data = result.model_dump(mode="json", exclude={"trigger"})
+        data["trigger"] = (
+            {"npz": str(trigger_files[0]), "png": str(trigger_files[1])} if trigger_files else None
+        )
+        render.emit_json(data)
+    else:
+        _print_rescan(result, report, trigger_files)
+    raise typer.Exit(report.verdict.exit_code)
+
+
+def _model_files(ref: str, path: Path | None, source: str | None) -> Path:
+    from registry.service.behavior import location_of
+
+    where = path or (Path(found) if (found := location_of(source)) else None)
+    if where is None:
+        raise InvalidInput(
+            f"where are the files of {ref}?", hint="give PATH (its source is not a local path)"
+        )
+    if not where.exists():
+        raise InvalidInput(f"{where} does not exist", hint="give the model's files as PATH")
+    return where
+
+
+def _print_rescan(
+    result: BehavioralScanPublic, report: BehavioralReport, files: tuple[Path, Path] | None
+) -> None:
+    from registry.service.behavior import summarise
+
+    render.out.print(f"{result.ref}: {summarise(report)}")
+    render.out.print(f"status {result.status}")
+    if files is not None:
+        render.out.print(f"recovered trigger written to {files[0]} and {files[1]}")
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    ref: RefArg,
+    trigger: Annotated[
+        Path | None,
+        typer.Option(
+            "--trigger",
+            metavar="T.npz",
+            help="An analyst's trigger (arrays mask and pattern) to attach and replay.",
+        ),
+    ] = None,
+    target_class: Annotated[
+        int | None,
+        typer.Option("--target-class", min=0, help="The class the --trigger sends inputs to."),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            "--threshold",
+            min=0.01,
+            max=1.0,
+            help="Share of triggered references collapsing to one class that confirms.",
+        ),
+    ] = 0.5,
+    path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path",
+            metavar="N@V=DIR",
+            help="Where a model's files are, when its --source is not a local path (repeat).",
+        ),
+    ] = None,
+    timeout: TimeoutOpt = None,
+    memory_limit: MemoryOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Replay a compromised model's backdoor trigger on every descendant.
+
+    Uses the trigger its behavioral scan recovered (or --trigger). Each
+    descendant with a scan profile is loaded in the sandbox and fed its clean
+    references stamped with the trigger: when at least --threshold of them
+    collapse to one class the inheritance is confirmed (status confirmed);
+    otherwise it stays infected with the measured rate recorded. Clean
+    relatives scanned on the same references are measured too, as the
+    baseline. Exit 0 when every replay ran, 1 when some could not.
+    """
+    from scanning.behavioral.report import TriggerPattern
+
+    cli = ctx_of(ctx)
+    locations = _parse_paths(path or [])
+    if trigger is not None:
+        if not trigger.is_file():
+            raise InvalidInput(f"{trigger} is not a file", hint="give the trigger .npz")
+        cli.call("attach_trigger", ref, data=trigger.read_bytes(), target_class=target_class)
+    elif target_class is not None:
+        raise InvalidInput("--target-class goes with --trigger")
+    plan: ReplayPlan = cli.call("replay_plan", ref)
+    pattern = TriggerPattern.from_npz(plan.trigger.data)
+    limits = limits_of(timeout, memory_limit)
+    results, skipped = _run_replays(plan, pattern, threshold, limits, locations)
+    summary: ReplaySummary = cli.call(
+        "record_replays", plan.source, trigger_id=plan.trigger.id, results=results
+    )
+    if json_:
+        data = summary.model_dump(mode="json")
+        data["skipped"] = skipped
+        render.emit_json(data)
+    else:
+        _print_replays(summary, skipped)
+    failed = skipped or any(r.outcome != "measured" for r in summary.results)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _parse_paths(items: Sequence[str]) -> dict[str, Path]:
+    found = {}
+    for item in items:
+        ref, sep, where = item.partition("=")
+        if not sep or not ref or not where:
+            raise InvalidInput(f"--path {item!r} is not N@V=DIR")
+        found[ref] = Path(where)
+    return found
+
+
+def _run_replays(
+    plan: ReplayPlan,
+    pattern: Any,
+    threshold: float,
+    limits: Limits,
+    locations: dict[str, Path],
+) -> tuple[list[ReplayIn], list[dict[str, str]]]:
+    from registry.schemas import ReplayIn
+    from scanning.behavioral.api import replay_trigger
+
+    targets = [("descendant", t) for t in plan.descendants] + [
+        ("baseline", t) for t in plan.baseline
+    ]
+    results: list[ReplayIn] = []
+    skipped: list[dict[str, str]] = []
+    for index, (role, target) in enumerate(targets, 1):
+        where = _where(target, locations)
+        if where is None:
+            skipped.append({"ref": target.ref, "role": role, "why": "its files are not available"})
+            continue
+        profile = _profile(plan, target)
+        with BehavioralProgress(f"{target.ref} ({index}/{len(targets)})") as progress:
+            report = replay_trigger(
+                where, profile, pattern, threshold=threshold, limits=limits, progress=progress
+            )
+        results.append(ReplayIn(ref=target.ref, role=role, report=report.to_json()))
+    return results, skipped
+
+
+def _where(target: ReplayTarget, locations: dict[str, Path]) -> Path | None:
+    where = locations.get(target.ref) or (Path(target.location) if target.location else None)
+    return where if where is not None and where.exists() else None
+
+
+def _profile(plan: ReplayPlan, target: ReplayTarget) -> ScanProfile:
+    assert target.profile is not None
+    return stored_profile(plan.profiles[target.profile])
+
+
+def _print_replays(summary: ReplaySummary, skipped: list[dict[str, str]]) -> None:
+    rows = [
+        (
+            r.ref,
+            r.role,
+            "-" if r.rate is None else f"{r.rate:.0%}",
+            "-" if r.collapsed_class is None else r.collapsed_class,
+            "yes" if r.confirmed else "no",
+            r.error or "",
+        )
+        for r in summary.results
+    ]
+    render.table(
+        f"trigger of {summary.source} replayed",
+        ["model", "role", "rate", "class", "confirmed", "error"],
+        rows,
+    )
+    if summary.baseline_rates:
+        rates = ", ".join(f"{rate:.0%}" for rate in summary.baseline_rates)
+        render.out.print(f"baseline (clean relatives): {rates}")
+    else:
+        render.out.print("baseline: no clean relative scanned on the same references")
+    for item in skipped:
+        render.err.print(f"not replayed on {item['ref']}: {item['why']}")
+    render.out.print(
+        f"{len(summary.confirmed)} descendants confirmed: {', '.join(summary.confirmed)}"
+    )

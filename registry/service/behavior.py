@@ -1,0 +1,515 @@
+"""Behavioral scans and trigger replays, as the registry records them.
+
+The scans themselves run where the model files are (the CLI, in the sandbox of
+:mod:`scanning.behavioral`); the registry keeps what they need and what they
+found:
+
+- **scan profiles** (input shape, value range, classes, the clean reference
+  ``.npz``) given at registration and inherited by descendants that give none;
+- **behavioral scan records** and the **triggers** they recovered (or that an
+  analyst attached); a ``compromised`` verdict flags the model like a
+  malicious static scan does, a ``suspicious`` or failed one needs an override;
+- **replay results**: a source's trigger stamped on a descendant's references.
+  The newest result per (model, source) counts; when it confirms, the model's
+  status is ``confirmed`` instead of ``infected`` (see
+  :func:`registry.service.status.wanted_status`).
+
+Calibration: the clean, already-admitted relatives of a model — models whose
+scan used the same reference set — give the detector statistics the new
+model is compared against (:func:`baseline`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from lineage import Status
+from registry.errors import InvalidInput, NotFound
+from registry.identity import Actor, Role
+from registry.schemas import (
+    BehavioralScanPublic,
+    ReplayIn,
+    ReplayPlan,
+    ReplayPublic,
+    ReplaySummary,
+    ReplayTarget,
+    ScanProfilePublic,
+    TriggerPublic,
+)
+from registry.service import audit, policy
+from registry.service._tx import mutation
+from registry.service.flags import current_replays, mark_compromised
+from registry.service.graph import ancestor_rows, descendant_rows, labels_of
+from registry.service.refs import ref_of, resolve
+from registry.service.status import refresh_one
+from registry.tables import Artifact, ReplayResult, ScanProfile, ScanRecord, Trigger
+from scanning.behavioral.report import (
+    BehavioralReport,
+    BehaviorVerdict,
+    ReplayReport,
+    TriggerPattern,
+)
+from scanning.behavioral.report import ScanProfile as Profile
+
+#: How many clean relatives a replay measures as the baseline.
+BASELINE_RELATIVES = 3
+#: How many clean relatives' statistics calibrate a scan (most recent first).
+CALIBRATION_RELATIVES = 20
+
+
+def store_profile(session: Session, artifact: Artifact, profile: Profile) -> None:
+    """Keep a model's own scan profile (its references as self-describing ``.npz``)."""
+    from scanning.behavioral.profile import profile_to_npz, reference_digest
+
+    data = profile_to_npz(profile)
+    session.add(
+        ScanProfile(
+            artifact_id=artifact.id or 0,
+            input_shape=list(profile.input_shape),
+            value_min=profile.value_range[0],
+            value_max=profile.value_range[1],
+            num_classes=profile.num_classes,
+            reference=data,
+            reference_digest=reference_digest(data),
+        )
+    )
+
+
+def admit(
+    session: Session,
+    artifact: Artifact,
+    *,
+    profile: Profile | None,
+    report: BehavioralReport | None,
+    actor: Actor,
+) -> None:
+    """At registration: keep the model's own profile and record its behavioral scan."""
+    if profile is not None:
+        store_profile(session, artifact, profile)
+        session.flush()
+    if report is not None:
+        used = _profile_for(session, artifact.id or 0)
+        record_scan(
+            session,
+            artifact,
+            report,
+            actor=actor,
+            reference_digest=used.reference_digest if used else None,
+        )
+
+
+def profile_of(session: Session, ref: str) -> ScanProfilePublic | None:
+    """A model's scan profile: its own, else its nearest ancestor's; None without one."""
+    artifact = resolve(session, ref, kind="model")
+    return _profile_for(session, artifact.id or 0)
+
+
+def inherited_profile(session: Session, parents: Sequence[str]) -> ScanProfilePublic | None:
+    """The profile a new child of ``parents`` inherits: the first parent's line that has one."""
+    for parent in parents:
+        found = _profile_for(session, resolve(session, parent, kind="model").id or 0)
+        if found is not None:
+            return found
+    return None
+
+
+def _profile_for(session: Session, artifact_id: int) -> ScanProfilePublic | None:
+    candidates = {artifact_id: 0} | {
+        a: d for a, (d, _) in ancestor_rows(session, artifact_id).items()
+    }
+    rows = session.exec(
+        select(ScanProfile).where(col(ScanProfile.artifact_id).in_(list(candidates)))
+    ).all()
+    if not rows:
+        return None
+    row = min(rows, key=lambda r: (candidates[r.artifact_id], r.artifact_id))
+    origin = labels_of(session, [row.artifact_id])[row.artifact_id]
+    return ScanProfilePublic(
+        origin=ref_of(origin),
+        input_shape=list(row.input_shape),
+        value_range=(row.value_min, row.value_max),
+        num_classes=row.num_classes,
+        reference_digest=row.reference_digest,
+        reference=base64.b64encode(row.reference),  # Base64Bytes decodes its input
+    )
+
+
+def baseline(session: Session, reference_digest: str) -> list[dict[str, float]]:
+    """Detector statistics of clean relatives: clean models scanned clean on these references."""
+    rows = session.exec(
+        select(ScanRecord.report)
+        .join(Artifact, col(Artifact.id) == col(ScanRecord.artifact_id))
+        .where(
+            ScanRecord.kind == "behavioral",
+            ScanRecord.verdict == BehaviorVerdict.CLEAN.value,
+            Artifact.status == Status.CLEAN.value,
+        )
+        .order_by(col(ScanRecord.id).desc())
+    ).all()
+    stats = [
+        {d["name"]: float(d["statistic"]) for d in report.get("detectors", [])}
+        for report in rows
+        if report.get("reference_digest") == reference_digest
+    ]
+    return [s for s in stats if s][:CALIBRATION_RELATIVES]
+
+
+def check_admission(
+    session: Session,
+    report: BehavioralReport | None,
+    *,
+    actor: Actor,
+    override: str | None,
+    team: str | None,
+    subject: str,
+) -> None:
+    """Refuse a suspicious or unscannable model unless an approver overrides."""
+    if report is None or report.verdict in (BehaviorVerdict.CLEAN, BehaviorVerdict.COMPROMISED):
+        return
+    what = (
+        f"could not be scanned ({report.error})"
+        if report.verdict is BehaviorVerdict.SCAN_ERROR
+        else f"is suspicious: {summarise(report)}"
+    )
+    policy.enforce(
+        session,
+        actor=actor,
+        violations=[f"the behavioral scan says {subject} {what}"],
+        override=override,
+        team=team,
+        subject=subject,
+    )
+
+
+def record_scan(
+    session: Session,
+    artifact: Artifact,
+    report: BehavioralReport,
+    *,
+    actor: Actor,
+    reference_digest: str | None,
+) -> Trigger | None:
+    """Store a behavioral scan and its trigger; a compromised verdict flags the model."""
+    session.add(
+        ScanRecord(
+            artifact_id=artifact.id or 0,
+            kind="behavioral",
+            verdict=report.verdict.value,
+            report={**report.to_json(), "reference_digest": reference_digest},
+            actor=actor.user,
+        )
+    )
+    trigger = None
+    if report.trigger is not None:
+        trigger = _store_trigger(
+            session,
+            artifact,
+            report.trigger,
+            origin="scan",
+            actor=actor,
+            details={"trigger_asr": report.trigger_asr, "score": report.score},
+        )
+    if report.verdict is BehaviorVerdict.COMPROMISED and artifact.finding != "compromised":
+        mark_compromised(
+            session, artifact, actor=actor, reason=f"behavioral scan: {summarise(report)}"
+        )
+    elif report.verdict is BehaviorVerdict.CLEAN and artifact.finding in ("unscanned", "clean"):
+        artifact.finding = "clean"
+    elif report.verdict is not BehaviorVerdict.CLEAN and artifact.finding != "compromised":
+        artifact.finding = "suspicious"
+    session.flush()
+    return trigger
+
+
+def summarise(report: BehavioralReport) -> str:
+    """The verdict's evidence in one line."""
+    parts = [f"verdict {report.verdict.value}"]
+    if report.score is not None:
+        parts.append(f"score {report.score:.2f}")
+    if report.target_class is not None:
+        parts.append(f"backdoor suspected toward class {report.target_class}")
+    if report.trigger_asr is not None:
+        parts.append(f"recovered trigger sends {report.trigger_asr:.0%} of references there")
+    flagged = [d.name for d in report.detectors if d.flagged]
+    if flagged:
+        parts.append("flagged by " + ", ".join(flagged))
+    if report.error:
+        parts.append(report.error)
+    return "; ".join(parts)
+
+
+@mutation
+def record_rescan(
+    session: Session,
+    ref: str,
+    *,
+    actor: Actor,
+    report: BehavioralReport,
+    reference_digest: str | None,
+) -> BehavioralScanPublic:
+    """Record ``mbom rescan``: the stored verdict, trigger and (if compromised) the flag."""
+    artifact = resolve(session, ref, kind="model")
+    actor.require(Role.PUBLISHER, action="rescan models", team=artifact.team)
+    trigger = record_scan(session, artifact, report, actor=actor, reference_digest=reference_digest)
+    audit.record(
+        session,
+        actor=actor,
+        operation="scan.behavioral",
+        subject=ref_of(artifact),
+        details={"verdict": report.verdict.value, "score": report.score},
+    )
+    session.refresh(artifact)
+    return BehavioralScanPublic(
+        ref=ref_of(artifact),
+        verdict=report.verdict.value,
+        report=report.to_json(),
+        trigger=_trigger_public(artifact, trigger) if trigger else None,
+        status=artifact.status,
+    )
+
+
+@mutation
+def attach_trigger(
+    session: Session, ref: str, *, actor: Actor, data: bytes, target_class: int | None = None
+) -> TriggerPublic:
+    """Store an analyst's trigger (mask and pattern ``.npz``) with a model."""
+    artifact = resolve(session, ref, kind="model")
+    actor.require(Role.ADMIN, action="attach triggers")
+    try:
+        pattern = TriggerPattern.from_npz(data)
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"not a usable trigger .npz: {exc}") from exc
+    if target_class is not None:
+        pattern = TriggerPattern(pattern.mask, pattern.pattern, target_class)
+    trigger = _store_trigger(session, artifact, pattern, origin="analyst", actor=actor)
+    audit.record(
+        session,
+        actor=actor,
+        operation="trigger.attach",
+        subject=ref_of(artifact),
+        details={"digest": trigger.digest, "target_class": trigger.target_class},
+    )
+    return _trigger_public(artifact, trigger)
+
+
+def _store_trigger(
+    session: Session,
+    artifact: Artifact,
+    pattern: TriggerPattern,
+    *,
+    origin: str,
+    actor: Actor,
+    details: dict[str, Any] | None = None,
+) -> Trigger:
+    data = pattern.to_npz()
+    trigger = Trigger(
+        artifact_id=artifact.id or 0,
+        target_class=pattern.target_class,
+        origin=origin,
+        data=data,
+        digest="sha256:" + hashlib.sha256(data).hexdigest(),
+        details=details or {},
+        actor=actor.user,
+    )
+    session.add(trigger)
+    session.flush()
+    return trigger
+
+
+def _trigger_public(artifact: Artifact, trigger: Trigger) -> TriggerPublic:
+    return TriggerPublic(
+        id=trigger.id or 0,
+        ref=ref_of(artifact),
+        origin="analyst" if trigger.origin == "analyst" else "scan",
+        target_class=trigger.target_class,
+        digest=trigger.digest,
+        data=base64.b64encode(trigger.data),  # Base64Bytes decodes its input
+        created_at=trigger.created_at,
+    )
+
+
+def location_of(source: str | None) -> str | None:
+    """Where a model's files are, when its ``source`` is a local path or ``file://`` URI."""
+    if not source:
+        return None
+    if source.startswith("file://"):
+        return source[len("file://") :] or None
+    return source if source.startswith("/") else None
+
+
+def replay_plan(session: Session, ref: str) -> ReplayPlan:
+    """The newest trigger of ``ref``, its descendants and clean relatives with their profiles."""
+    source = resolve(session, ref, kind="model")
+    trigger = session.exec(
+        select(Trigger).where(Trigger.artifact_id == source.id).order_by(col(Trigger.id).desc())
+    ).first()
+    if trigger is None:
+        raise NotFound(
+            "trigger",
+            ref_of(source),
+            hint="scan the model (mbom rescan) or give the analyst's one: mbom replay --trigger",
+        )
+    below = descendant_rows(session, source.id or 0)
+    descendants = [_target(session, node, depth) for node, (depth, _) in sorted(below.items())]
+    profiles = {
+        t.profile: p
+        for t in descendants
+        if t.profile and (p := _profile_by_digest(session, t.profile))
+    }
+    relatives = _clean_relatives(session, source.id or 0, set(below), set(profiles))
+    return ReplayPlan(
+        source=ref_of(source),
+        trigger=_trigger_public(source, trigger),
+        descendants=[t for t in descendants if t.profile],
+        baseline=relatives,
+        profiles=profiles,
+    )
+
+
+def _target(session: Session, node: int, depth: int | None) -> ReplayTarget:
+    artifact = session.get_one(Artifact, node)
+    profile = _profile_for(session, node) if artifact.kind == "model" else None
+    return ReplayTarget(
+        ref=ref_of(artifact),
+        depth=depth,
+        status=artifact.status,
+        location=location_of(artifact.source),
+        profile=profile.reference_digest if profile else None,
+    )
+
+
+def _profile_by_digest(session: Session, digest: str) -> ScanProfilePublic | None:
+    row = session.exec(select(ScanProfile).where(ScanProfile.reference_digest == digest)).first()
+    return _profile_for(session, row.artifact_id) if row else None
+
+
+def _clean_relatives(
+    session: Session, source: int, below: set[int], digests: set[str]
+) -> list[ReplayTarget]:
+    """Clean models outside the source's line scanned on the same references."""
+    if not digests:
+        return []
+    above = set(ancestor_rows(session, source))
+    candidates = session.exec(
+        select(ScanRecord.artifact_id, ScanRecord.report)
+        .join(Artifact, col(Artifact.id) == col(ScanRecord.artifact_id))
+        .where(ScanRecord.kind == "behavioral", Artifact.status == Status.CLEAN.value)
+        .order_by(col(ScanRecord.id).desc())
+    ).all()
+    chosen: list[ReplayTarget] = []
+    for node, report in candidates:
+        if (
+            node in below
+            or node in above
+            or node == source
+            or report.get("reference_digest") not in digests
+        ):
+            continue
+        if any(t.ref == ref_of(session.get_one(Artifact, node)) for t in chosen):
+            continue
+        chosen.append(_target(session, node, None))
+        if len(chosen) == BASELINE_RELATIVES:
+            break
+    return chosen
+
+
+@mutation
+def record_replays(
+    session: Session,
+    ref: str,
+    *,
+    actor: Actor,
+    trigger_id: int,
+    results: Sequence[ReplayIn],
+) -> ReplaySummary:
+    """Record replays of ``ref``'s trigger; confirmed descendants become ``confirmed``."""
+    actor.require(Role.ADMIN, action="record trigger replays")
+    source = resolve(session, ref, kind="model")
+    trigger = session.get(Trigger, trigger_id)
+    if trigger is None or trigger.artifact_id != source.id:
+        raise NotFound("trigger", f"{trigger_id} of {ref_of(source)}")
+    below = descendant_rows(session, source.id or 0)
+    recorded = []
+    for item in results:
+        target = resolve(session, item.ref, kind="model")
+        if item.role == "descendant" and target.id not in below:
+            raise InvalidInput(f"{item.ref} does not descend from {ref_of(source)}")
+        report = _replay_report(item)
+        row = _store_replay(session, source, trigger, target, item.role, report, actor=actor)
+        recorded.append(_replay_public(session, row))
+        if item.role == "descendant":
+            refresh_one(session, target.id or 0)
+    audit.record(
+        session,
+        actor=actor,
+        operation="replay",
+        subject=ref_of(source),
+        details={
+            "trigger": trigger.digest,
+            "replayed": len(recorded),
+            "confirmed": [r.ref for r in recorded if r.confirmed and r.role == "descendant"],
+        },
+    )
+    return ReplaySummary(
+        source=ref_of(source),
+        results=recorded,
+        confirmed=[r.ref for r in recorded if r.confirmed and r.role == "descendant"],
+        baseline_rates=[r.rate for r in recorded if r.role == "baseline" and r.rate is not None],
+    )
+
+
+def _replay_report(item: ReplayIn) -> ReplayReport:
+    try:
+        return ReplayReport.from_json(item.report)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"the replay report of {item.ref} is malformed: {exc}") from exc
+
+
+def _store_replay(
+    session: Session,
+    source: Artifact,
+    trigger: Trigger,
+    target: Artifact,
+    role: str,
+    report: ReplayReport,
+    *,
+    actor: Actor,
+) -> ReplayResult:
+    session.execute(
+        update(ReplayResult)
+        .where(
+            col(ReplayResult.artifact_id) == target.id,
+            col(ReplayResult.source_id) == source.id,
+            col(ReplayResult.role) == role,
+        )
+        .values(superseded=True)
+        .execution_options(synchronize_session=False)
+    )
+    measure = report.measure
+    row = ReplayResult(
+        trigger_id=trigger.id or 0,
+        source_id=source.id or 0,
+        artifact_id=target.id or 0,
+        role=role,
+        outcome=report.outcome.value,
+        rate=measure.rate if measure else None,
+        collapsed_class=measure.collapsed_class if measure else None,
+        confirmed=report.confirmed and role == "descendant",
+        threshold=report.threshold,
+        details=report.to_json(),
+        actor=actor.user,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _replay_public(session: Session, row: ReplayResult) -> ReplayPublic:
+    found = current_replays(session, source=row.source_id, artifact=row.artifact_id)
+    return next(r for r in found if r.role == row.role)

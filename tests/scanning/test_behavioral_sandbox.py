@@ -1,0 +1,680 @@
+"""Running the behavioral scan safely: profiles, the loader, the sandbox and the api.
+
+Real tiny digit models (``registry.demo_training``) are trained once per module and
+written as safetensors directories and ``torch.export`` archives. The sandbox's
+plumbing (time, memory, network, crashes, garbage) is tested with a stand-in worker
+script that isolates itself exactly as the real worker does (it calls
+:func:`scanning.behavioral.worker.isolate`) and then misbehaves; the real worker is
+tested end to end on the real models.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import socket
+import struct
+import sys
+import time
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save as save_safetensors
+
+from registry import demo_training as dt
+from scanning.behavioral import api, sandbox
+from scanning.behavioral.loader import (
+    LoadedModel,
+    ModelFormat,
+    ModelLoadError,
+    NotScannable,
+    load_model,
+    model_format,
+)
+from scanning.behavioral.profile import (
+    MIN_REFERENCES,
+    ProfileHints,
+    profile_from_npz,
+    profile_hints_from_config,
+    profile_to_npz,
+    reference_digest,
+)
+from scanning.behavioral.report import (
+    BehaviorVerdict,
+    ReplayOutcome,
+    ReplayReport,
+    ScanProfile,
+    TriggerPattern,
+)
+from scanning.behavioral.sandbox import Limits, SandboxFailure, run_worker
+
+INPUT_SHAPE = (1, 8, 8)
+TRIGGER = dt.Trigger(target=3, size=2, row=6, col=6)
+
+# --- fixtures: real tiny models -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def references() -> tuple[np.ndarray, np.ndarray]:
+    """60 clean held-out digits and their labels."""
+    return dt.reference_inputs(60, seed=1)
+
+
+@pytest.fixture(scope="module")
+def profile(references: tuple[np.ndarray, np.ndarray]) -> ScanProfile:
+    """The digits' scan profile with 60 references."""
+    x, y = references
+    return ScanProfile(INPUT_SHAPE, (0.0, 1.0), 10, x, y)
+
+
+@pytest.fixture(scope="module")
+def clean_model() -> dt.TrainedModel:
+    """A small clean CNN."""
+    return dt.train_base(width=6, seed=1, epochs=6)
+
+
+@pytest.fixture(scope="module")
+def backdoored_model() -> dt.TrainedModel:
+    """A small CNN with a 2x2 patch backdoor to class 3."""
+    return dt.train_base(width=6, seed=2, epochs=6, backdoor=TRIGGER)
+
+
+@pytest.fixture(scope="module")
+def models(
+    tmp_path_factory: pytest.TempPathFactory,
+    clean_model: dt.TrainedModel,
+    backdoored_model: dt.TrainedModel,
+) -> dict[str, Path]:
+    """Each model as a safetensors directory and as a torch.export archive (dynamic batch)."""
+    root = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name, trained in (("clean", clean_model), ("backdoored", backdoored_model)):
+        paths[f"{name}_dir"] = dt.save_model_dir(
+            trained, root / name, name=name, base_model=None, datasets=[]
+        )
+        paths[f"{name}_pt2"] = export_archive(trained.model, root / f"{name}.pt2", dynamic=True)
+    paths["static_pt2"] = export_archive(clean_model.model, root / "static.pt2", dynamic=False)
+    return paths
+
+
+def export_archive(model: torch.nn.Module, path: Path, *, dynamic: bool) -> Path:
+    """``torch.export`` the model on a batch of 4 digits and save it as ``.pt2``."""
+    example = (torch.rand(4, *INPUT_SHAPE),)
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    torch.export.save(torch.export.export(model.eval(), example, dynamic_shapes=shapes), path)
+    return path
+
+
+def npz(**arrays: Any) -> bytes:
+    """``.npz`` bytes holding ``arrays``."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def good_arrays(n: int = 30) -> dict[str, np.ndarray]:
+    """Valid reference arrays for a (1, 8, 8) model with 10 classes."""
+    rng = np.random.default_rng(0)
+    x = rng.random((n, *INPUT_SHAPE), dtype=np.float32)
+    return {"x": x, "y": np.arange(n, dtype=np.int64) % 10}
+
+
+# --- profile --------------------------------------------------------------------------------------
+
+PROFILE_META = {"value_range": (0.0, 1.0), "num_classes": 10}
+
+
+def test_profile_reads_valid_references_and_round_trips() -> None:
+    arrays = good_arrays()
+    profile = profile_from_npz(npz(**arrays), **PROFILE_META)  # type: ignore[arg-type]
+    assert profile.input_shape == INPUT_SHAPE
+    assert (profile.value_range, profile.num_classes) == ((0.0, 1.0), 10)
+    assert profile.x.dtype == np.float32
+    assert profile.y.dtype == np.int64
+    again = profile_from_npz(profile_to_npz(profile))  # self-describing: no arguments needed
+    assert (again.input_shape, again.value_range, again.num_classes) == (
+        profile.input_shape,
+        profile.value_range,
+        profile.num_classes,
+    )
+    np.testing.assert_array_equal(again.x, profile.x)
+    np.testing.assert_array_equal(again.y, profile.y)
+    assert reference_digest(b"abc").startswith("sha256:ba7816bf")
+
+
+@pytest.mark.parametrize(
+    ("x_dtype", "y_dtype"),
+    [(np.float64, np.int64), (np.float16, np.int32), (np.float32, np.uint8)],
+)
+def test_profile_widens_or_narrows_numeric_types_it_can(x_dtype: Any, y_dtype: Any) -> None:
+    arrays = good_arrays()
+    data = npz(x=arrays["x"].astype(x_dtype), y=arrays["y"].astype(y_dtype))
+    profile = profile_from_npz(data, **PROFILE_META)  # type: ignore[arg-type]
+    assert profile.x.dtype == np.float32
+    assert profile.y.dtype == np.int64
+    np.testing.assert_allclose(profile.x, arrays["x"], atol=1e-3)
+
+
+def _with(**changes: Any) -> bytes:
+    arrays: dict[str, Any] = {**good_arrays(), **changes}
+    return npz(**{k: v for k, v in arrays.items() if v is not None})
+
+
+def _nan_x() -> np.ndarray:
+    x = good_arrays()["x"].copy()
+    x[0, 0, 0, 0] = np.nan
+    return x
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "message"),
+    [
+        (_with(y=None), PROFILE_META, r"lacks array\(s\) \['y'\]"),
+        (_with(x=None), PROFILE_META, r"lacks array\(s\) \['x'\]"),
+        (_with(x=(good_arrays()["x"] * 255).astype(np.uint8)), PROFILE_META, "must be float32"),
+        (_with(y=good_arrays()["y"].astype(np.float32)), PROFILE_META, "int64 class indices"),
+        (_with(x=_nan_x()), PROFILE_META, "NaN or infinite"),
+        (_with(x=np.full((30, *INPUT_SHAPE), np.inf)), PROFILE_META, "NaN or infinite"),
+        (_with(x=good_arrays()["x"] * 2), PROFILE_META, r"outside the value range \[0, 1\]"),
+        (_with(y=good_arrays()["y"] + 1), PROFILE_META, r"outside \[0, 10\) for 10 classes"),
+        (_with(y=good_arrays()["y"] - 1), PROFILE_META, r"outside \[0, 10\)"),
+        (npz(**good_arrays(MIN_REFERENCES - 1)), PROFILE_META, "at least 20"),
+        (_with(y=np.zeros(30, dtype=np.int64)), PROFILE_META, "all one class"),
+        (_with(y=np.arange(29) % 10), PROFILE_META, "30 inputs but y holds 29"),
+        (
+            npz(**good_arrays()),
+            {**PROFILE_META, "input_shape": (3, 8, 8)},
+            r"shape \[30, 1, 8, 8\], expected \[N, \*\[3, 8, 8\]\]",
+        ),
+        (npz(**good_arrays()), {"num_classes": 10}, "needs value_range"),
+        (npz(**good_arrays()), {"value_range": (0.0, 1.0)}, "needs num_classes"),
+        (
+            _with(num_classes=np.int64(12)),
+            PROFILE_META,
+            "num_classes is 10 in arguments but 12 in the reference .npz",
+        ),
+        (npz(**good_arrays()), {**PROFILE_META, "value_range": (1.0, 0.0)}, "low < high"),
+        (b"not a zip at all", PROFILE_META, r"not an \.npz"),
+        (
+            _with(y=np.array([object()] * 30, dtype=object)),
+            PROFILE_META,
+            "not plain numbers",
+        ),
+    ],
+)
+def test_profile_refuses_bad_references(data: bytes, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        profile_from_npz(data, **kwargs)
+
+
+def test_profile_refuses_a_zip_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scanning.behavioral.profile.MAX_REFERENCE_BYTES", 1000)
+    with pytest.raises(ValueError, match="expands to .* bytes"):
+        profile_from_npz(npz(**good_arrays()), **PROFILE_META)  # type: ignore[arg-type]
+
+
+def test_object_arrays_are_never_unpickled(tmp_path: Path) -> None:
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (marker.write_text, ("boom",))
+
+    arrays = {**good_arrays(), "y": np.array([Payload()] * 30, dtype=object)}
+    with pytest.raises(ValueError, match="not plain numbers"):
+        profile_from_npz(npz(**arrays), **PROFILE_META)  # type: ignore[arg-type]
+    assert not marker.exists()
+
+
+def test_profile_takes_shape_range_and_classes_from_the_model_config(
+    models: dict[str, Path],
+) -> None:
+    hints = profile_hints_from_config(models["clean_dir"])
+    assert hints == ProfileHints(
+        str(models["clean_dir"] / "config.json"), INPUT_SHAPE, (0.0, 1.0), 10
+    )
+    profile = profile_from_npz(npz(**good_arrays()), config=hints)
+    assert (profile.input_shape, profile.num_classes) == (INPUT_SHAPE, 10)
+    assert profile_hints_from_config(models["clean_pt2"]) is None
+
+
+# --- loader ---------------------------------------------------------------------------------------
+
+
+def _same_predictions(loaded: LoadedModel, original: torch.nn.Module, x: np.ndarray) -> None:
+    batch = torch.from_numpy(x)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module(batch), original.eval()(batch))
+
+
+@pytest.mark.parametrize("form", ["clean_dir", "clean_pt2"])
+def test_loader_loads_safetensors_and_export_archives(
+    form: str,
+    models: dict[str, Path],
+    clean_model: dt.TrainedModel,
+    references: tuple[np.ndarray, np.ndarray],
+) -> None:
+    loaded = load_model(models[form], input_shape=INPUT_SHAPE, min_batch=60)
+    expected = ModelFormat.SAFETENSORS if form.endswith("dir") else ModelFormat.EXPORT
+    assert loaded.format is expected is model_format(models[form])
+    _same_predictions(loaded, clean_model.model, references[0])
+
+
+def test_loader_takes_a_weights_file_beside_its_config(
+    models: dict[str, Path], clean_model: dt.TrainedModel, references: tuple[Any, Any]
+) -> None:
+    loaded = load_model(models["clean_dir"] / dt.WEIGHTS_FILE, input_shape=INPUT_SHAPE)
+    _same_predictions(loaded, clean_model.model, references[0])
+
+
+def test_loader_refuses_an_archive_without_a_dynamic_batch(models: dict[str, Path]) -> None:
+    with pytest.raises(NotScannable, match="fixed batch size of 4: re-export it"):
+        load_model(models["static_pt2"], input_shape=INPUT_SHAPE)
+
+
+def test_loader_refuses_an_archive_of_another_input_shape(models: dict[str, Path]) -> None:
+    with pytest.raises(ModelLoadError, match=r"input shape is \[3, 8, 8\]"):
+        load_model(models["clean_pt2"], input_shape=(3, 8, 8))
+
+
+def _write_dir(root: Path, files: dict[str, bytes | str]) -> Path:
+    root.mkdir()
+    for name, content in files.items():
+        data = content.encode() if isinstance(content, str) else content
+        (root / name).write_bytes(data)
+    return root
+
+
+def _config(**changes: Any) -> str:
+    return json.dumps({"architecture": "DigitsCNN", "width": 6, "num_classes": 10, **changes})
+
+
+@pytest.mark.parametrize(
+    ("files", "error", "message"),
+    [
+        ({"model.onnx": b"\x08\x07"}, NotScannable, "no .pt2 archive and no .safetensors"),
+        ({"weights.safetensors": save_safetensors({})}, NotScannable, "need a config.json"),
+        (
+            {"model.safetensors": save_safetensors({}), "config.json": _config(architecture="X")},
+            NotScannable,
+            "unknown architecture 'X'.*supported: a torch.export archive",
+        ),
+        (
+            {
+                "model.safetensors": save_safetensors({"w": np.zeros(2, np.float32)}),
+                "config.json": _config(),
+            },
+            ModelLoadError,
+            "do not fit the DigitsCNN",
+        ),
+        (
+            {"model.safetensors": b"garbage", "config.json": _config()},
+            ModelLoadError,
+            "not a readable safetensors file",
+        ),
+    ],
+)
+def test_loader_refuses_what_it_cannot_load(
+    tmp_path: Path, files: dict[str, bytes | str], error: type[Exception], message: str
+) -> None:
+    folder = _write_dir(tmp_path / "m", files)
+    with pytest.raises(error, match=message):
+        load_model(folder, input_shape=INPUT_SHAPE)
+
+
+def test_loader_refuses_a_single_file_of_another_kind(tmp_path: Path) -> None:
+    (tmp_path / "model.bin").write_bytes(b"\x80\x02}q\x00.")
+    with pytest.raises(NotScannable, match="neither a .pt2 archive nor safetensors.*supported"):
+        model_format(tmp_path / "model.bin")
+
+
+# --- sandbox plumbing, with a stand-in worker that isolates itself like the real one ------------
+
+FAKE_WORKER = r"""
+import json, os, signal, sys, time
+from pathlib import Path
+from scanning.behavioral import worker
+behaviour, args = sys.argv[1], worker.parse_args(sys.argv[2:])
+applied = worker.isolate(memory_mb=args.memory_mb)
+out = args.workdir / worker.RESULT_FILE
+def emit(fraction, message):
+    line = json.dumps({"fraction": fraction, "message": message}) + "\n"
+    os.write(args.progress_fd, line.encode())
+if behaviour == "sleep":
+    emit(0.1, "sleeping"); time.sleep(60)
+elif behaviour == "hog":
+    hoard = [bytearray(64 * 2**20) for _ in range(64)]
+elif behaviour == "shared-hog":
+    import mmap
+    region = mmap.mmap(-1, 2 * 2**30)
+    for offset in range(0, len(region), 4096):
+        region[offset] = 1
+    time.sleep(60)
+elif behaviour == "segfault":
+    os.kill(os.getpid(), signal.SIGSEGV)
+elif behaviour == "exit3":
+    print("something went wrong"); sys.exit(3)
+elif behaviour == "garbage":
+    out.write_text("{not json")
+elif behaviour == "garbage-report":
+    report = {"verdict": "clean", "score": "NaN?"}
+    out.write_text(json.dumps({"task": "scan", "ok": True, "report": report}))
+elif behaviour == "no-output":
+    pass
+elif behaviour == "network":
+    import ctypes, socket, struct, subprocess
+    port = int(Path(args.workdir / "port").read_text())
+    seen = {"applied": applied}
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2); seen["connect"] = "connected"
+    except OSError as exc:
+        seen["connect"] = f"{type(exc).__name__}: {exc}"
+    try:
+        subprocess.run(["true"]); seen["spawn"] = "ran"
+    except OSError as exc:
+        seen["spawn"] = f"{type(exc).__name__}: {exc}"
+    # Straight to the kernel, past the audit hook: only the network namespace stops this.
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(2, 1, 0)
+    sockaddr = struct.pack("<HH4s8x", 2, socket.htons(port), bytes([127, 0, 0, 1]))
+    rc = libc.connect(fd, sockaddr, len(sockaddr))
+    seen["raw_connect"] = "connected" if rc == 0 else os.strerror(ctypes.get_errno())
+    out.write_text(json.dumps({"task": "probe", "ok": True, "seen": seen}))
+elif behaviour == "progress":
+    for step in range(5):
+        emit(step / 4, f"step {step}")
+    os.write(args.progress_fd, b"not json\n" + json.dumps({"fraction": 7}).encode() + b"\n")
+    out.write_text(json.dumps({"task": "probe", "ok": True}))
+"""
+
+
+def fake(behaviour: str) -> list[str]:
+    """The stand-in worker's command prefix for ``behaviour``."""
+    return [sys.executable, "-c", FAKE_WORKER, behaviour]
+
+
+def test_a_worker_past_its_time_is_killed(tmp_path: Path) -> None:
+    messages: list[tuple[float, str]] = []
+    started = time.monotonic()
+    with pytest.raises(SandboxFailure, match="longer than the 1.5 s limit") as failure:
+        run_worker(
+            tmp_path,
+            limits=Limits(timeout_s=1.5),
+            progress=lambda *a: messages.append(a),
+            command=fake("sleep"),
+        )
+    assert failure.value.kind == "timeout"
+    assert time.monotonic() - started < 10
+    assert messages == [(0.1, "sleeping")]
+
+
+def test_a_worker_allocating_past_its_memory_limit_is_stopped(tmp_path: Path) -> None:
+    with pytest.raises(SandboxFailure, match="MemoryError"):
+        run_worker(tmp_path, limits=Limits(memory_mb=512), command=fake("hog"))
+
+
+def test_memory_the_rlimit_does_not_count_is_caught_by_the_parent(tmp_path: Path) -> None:
+    # Shared anonymous memory escapes RLIMIT_DATA: the parent's RSS watch stops it.
+    with pytest.raises(SandboxFailure, match="more than the 300 MiB limit") as failure:
+        run_worker(tmp_path, limits=Limits(memory_mb=300, timeout_s=30), command=fake("shared-hog"))
+    assert failure.value.kind == "memory"
+
+
+def test_the_worker_has_no_network_and_cannot_start_processes(tmp_path: Path) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        (tmp_path / "port").write_text(str(server.getsockname()[1]))
+        result = run_worker(tmp_path, limits=Limits(timeout_s=30), command=fake("network"))
+        with pytest.raises(TimeoutError):
+            server.accept()  # nobody ever got through
+    seen = result["seen"]
+    assert seen["connect"].startswith("PermissionError: the behavioral scan sandbox refuses")
+    assert seen["spawn"].startswith("PermissionError: the behavioral scan sandbox refuses")
+    if "network namespace" in seen["applied"]:
+        assert seen["raw_connect"] == "Network is unreachable"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "kind", "message"),
+    [
+        ("segfault", "crash", "killed by signal SIGSEGV"),
+        ("exit3", "crash", "exited with code 3: something went wrong"),
+        ("garbage", "output", "not JSON"),
+        ("no-output", "output", "without a valid result"),
+    ],
+)
+def test_a_crash_or_garbage_is_a_failure(
+    tmp_path: Path, behaviour: str, kind: str, message: str
+) -> None:
+    with pytest.raises(SandboxFailure, match=message) as failure:
+        run_worker(tmp_path, limits=Limits(timeout_s=30), command=fake(behaviour))
+    assert failure.value.kind == kind
+
+
+def test_progress_lines_become_callbacks_and_malformed_ones_are_dropped(tmp_path: Path) -> None:
+    messages: list[tuple[float, str]] = []
+    run_worker(
+        tmp_path,
+        limits=Limits(timeout_s=30),
+        command=fake("progress"),
+        progress=lambda *a: messages.append(a),
+    )
+    assert messages == [(step / 4, f"step {step}") for step in range(5)]
+
+
+@pytest.fixture
+def worker_is(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Make the api start the stand-in worker with a behaviour instead of the real one."""
+
+    def use(behaviour: str) -> None:
+        monkeypatch.setattr(sandbox, "_WORKER_COMMAND", tuple(fake(behaviour)))
+
+    return use
+
+
+@pytest.mark.parametrize("behaviour", ["garbage-report", "segfault", "exit3"])
+def test_the_api_turns_every_worker_failure_into_a_scan_error(
+    behaviour: str,
+    worker_is: Callable[[str], None],
+    models: dict[str, Path],
+    profile: ScanProfile,
+) -> None:
+    worker_is(behaviour)
+    report = api.scan_model(models["clean_dir"], profile, limits=Limits(timeout_s=30))
+    assert report.verdict is BehaviorVerdict.SCAN_ERROR
+    assert report.error
+    trigger = TriggerPattern(TRIGGER.mask(), np.ones(INPUT_SHAPE, np.float32), 3)
+    replay = api.replay_trigger(models["clean_dir"], profile, trigger, limits=Limits(timeout_s=30))
+    assert replay.outcome is ReplayOutcome.SCAN_ERROR
+    assert not replay.confirmed
+
+
+# --- admission: nothing the static scan does not pass is ever loaded -----------------------------
+
+
+class _Touch:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+def _evil_pt2(clean: Path, target: Path, payload: bytes) -> Path:
+    """A copy of a real .pt2 whose pickled sample inputs are replaced with ``payload``."""
+    with zipfile.ZipFile(clean) as source, zipfile.ZipFile(target, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            out.writestr(
+                item, payload if item.filename.endswith("sample_inputs/model.pt") else data
+            )
+    return target
+
+
+def test_a_statically_flagged_model_is_never_loaded(
+    tmp_path: Path,
+    worker_is: Callable[[str], None],
+    models: dict[str, Path],
+    profile: ScanProfile,
+) -> None:
+    worker_is("exit3")  # were a worker started, the error would say so
+    marker = tmp_path / "executed"
+    payload = pickle.dumps(_Touch(marker), protocol=2)
+    evil_dir = _write_dir(tmp_path / "evil", {"model.pt": payload, "config.json": _config()})
+    evil_pt2 = _evil_pt2(models["clean_pt2"], tmp_path / "evil.pt2", payload)
+    for path in (evil_dir, evil_pt2):
+        report = api.scan_model(path, profile)
+        assert report.verdict is BehaviorVerdict.SCAN_ERROR
+        assert report.error is not None
+        assert "not loaded: the static scan" in report.error
+        assert "malicious" in report.error
+        assert "exited with code" not in report.error
+    assert not marker.exists()
+
+
+def test_an_unsupported_model_is_refused_before_any_worker(
+    tmp_path: Path, worker_is: Callable[[str], None], profile: ScanProfile
+) -> None:
+    worker_is("exit3")
+    folder = _write_dir(tmp_path / "onnx", {"model.onnx": b"\x08\x07"})
+    report = api.scan_model(folder, profile)
+    assert report.error is not None
+    assert "is not behaviorally scannable" in report.error
+    assert str(folder) in report.error
+    assert "exited" not in report.error
+    missing = api.scan_model(tmp_path / "nowhere", profile)
+    assert missing.error is not None
+    assert "does not exist" in missing.error
+
+
+# --- the real worker, end to end ------------------------------------------------------------------
+
+
+def test_a_model_that_allocates_too_much_is_a_scan_error(
+    tmp_path: Path, profile: ScanProfile
+) -> None:
+    # A config promising a huge model: building it needs ~1 GiB before any weight is read.
+    folder = _write_dir(
+        tmp_path / "huge",
+        {
+            "model.safetensors": save_safetensors({"w": np.zeros(2, np.float32)}),
+            "config.json": _config(architecture="DigitsMLP", width=16384),
+        },
+    )
+    report = api.scan_model(folder, profile, limits=Limits(memory_mb=700, timeout_s=120))
+    assert report.verdict is BehaviorVerdict.SCAN_ERROR
+    assert report.error is not None
+    assert "ran out of memory" in report.error
+
+
+def test_the_real_worker_is_stopped_at_its_timeout(
+    models: dict[str, Path], profile: ScanProfile
+) -> None:
+    report = api.scan_model(models["clean_dir"], profile, limits=Limits(timeout_s=0.5))
+    assert report.verdict is BehaviorVerdict.SCAN_ERROR
+    assert report.error is not None
+    assert "longer than the 0.5 s limit" in report.error
+
+
+def test_scan_finds_the_backdoor_and_its_trigger_in_the_sandbox(
+    models: dict[str, Path], profile: ScanProfile, tmp_path: Path
+) -> None:
+    messages: list[tuple[float, str]] = []
+    report = api.scan_model(
+        models["backdoored_pt2"], profile, progress=lambda *a: messages.append(a)
+    )
+    assert report.error is None, report.error
+    assert report.verdict in (BehaviorVerdict.COMPROMISED, BehaviorVerdict.SUSPICIOUS)
+    assert report.target_class == TRIGGER.target
+    assert report.trigger is not None
+    assert report.elapsed_s is not None
+    assert messages[0] == (0.0, "loading the model")
+    assert messages[-1][0] == 1.0
+    npz_path, png_path = api.save_trigger(report.trigger, tmp_path / "out")
+    assert TriggerPattern.from_npz(npz_path.read_bytes()).target_class == TRIGGER.target
+    assert png_path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_scan_of_a_clean_model_runs_in_the_sandbox(
+    models: dict[str, Path], profile: ScanProfile
+) -> None:
+    report = api.scan_model(models["clean_dir"], profile)
+    assert report.error is None, report.error
+    assert report.verdict is not BehaviorVerdict.SCAN_ERROR
+    assert report.detectors
+    assert report.score is not None
+
+
+def test_replay_confirms_the_backdoor_and_not_the_clean_model(
+    models: dict[str, Path], profile: ScanProfile
+) -> None:
+    trigger = TriggerPattern(TRIGGER.mask(), np.ones(INPUT_SHAPE, np.float32), TRIGGER.target)
+    infected = api.replay_trigger(models["backdoored_dir"], profile, trigger)
+    clean = api.replay_trigger(models["clean_dir"], profile, trigger, threshold=0.5)
+    assert infected.outcome is ReplayOutcome.MEASURED, infected.error
+    assert infected.confirmed
+    assert infected.measure is not None
+    assert infected.measure.collapsed_class == TRIGGER.target
+    assert clean.outcome is ReplayOutcome.MEASURED
+    assert not clean.confirmed
+    assert ReplayReport.from_json(json.loads(json.dumps(infected.to_json()))) == infected
+
+
+# --- trigger files and the public surface ---------------------------------------------------------
+
+
+def _png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, offset = {}, 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind, body = data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        assert crc == zlib.crc32(kind + body)
+        chunks[kind] = body
+        offset += 12 + length
+    width, height = struct.unpack(">II", chunks[b"IHDR"][:8])
+    return width, height, zlib.decompress(chunks[b"IDAT"])
+
+
+def test_save_trigger_writes_the_npz_and_a_visible_png(tmp_path: Path) -> None:
+    trigger = TriggerPattern(TRIGGER.mask(), np.full(INPUT_SHAPE, 0.5, np.float32), 3)
+    npz_path, png_path = api.save_trigger(trigger, tmp_path / "new" / "dir")
+    again = TriggerPattern.from_npz(npz_path.read_bytes())
+    np.testing.assert_array_equal(again.mask, trigger.mask)
+    assert again.target_class == 3
+    width, height, pixels = _png_pixels(png_path.read_bytes())
+    assert (width, height) == ((3 * 8 + 2) * 16, 8 * 16)  # three panels, 16x, 1-pixel gaps
+    assert len(pixels) == height * (1 + 3 * width)
+    mask_corner = pixels[1 + 3 * (7 * 16) + (7 * 16) * (1 + 3 * width)]
+    assert (pixels[1], mask_corner) == (0, 255)  # mask off at the top left, on at the patch
+
+
+def test_api_public_names_are_pinned() -> None:
+    assert sorted(api.__all__) == [
+        "DEFAULT_LIMITS",
+        "DEFAULT_REPLAY_THRESHOLD",
+        "Limits",
+        "read_profile",
+        "replay_trigger",
+        "save_trigger",
+        "scan_model",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({"timeout_s": 0}, "positive number of seconds"), ({"memory_mb": 100}, "at least 256 MiB")],
+)
+def test_limits_refuse_nonsense(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Limits(**fields)
