@@ -54,11 +54,23 @@ class Scan:
     report: BehavioralReport
     plain: DetectorResult | None
     plain_seconds: float | None
+    cpu: float
+    plain_cpu: float | None
 
     @property
     def flagged(self) -> bool:
         """Anything but clean: compromised, or suspicious (an approver must look)."""
         return self.report.verdict is not BehaviorVerdict.CLEAN
+
+    @property
+    def seconds(self) -> float:
+        """mbom's scan time."""
+        return self.report.elapsed_s or 0.0
+
+    @property
+    def plain_flagged(self) -> bool:
+        """Whether plain Neural Cleanse flagged the model (False when it was not run)."""
+        return self.plain is not None and self.plain.flagged
 
     @property
     def is_base(self) -> bool:
@@ -71,29 +83,35 @@ def run(models: Sequence[ZooModel], data: Data, *, plain: bool) -> list[Scan]:
     scans = []
     profile = data.profile()
     for entry in models:
+        # CPU seconds beside wall seconds: the machine is shared, and both scans run
+        # on one thread, so CPU time is what they would take on an idle core.
+        cpu = time.process_time()
         report = detect(entry.model, profile, budget=Budget())
-        anchor, seconds = None, None
+        cpu = time.process_time() - cpu
+        anchor, seconds, plain_cpu = None, None, None
         if plain and entry.spec.parent is None:
+            plain_cpu = time.process_time()
             anchor, seconds = plain_neural_cleanse(entry.model, profile)
-        scans.append(Scan(entry, report, anchor, seconds))
+            plain_cpu = time.process_time() - plain_cpu
+        scans.append(Scan(entry, report, anchor, seconds, cpu, plain_cpu))
         print(_log_line(scans[-1]), flush=True)
     return scans
 
 
 def _log_line(scan: Scan) -> str:
     report = scan.report
-    plain = "" if scan.plain_seconds is None else f" | plain NC {scan.plain_seconds:.1f} s"
+    plain = "" if scan.plain_cpu is None else f" | plain NC {scan.plain_cpu:.1f} CPU s"
     return (
         f"  {scan.model.spec.name:26s} {report.verdict.value:11s} score {report.score:5.2f} "
-        f"class {report.target_class} {report.elapsed_s:5.1f} s{plain}"
+        f"class {report.target_class} {report.elapsed_s:5.1f} s {scan.cpu:5.1f} CPU s{plain}"
     )
 
 
 def base_table(scans: Sequence[Scan]) -> list[str]:
     """Markdown rows: every base model with ground truth, mbom's verdict and plain NC."""
     rows = [
-        "| model | trigger | real ASR | verdict | score | class | NC z | MM z | s "
-        "| plain NC (AI) | plain NC s |",
+        "| model | trigger | real ASR | verdict | score | class | NC z | MM z | CPU s "
+        "| plain NC (AI) | plain NC CPU s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scan in scans:
@@ -104,11 +122,15 @@ def base_table(scans: Sequence[Scan]) -> list[str]:
         asr = "–" if scan.model.asr is None else f"{scan.model.asr:.2f}"
         z = {d.name: float(d.details["z"]) for d in report.detectors}
         plain = scan.plain
-        anchor = "–" if plain is None else f"{'**flag**' if plain.flagged else 'pass'} ({plain.statistic:.1f})"
+        anchor = (
+            "–"
+            if plain is None
+            else f"{'**flag**' if plain.flagged else 'pass'} ({plain.statistic:.1f})"
+        )
         rows.append(
             f"| {spec.name} | {trigger} | {asr} | {_verdict(scan)} | {report.score:.2f} "
             f"| {report.target_class} | {z[NEURAL_CLEANSE]:.1f} | {z[MAX_MARGIN]:.1f} "
-            f"| {report.elapsed_s:.1f} | {anchor} | {_seconds(scan.plain_seconds)} |"
+            f"| {scan.cpu:.1f} | {anchor} | {_seconds(scan.plain_cpu)} |"
         )
     return rows
 
@@ -155,7 +177,8 @@ def replays(scans: Sequence[Scan], data: Data) -> list[Replay]:
 def replay_table(results: Sequence[Replay]) -> list[str]:
     """Markdown rows: every descendant's replayed rate vs. real ASR, and its own verdict."""
     rows = [
-        "| descendant | base | real ASR | replayed rate | confirmed | own verdict | score | s |",
+        "| descendant | base | real ASR | replayed rate | confirmed | own verdict | score "
+        "| CPU s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for item in results:
@@ -164,7 +187,7 @@ def replay_table(results: Sequence[Replay]) -> list[str]:
         confirmed = "**yes**" if item.confirmed else "no"
         rows.append(
             f"| {item.scan.model.spec.name} | {item.scan.model.base} | {real} | {item.rate:.2f} "
-            f"| {confirmed} | {_verdict(item.scan)} | {report.score:.2f} | {report.elapsed_s:.1f} |"
+            f"| {confirmed} | {_verdict(item.scan)} | {report.score:.2f} | {item.scan.cpu:.1f} |"
         )
     return rows
 
@@ -178,9 +201,9 @@ def summary(scans: Sequence[Scan], results: Sequence[Replay]) -> dict[str, Any]:
     compromised = np.array([scan.report.verdict is BehaviorVerdict.COMPROMISED for scan in bases])
     strong = [s for s in bases if s.model.asr is not None and s.model.asr >= 0.9]
     plain = [s for s in bases if s.plain is not None]
-    mean_time = float(np.mean([s.report.elapsed_s for s in scans]))
-    plain_time = float(np.mean([s.plain_seconds for s in plain])) if plain else None
-    base_time = float(np.mean([s.report.elapsed_s for s in plain])) if plain else None
+    mean_time = float(np.mean([s.cpu for s in scans]))
+    plain_time = float(np.mean([s.plain_cpu or 0.0 for s in plain])) if plain else None
+    base_time = float(np.mean([s.cpu for s in plain])) if plain else None
     needed = [r for r in results if r.real_asr is not None and r.real_asr >= 0.5]
     clean_lineage = [r for r in results if r.real_asr is None]
     return {
@@ -195,11 +218,12 @@ def summary(scans: Sequence[Scan], results: Sequence[Replay]) -> dict[str, Any]:
         "strong_caught": sum(s.flagged for s in strong),
         "strong": len(strong),
         "false_positives": int(flagged[~labels].sum()),
-        "plain_tpr": _rate([s.plain.flagged for s in plain if s.model.backdoored_lineage]),
-        "plain_fpr": _rate([s.plain.flagged for s in plain if not s.model.backdoored_lineage]),
+        "plain_tpr": _rate([s.plain_flagged for s in plain if s.model.backdoored_lineage]),
+        "plain_fpr": _rate([s.plain_flagged for s in plain if not s.model.backdoored_lineage]),
         "plain_auc": _plain_auc(plain),
         "mean_s": mean_time,
-        "max_s": float(max(s.report.elapsed_s for s in scans)),
+        "max_s": max(s.cpu for s in scans),
+        "max_wall_s": max(s.seconds for s in scans),
         "mean_base_s": base_time,
         "plain_mean_s": plain_time,
         "replay_confirmed": sum(r.confirmed for r in needed),
@@ -242,9 +266,10 @@ def summary_rows(figures: dict[str, Any]) -> list[str]:
         f"{f['replay_needed']} | | all | {_met(f['replay_confirmed'] == f['replay_needed'])} |",
         f"| descendants of clean bases confirmed by replay | {f['replay_clean_confirmed']} of "
         f"{f['replay_clean']} | | none | {_met(f['replay_clean_confirmed'] == 0)} |",
-        f"| scan time per model, mean / max (s) | {f['mean_s']:.1f} / {f['max_s']:.1f} "
-        f"| {_fmt(f['plain_mean_s'], 1)} (bases) | ≤ 30 | {_met(f['max_s'] <= 30)} |",
-        f"| time vs plain NC (bases) | {_fmt(ratio)} | 1 | ≤ 0.25 "
+        f"| scan CPU s per model, mean / max (max wall s) | {f['mean_s']:.1f} / {f['max_s']:.1f} "
+        f"({f['max_wall_s']:.1f}) | {_fmt(f['plain_mean_s'], 1)} (bases) | ≤ 30 "
+        f"| {_met(f['max_s'] <= 30)} |",
+        f"| CPU time vs plain NC (bases) | {_fmt(ratio)} | 1 | ≤ 0.25 "
         f"| {_met(ratio is not None and ratio <= 0.25)} |",
     ]
     return rows

@@ -9,9 +9,10 @@ written once.
 
 from __future__ import annotations
 
+import base64
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from pydantic import TypeAdapter
@@ -27,6 +28,7 @@ from registry.schemas import (
     ArtifactPublic,
     AuditEventPublic,
     AuditVerification,
+    BehavioralScanPublic,
     DecisionPublic,
     DeploymentPublic,
     HfImportResult,
@@ -34,14 +36,22 @@ from registry.schemas import (
     LineageEntry,
     ModelSigningBundlePublic,
     ModelSigningVerifyReport,
+    ReplayIn,
+    ReplayPlan,
+    ReplaySummary,
+    ScanProfilePublic,
     StatusChange,
     StatusReport,
     TeamPublic,
     TokenPublic,
+    TriggerPublic,
     VerifyReport,
     manifest_in,
 )
 from scanning.report import ScanReport
+
+if TYPE_CHECKING:  # NumPy is imported only by the verbs that send arrays
+    from scanning.behavioral.report import BehavioralReport, ScanProfile
 
 
 class Registry(Protocol):
@@ -115,7 +125,10 @@ class RemoteRegistry:
             raise AttributeError(verb)
         return handler(*args, **kwargs)
 
-    def _request(self, method: str, path: str, answer: Any, **options: Any) -> Any:
+    def _request(
+        self, method: str, path: str, answer: Any, *, absent: str | None = None, **options: Any
+    ) -> Any:
+        """Call the API and parse the answer; None for a 404 about an ``absent`` thing."""
         import httpx
 
         # Names may hold '#', '?' or '%': escape everything but the path separators.
@@ -127,6 +140,8 @@ class RemoteRegistry:
                 f"cannot reach the mbom server at {self.server}: {exc}",
                 hint="check MBOM_SERVER / --server and that mbom serve is running",
             ) from exc
+        if absent is not None and _not_found(response) == absent:
+            return None
         if response.status_code >= 400:
             raise _problem_error(response)
         return TypeAdapter(answer).validate_python(response.json())
@@ -138,6 +153,8 @@ class RemoteRegistry:
         relation: Relation | None = None,
         datasets: Sequence[tuple[str, Relation]] = (),
         scan: ScanReport | None = None,
+        profile: ScanProfile | None = None,
+        behavioral: BehavioralReport | None = None,
         **fields: Any,
     ) -> ArtifactPublic:
         body = {
@@ -146,6 +163,8 @@ class RemoteRegistry:
             "manifest": manifest_in(manifest).model_dump(),
             "relation": relation.value if relation else None,
             "datasets": [{"ref": ref, "use": use.value} for ref, use in datasets],
+            "profile": _profile_json(profile) if profile is not None else None,
+            "behavioral": _behavioral_json(behavioral) if behavioral is not None else None,
         }
         return self._request("POST", "/models", ArtifactPublic, json=_drop_none(body))
 
@@ -307,9 +326,83 @@ class RemoteRegistry:
     def _find_inconsistencies(self) -> list[str]:
         return self._request("GET", "/consistency", list[str])
 
+    def _profile_of(self, ref: str) -> ScanProfilePublic | None:
+        return self._request(
+            "GET", f"/models/{ref}/profile", ScanProfilePublic, absent="scan profile"
+        )
+
+    def _inherited_profile(self, parents: Sequence[str]) -> ScanProfilePublic | None:
+        return self._request(
+            "POST",
+            "/profiles/inherited",
+            ScanProfilePublic | None,
+            json={"parents": list(parents)},
+        )
+
+    def _behavior_baseline(self, reference_digest: str) -> list[dict[str, float]]:
+        return self._request(
+            "GET", f"/profiles/{reference_digest}/baseline", list[dict[str, float]]
+        )
+
+    def _record_rescan(
+        self, ref: str, *, report: BehavioralReport, reference_digest: str | None
+    ) -> BehavioralScanPublic:
+        body = {"report": _behavioral_json(report), "reference_digest": reference_digest}
+        return self._request(
+            "POST", f"/models/{ref}/rescan", BehavioralScanPublic, json=_drop_none(body)
+        )
+
+    def _attach_trigger(
+        self, ref: str, *, data: bytes, target_class: int | None = None
+    ) -> TriggerPublic:
+        body = {"data": _base64(data), "target_class": target_class}
+        return self._request(
+            "POST", f"/models/{ref}/triggers", TriggerPublic, json=_drop_none(body)
+        )
+
+    def _replay_plan(self, ref: str) -> ReplayPlan:
+        return self._request("GET", f"/models/{ref}/replay-plan", ReplayPlan)
+
+    def _record_replays(
+        self, ref: str, *, trigger_id: int, results: Sequence[ReplayIn]
+    ) -> ReplaySummary:
+        body = {
+            "trigger_id": trigger_id,
+            "results": [item.model_dump(mode="json") for item in results],
+        }
+        return self._request("POST", f"/models/{ref}/replays", ReplaySummary, json=body)
+
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _profile_json(profile: ScanProfile) -> str:
+    """A scan profile as the API takes it: base64 of its self-describing ``.npz``."""
+    from scanning.behavioral.profile import profile_to_npz
+
+    return _base64(profile_to_npz(profile))
+
+
+def _behavioral_json(report: BehavioralReport) -> dict[str, Any]:
+    """A behavioral report as the API takes it: its JSON plus the trigger's base64 ``.npz``."""
+    trigger = _base64(report.trigger.to_npz()) if report.trigger is not None else None
+    return {**report.to_json(), "trigger": trigger}
+
+
+def _not_found(response: Any) -> str | None:
+    """What a 404 problem says is missing (its ``context.what``), else None."""
+    if response.status_code != 404:
+        return None
+    try:
+        what = response.json()["context"]["what"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return what if isinstance(what, str) else None
 
 
 def _problem_error(response: Any) -> errors.MbomError:

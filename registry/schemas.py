@@ -6,10 +6,11 @@ they are), the REST API returns them, and the remote client parses them back.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field, FiniteFloat
 
 from registry.hf import ImportPlan
 from registry.manifest import Manifest, ManifestEntry
@@ -289,6 +290,58 @@ class DatasetUseIn(PublicModel):
     use: Literal["trained_on", "fine_tuned_on", "evaluated_on"] = "trained_on"
 
 
+def _finite_json(value: Any) -> Any:
+    """Refuse NaN and infinities anywhere in a JSON value: PostgreSQL's JSON has neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (no NaN or Infinity)")
+    if isinstance(value, dict):
+        for item in value.values():
+            _finite_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite_json(item)
+    return value
+
+
+#: JSON a client sends that is stored as it is (no NaN or Infinity in it).
+FiniteJson = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+#: The largest class index the registry stores (a 32-bit integer column).
+MAX_CLASS_INDEX = 2**31 - 1
+ClassIndex = Annotated[int, Field(ge=0, le=MAX_CLASS_INDEX)]
+#: The ``sha256:<hex>`` digest of a reference ``.npz``.
+ReferenceDigest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class DetectorResultIn(PublicModel):
+    """One detector's statistic, as ``DetectorResult.to_json()`` gives it."""
+
+    name: str = Field(min_length=1, max_length=100)
+    statistic: FiniteFloat
+    threshold: FiniteFloat
+    flagged: bool
+    suspected_classes: list[ClassIndex] = Field(default_factory=list)
+    details: FiniteJson = Field(default_factory=dict)
+
+
+class BehavioralReportIn(PublicModel):
+    """A behavioral scan the client ran: ``BehavioralReport.to_json()`` plus its trigger.
+
+    ``trigger`` is the base64 of ``TriggerPattern.to_npz()``; it is required when
+    ``has_trigger`` says there is one.
+    """
+
+    verdict: Literal["clean", "suspicious", "compromised", "scan_error"]
+    score: FiniteFloat | None = None
+    detectors: list[DetectorResultIn] = Field(default_factory=list)
+    target_class: ClassIndex | None = None
+    trigger_asr: FiniteFloat | None = None
+    has_trigger: bool = False
+    calibration: str = Field(default="default", max_length=200)
+    elapsed_s: FiniteFloat | None = None
+    error: str | None = Field(default=None, max_length=10000)
+    trigger: Base64Bytes | None = None
+
+
 class RegisterModelRequest(PublicModel):
     """``POST /api/v1/models``."""
 
@@ -312,6 +365,11 @@ class RegisterModelRequest(PublicModel):
     #: model, verified with ``model_signing_public_key`` (EC P-256 PEM) against the manifest.
     model_signing_bundle: dict[str, Any] | None = None
     model_signing_public_key: str | None = Field(default=None, max_length=4000)
+    #: The model's own behavioral scan profile: base64 of its self-describing reference
+    #: ``.npz`` (``scanning.behavioral.profile.profile_to_npz``); descendants inherit it.
+    profile: Base64Bytes | None = None
+    #: The behavioral scan run on admission.
+    behavioral: BehavioralReportIn | None = None
 
 
 class AddParentsRequest(PublicModel):
@@ -532,13 +590,13 @@ class ReplayIn(PublicModel):
 
     ref: str
     role: Literal["descendant", "baseline"] = "descendant"
-    report: dict[str, Any]
+    report: FiniteJson
 
 
 class RecordReplaysRequest(PublicModel):
-    """``POST /api/v1/artifacts/{ref}/replays``."""
+    """``POST /api/v1/models/{ref}/replays``."""
 
-    trigger_id: int
+    trigger_id: int = Field(ge=1, le=2**31 - 1)
     results: list[ReplayIn]
 
 
@@ -559,3 +617,25 @@ class BehavioralScanPublic(PublicModel):
     report: dict[str, Any]
     trigger: TriggerPublic | None = None
     status: str
+
+
+class InheritedProfileRequest(PublicModel):
+    """``POST /api/v1/profiles/inherited``: the parents a new model will have."""
+
+    parents: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class RescanRequest(PublicModel):
+    """``POST /api/v1/models/{ref}/rescan``: a behavioral scan the client ran."""
+
+    report: BehavioralReportIn
+    #: The references the scan used (its profile's digest).
+    reference_digest: ReferenceDigest | None = None
+
+
+class AttachTriggerRequest(PublicModel):
+    """``POST /api/v1/models/{ref}/triggers``: an analyst's trigger."""
+
+    #: Base64 of a ``.npz`` with arrays ``mask`` and ``pattern``.
+    data: Base64Bytes
+    target_class: ClassIndex | None = None

@@ -10,19 +10,24 @@ from fastapi import Path as FastApiPath
 from lineage import Relation
 from registry import service
 from registry.api.deps import CurrentActor, SessionDep
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, NotFound
 from registry.identity import Role
 from registry.schemas import (
+    MAX_CLASS_INDEX,
     AddParentsRequest,
     ArtifactPublic,
+    AttachTriggerRequest,
     AuditEventPublic,
     AuditVerification,
+    BehavioralReportIn,
+    BehavioralScanPublic,
     DecisionPublic,
     DecisionRequest,
     DeploymentPublic,
     DeployRequest,
     HfImportRequest,
     HfImportResult,
+    InheritedProfileRequest,
     KeyPublic,
     KeyRequest,
     LineageEntry,
@@ -30,18 +35,26 @@ from registry.schemas import (
     ModelSigningVerifyReport,
     ModelSigningVerifyRequest,
     ReasonRequest,
+    RecordReplaysRequest,
     RegisterDatasetRequest,
     RegisterModelRequest,
+    ReplayPlan,
+    ReplaySummary,
+    RescanRequest,
+    ScanProfilePublic,
     StatusChange,
     StatusReport,
     TeamPublic,
     TeamRequest,
     TokenPublic,
     TokenRequest,
+    TriggerPublic,
     VerifyReport,
     VerifyRequest,
     manifest_of,
 )
+from scanning.behavioral.profile import profile_from_npz
+from scanning.behavioral.report import BehavioralReport, ScanProfile, TriggerPattern
 from scanning.report import ScanReport
 
 router = APIRouter(prefix="/api/v1")
@@ -53,7 +66,9 @@ def register_model(
     body: RegisterModelRequest, session: SessionDep, actor: CurrentActor
 ) -> ArtifactPublic:
     """Register a model version from a manifest the client computed."""
-    fields = body.model_dump(exclude={"manifest", "relation", "datasets", "scan"})
+    fields = body.model_dump(
+        exclude={"manifest", "relation", "datasets", "scan", "profile", "behavioral"}
+    )
     return service.register_model(
         session,
         actor=actor,
@@ -61,6 +76,8 @@ def register_model(
         relation=Relation(body.relation) if body.relation else None,
         datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
         scan=scan_report(body.scan),
+        profile=scan_profile(body.profile) if body.profile is not None else None,
+        behavioral=behavioral_report(body.behavioral) if body.behavioral else None,
         **fields,
     )
 
@@ -90,6 +107,80 @@ def list_models(
 ) -> list[ArtifactPublic]:
     """Registered model versions."""
     return service.list_artifacts(session, kind="model", status=status_, limit=limit)
+
+
+# Behavioral scans. A ref holds '/' and '@' ({ref:path}); each route ends in a fixed word,
+# and nothing under /models is a catch-all, so they cannot shadow one another.
+
+
+@router.get("/models/{ref:path}/profile", tags=["behavior"])
+def model_profile(ref: str, session: SessionDep, _actor: CurrentActor) -> ScanProfilePublic:
+    """A model's behavioral scan profile: its own, else its nearest ancestor's."""
+    found = service.profile_of(session, ref)
+    if found is None:
+        raise NotFound(
+            "scan profile", ref, hint="register the model or an ancestor with --reference REF.npz"
+        )
+    return found
+
+
+@router.post("/profiles/inherited", tags=["behavior"])
+def inherited_profile(
+    body: InheritedProfileRequest, session: SessionDep, _actor: CurrentActor
+) -> ScanProfilePublic | None:
+    """The profile a new child of these parents inherits; null when none of their lines has one."""
+    return service.inherited_profile(session, body.parents)
+
+
+@router.get("/profiles/{digest}/baseline", tags=["behavior"])
+def behavior_baseline(
+    digest: Annotated[str, FastApiPath(pattern=r"^sha256:[0-9a-f]{64}$")],
+    session: SessionDep,
+    _actor: CurrentActor,
+) -> list[dict[str, float]]:
+    """Detector statistics of clean models scanned clean on these references (calibration)."""
+    return service.behavior_baseline(session, digest)
+
+
+@router.post("/models/{ref:path}/rescan", tags=["behavior"])
+def record_rescan(
+    ref: str, body: RescanRequest, session: SessionDep, actor: CurrentActor
+) -> BehavioralScanPublic:
+    """Record a behavioral scan the client ran (publishers); compromised flags the model."""
+    return service.record_rescan(
+        session,
+        ref,
+        actor=actor,
+        report=behavioral_report(body.report),
+        reference_digest=body.reference_digest,
+    )
+
+
+@router.post("/models/{ref:path}/triggers", status_code=status.HTTP_201_CREATED, tags=["behavior"])
+def attach_trigger(
+    ref: str, body: AttachTriggerRequest, session: SessionDep, actor: CurrentActor
+) -> TriggerPublic:
+    """Store an analyst's trigger with a model (admins)."""
+    trigger_pattern(body.data)  # refused here as a problem, before anything is stored
+    return service.attach_trigger(
+        session, ref, actor=actor, data=body.data, target_class=body.target_class
+    )
+
+
+@router.get("/models/{ref:path}/replay-plan", tags=["behavior"])
+def replay_plan(ref: str, session: SessionDep, _actor: CurrentActor) -> ReplayPlan:
+    """The newest trigger of a model, its descendants and clean relatives to replay it on."""
+    return service.replay_plan(session, ref)
+
+
+@router.post("/models/{ref:path}/replays", tags=["behavior"])
+def record_replays(
+    ref: str, body: RecordReplaysRequest, session: SessionDep, actor: CurrentActor
+) -> ReplaySummary:
+    """Record replays of a model's trigger (admins); confirmed descendants become confirmed."""
+    return service.record_replays(
+        session, ref, actor=actor, trigger_id=body.trigger_id, results=body.results
+    )
 
 
 @router.post("/datasets", status_code=status.HTTP_201_CREATED, tags=["datasets"])
@@ -365,6 +456,46 @@ def scan_report(submitted: dict[str, Any] | None) -> ScanReport | None:
         return ScanReport.from_json(submitted)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"the scan report is malformed: {exc}") from exc
+
+
+def scan_profile(data: bytes) -> ScanProfile:
+    """A submitted reference ``.npz``, validated into a scan profile (never unpickled)."""
+    try:
+        profile = profile_from_npz(data)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"the scan profile is unusable: {exc}",
+            hint="send base64 of profile_to_npz(profile): arrays x, y and their metadata",
+        ) from exc
+    if profile.num_classes > MAX_CLASS_INDEX:
+        raise InvalidInput(f"the scan profile has {profile.num_classes} classes: too many")
+    return profile
+
+
+def trigger_pattern(data: bytes) -> TriggerPattern:
+    """A submitted trigger ``.npz``, validated (never unpickled)."""
+    try:
+        pattern = TriggerPattern.from_npz(data)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"the trigger is unusable: {exc}",
+            hint="send base64 of a .npz with arrays mask and pattern (TriggerPattern.to_npz)",
+        ) from exc
+    if pattern.target_class is not None and pattern.target_class > MAX_CLASS_INDEX:
+        raise InvalidInput(f"the trigger's target class {pattern.target_class} is out of range")
+    return pattern
+
+
+def behavioral_report(submitted: BehavioralReportIn) -> BehavioralReport:
+    """The client's behavioral scan with its trigger read back."""
+    if submitted.has_trigger != (submitted.trigger is not None):
+        raise InvalidInput(
+            f"the behavioral report says has_trigger={submitted.has_trigger} "
+            f"but {'no' if submitted.trigger is None else 'a'} trigger was sent",
+            hint="send the recovered trigger as base64 of TriggerPattern.to_npz()",
+        )
+    trigger = trigger_pattern(submitted.trigger) if submitted.trigger is not None else None
+    return BehavioralReport.from_json(submitted.model_dump(exclude={"trigger"}), trigger=trigger)
 
 
 @router.get("/bom/{ref:path}", tags=["bom"])

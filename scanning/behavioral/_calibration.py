@@ -15,11 +15,13 @@ Every detector statistic ``s`` (higher = more suspicious) becomes a robust z-sco
 A detector flags at ``z >= Z_FLAGGED``. The report's ``score`` is the largest
 ``z / Z_FLAGGED`` over the detectors, so ``score >= 1`` means some detector flags;
 :func:`verdict_for` maps the score to ``compromised`` (>= 1) or ``suspicious``
-(>= :data:`SUSPICIOUS_SCORE`). Why 3.5 robust standard deviations: with 10 classes
-the per-model statistics of clean models scatter with tails heavier than normal (the
-published NC threshold, 2, flagged 2 of 6 clean digit models here); 3.5 put every
-calibration clean model below 1 with some room while keeping every calibration
-backdoor with a real attack success rate >= 0.9 above it.
+(>= :data:`SUSPICIOUS_SCORE`). Why 3 robust standard deviations: with 10 classes the
+per-model statistics of clean models scatter with tails heavier than normal (the
+published NC threshold, 2, flagged 2 of 6 clean digit models here). On the
+calibration zoo the largest clean model sat at z = 2.2 (score 0.73) and the weakest
+detected backdoors at z = 3.1 and 3.3; 3 splits that gap, and keeps every calibration
+backdoor with a real attack success rate >= 0.9 above it. Only the 2x2 patch with a
+real ASR of 0.80 stays below (z = -0.4).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from scanning.behavioral.report import BehaviorVerdict
 
 #: z-score at which one detector flags; the score is z / Z_FLAGGED.
-Z_FLAGGED = 3.5
+Z_FLAGGED = 3.0
 #: Below 1 but at least this score: ``suspicious`` (an approver must look).
 SUSPICIOUS_SCORE = 0.8
 #: With relatives, the scale is at least this share of the default scale.
@@ -57,7 +59,7 @@ class Reference:
 #: doc). Re-measure with ``python -m benchmarks.backdoor_bench --calibrate`` whenever a
 #: detector or the default budget changes.
 DEFAULT_REFERENCES: Mapping[str, Reference] = {
-    "neural_cleanse": Reference(center=0.266, scale=0.070),
+    "neural_cleanse": Reference(center=0.326, scale=0.118),
     "max_margin": Reference(center=0.357, scale=0.127),
 }
 

@@ -114,7 +114,9 @@ def reverse_engineer(
     generator = torch.Generator().manual_seed(settings.seed)
     low, high = value_range
     count, shape = len(classes), tuple(x.shape[1:])
-    mask_logit = torch.randn((count, *mask_shape(shape)), generator=generator) * 0.5 + settings.mask_init
+    mask_logit = (
+        torch.randn((count, *mask_shape(shape)), generator=generator) * 0.5 + settings.mask_init
+    )
     pattern_logit = torch.randn((count, *shape), generator=generator)
     mask_logit.requires_grad_(True)
     pattern_logit.requires_grad_(True)

@@ -10,6 +10,7 @@ arrays travel as ``.npz`` bytes, see :meth:`TriggerPattern.to_npz`).
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -81,13 +82,17 @@ class TriggerPattern:
 
         Raises ``ValueError`` naming what is missing or malformed. Never unpickles.
         """
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            missing = {"mask", "pattern"} - set(npz.files)
-            if missing:
-                raise ValueError(f"a trigger .npz needs arrays {sorted(missing)}")
-            mask = np.asarray(npz["mask"], dtype=np.float32)
-            pattern = np.asarray(npz["pattern"], dtype=np.float32)
-            target = int(npz["target_class"]) if "target_class" in npz.files else -1
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                missing = {"mask", "pattern"} - set(npz.files)
+                if missing:
+                    raise ValueError(f"a trigger .npz needs arrays {sorted(missing)}")
+                mask = np.asarray(npz["mask"], dtype=np.float32)
+                pattern = np.asarray(npz["pattern"], dtype=np.float32)
+                target = int(npz["target_class"]) if "target_class" in npz.files else -1
+        except (EOFError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
+            # Empty, truncated or plain .npy bytes, or a target_class that is not one number.
+            raise ValueError(f"not a readable trigger .npz: {exc}") from exc
         try:
             np.broadcast_shapes(mask.shape, pattern.shape)
         except ValueError as exc:

@@ -120,13 +120,20 @@ def isolate(*, memory_mb: int) -> list[str]:
     # RLIMIT_DATA counts the heap and private anonymous mappings (Linux >= 4.7),
     # which is where tensors live, but not the shared libraries torch maps; the
     # address-space cap is only a generous backstop for shared anonymous memory.
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    backstop = 2 * limit + 4 * 2**30
-    resource.setrlimit(resource.RLIMIT_AS, (backstop, backstop))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (_MAX_FILE_BYTES, _MAX_FILE_BYTES))
+    _cap(resource.RLIMIT_DATA, limit)
+    _cap(resource.RLIMIT_AS, 2 * limit + 4 * 2**30)
+    _cap(resource.RLIMIT_CORE, 0)
+    _cap(resource.RLIMIT_FSIZE, _MAX_FILE_BYTES)
     applied.append(f"memory {memory_mb} MiB")
     return applied
+
+
+def _cap(which: int, value: int) -> None:
+    """Set soft and hard limit to ``value``, or keep a lower hard limit already in force."""
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
 
 
 def _prctl(option: int, value: int) -> None:

@@ -716,6 +716,21 @@ def test_a_target_that_is_neither_directory_nor_repo_id(
         locate_snapshot(target, cache_dir=hf_cache.root)
 
 
+def test_a_file_is_no_snapshot(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(tensors(1))
+    with pytest.raises(InvalidInput, match="model.safetensors is a file, not a snapshot directory"):
+        locate_snapshot(tmp_path / "model.safetensors")
+
+
+def test_an_unreadable_config_is_a_warning_not_an_error(hf_cache: HfCache) -> None:
+    files = {"model.safetensors": tensors(1), "config.json": "{not json"}
+    hf_cache.add("acme/model", {**files, "README.md": card(base_model="acme/base")})
+    plan = plan_import(locate_snapshot("acme/model", cache_dir=hf_cache.root))
+    assert plan.relation == "finetune"
+    [warning] = plan.warnings
+    assert warning.startswith("config.json cannot be read (Expecting property name")
+
+
 def test_a_snapshot_directory_and_another_revision_disagree(hf_cache: HfCache) -> None:
     snapshot = hf_cache.add("acme/model", {**weights(), "README.md": card()})
     with pytest.raises(
@@ -876,6 +891,14 @@ def test_hub_hashes_read_both_the_api_and_the_dataclass_spelling() -> None:
 def test_malformed_hub_hashes_name_the_field(data: Any, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         HubFiles.from_json(data)
+
+
+def test_an_unreadable_hashes_file_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="cannot read .*missing.json"):
+        HubFiles.read(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InvalidInput, match="bad.json is not a JSON document"):
+        HubFiles.read(tmp_path / "bad.json")
 
 
 def test_git_blob_ids_are_gits(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+import numpy as np
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -42,7 +43,14 @@ from registry.errors import (
     PolicyViolation,
 )
 from registry.identity import Actor, Role
+from registry.schemas import ReplayIn
 from registry.tables import Artifact, AuditEvent, Deployment, Infection, LineageClosure
+from scanning.behavioral.report import (
+    ReplayMeasure,
+    ReplayOutcome,
+    ReplayReport,
+    TriggerPattern,
+)
 from tests.conftest import fake_manifest
 from tests.registry.test_db_support import (  # noqa: F401  (fixtures: engine and what it needs)
     empty,
@@ -63,7 +71,7 @@ SINGLE_PARENT = [
 USES = [Relation.TRAINED_ON, Relation.FINE_TUNED_ON, Relation.EVALUATED_ON]
 ENVIRONMENTS = ["prod", "staging"]
 TEAM = "t"
-TAINTED = {"compromised", "infected"}
+TAINTED = {"compromised", "infected", "confirmed"}
 SETTINGS = settings(max_examples=25, stateful_step_count=20, deadline=None, database=None)
 
 
@@ -75,6 +83,7 @@ class Reference:
     edges: dict[tuple[str, str], Relation] = field(default_factory=dict)  # (parent, child)
     flagged: set[str] = field(default_factory=set)
     cleared: set[tuple[str, str]] = field(default_factory=set)  # (node, source)
+    confirmed: dict[tuple[str, str], bool] = field(default_factory=dict)  # newest replay wins
     deployments: set[tuple[str, str]] = field(default_factory=set)  # (ref, environment)
 
     def of_kind(self, kind: str) -> list[str]:
@@ -110,6 +119,8 @@ class Reference:
             return "compromised"
         if not sources:
             return "clean"
+        if any(self.confirmed.get((node, s)) for s in sources):
+            return "confirmed"
         return "cleared" if all((node, s) in self.cleared for s in sources) else "infected"
 
 
@@ -308,6 +319,31 @@ class RegistryMachine(RuleBasedStateMachine):
         self.succeeds(clear)
         self.model.cleared |= {(ref, source) for source in self.model.sources()[ref]}
 
+    @precondition(lambda self: any(self.model.kinds[r] == "model" for r in self.model.flagged))
+    @rule(data=st.data())
+    def replay(self, data: st.DataObject) -> None:
+        sources = sorted(r for r in self.model.flagged if self.model.kinds[r] == "model")
+        source = data.draw(st.sampled_from(sources))
+        below = sorted(nx.descendants(self.model.graph(), source))
+        chosen = (
+            data.draw(st.lists(st.sampled_from(below), min_size=1, unique=True)) if below else []
+        )
+        rates = [data.draw(st.sampled_from([0.1, 0.5, 0.9])) for _ in chosen]
+        trigger = self.admin.call("attach_trigger", source, data=TRIGGER)
+        reports = [
+            ReplayIn(ref=ref, report=replay_report(rate).to_json())
+            for ref, rate in zip(chosen, rates, strict=True)
+        ]
+
+        def replay() -> Any:
+            return self.admin.call("record_replays", source, trigger_id=trigger.id, results=reports)
+
+        self.events += 1  # the trigger's attachment
+        self.succeeds(replay)
+        self.model.confirmed.update(
+            {(ref, source): rate >= 0.5 for ref, rate in zip(chosen, rates, strict=True)}
+        )
+
     @rule(data=st.data())
     def deploy(self, data: st.DataObject) -> None:
         ref = data.draw(st.sampled_from(self.model.of_kind("model")))
@@ -377,6 +413,17 @@ class RegistryMachine(RuleBasedStateMachine):
         shortest_paths(
             self.model.graph(propagating=True), infection_rows, names, tops=self.model.flagged
         )
+
+
+TRIGGER = TriggerPattern(
+    mask=np.zeros((1, 8, 8), np.float32), pattern=np.ones((1, 8, 8), np.float32), target_class=0
+).to_npz()
+
+
+def replay_report(rate: float) -> ReplayReport:
+    """What a replay measuring ``rate`` on a model reports (threshold 0.5)."""
+    measure = ReplayMeasure(rate=rate, collapsed_class=0, target_rate=rate, clean_accuracy=0.9)
+    return ReplayReport(outcome=ReplayOutcome.MEASURED, threshold=0.5, measure=measure)
 
 
 def shortest_paths(

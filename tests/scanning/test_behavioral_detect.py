@@ -167,7 +167,9 @@ def test_progress_fractions_are_monotone_within_0_and_1(
     clean_model: DigitsMLP, profile: ScanProfile
 ) -> None:
     seen: list[tuple[float, str]] = []
-    detect(clean_model, profile, budget=Budget(max_steps=30, margin_steps=20), progress=_record(seen))
+    detect(
+        clean_model, profile, budget=Budget(max_steps=30, margin_steps=20), progress=_record(seen)
+    )
     fractions = [fraction for fraction, _ in seen]
     assert len(fractions) >= 4
     assert all(0.0 <= f <= 1.0 for f in fractions)

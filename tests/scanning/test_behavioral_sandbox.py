@@ -604,16 +604,6 @@ def test_scan_finds_the_backdoor_and_its_trigger_in_the_sandbox(
     assert png_path.read_bytes().startswith(b"\x89PNG")
 
 
-def test_scan_of_a_clean_model_runs_in_the_sandbox(
-    models: dict[str, Path], profile: ScanProfile
-) -> None:
-    report = api.scan_model(models["clean_dir"], profile)
-    assert report.error is None, report.error
-    assert report.verdict is not BehaviorVerdict.SCAN_ERROR
-    assert report.detectors
-    assert report.score is not None
-
-
 def test_replay_confirms_the_backdoor_and_not_the_clean_model(
     models: dict[str, Path], profile: ScanProfile
 ) -> None:
