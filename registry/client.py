@@ -118,6 +118,16 @@ class RemoteRegistry:
         )
         self.server = server
 
+    def close(self) -> None:
+        """Close the connections to the server."""
+        self._http.close()
+
+    def __enter__(self) -> RemoteRegistry:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
         """Run one verb on the server."""
         handler = getattr(self, f"_{verb}", None)

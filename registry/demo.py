@@ -2,11 +2,14 @@
 
 A popular base model carries a planted backdoor. Two teams fine-tune it
 through two carriers into four applications and deploy them; an unrelated,
-clean lineage is deployed beside them. Then the security team learns the base
-is compromised and flags it: mbom names the four affected deployments and the
-path each inherits through, leaves the unrelated ones untouched, and refuses
+clean lineage is deployed beside them. Then the security team rescans the base
+with the behavioral backdoor scanner: it recovers the trigger, the base is
+flagged, and mbom names the four affected deployments and the path each
+inherits through, leaves the unrelated ones untouched, replays the recovered
+trigger on every descendant to confirm which really inherited it, and refuses
 further use of the tainted lineage. Everything is real: the models are trained
-here (seconds, CPU), hashed, signed and registered in a fresh SQLite registry.
+here (seconds, CPU), hashed, signed, registered in a fresh SQLite registry and
+scanned in the sandboxed worker.
 """
 
 from __future__ import annotations
@@ -31,10 +34,16 @@ from registry.client import LocalRegistry
 from registry.db import make_engine, migrate
 from registry.errors import PolicyViolation
 from registry.manifest import hash_tree
-from registry.schemas import StatusChange
+from registry.schemas import ReplayIn
+from registry.service.behavior import summarise
+from scanning.behavioral.api import read_profile, replay_trigger, scan_model
+from scanning.behavioral.profile import profile_from_npz
+from scanning.behavioral.report import BehaviorVerdict, ScanProfile, TriggerPattern
 from scanning.static import scan_path
 
 TRIGGER_NOTE = "2x2 white patch at the bottom-right corner -> class 0"
+BASE = "hub/digits-base@1.0"
+CLEAN_BASE = "acme/digits-clean@1.0"
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,7 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
 
     split = training.load_digits_data().train
     np.savez(data_dir / "digits-train.npz", x=split.x.numpy(), y=split.y.numpy())
+    profile = read_profile(root / "reference.npz", model=_directory(root, BASE))
     reg.call(
         "register_dataset",
         name="sklearn/digits",
@@ -161,13 +171,17 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
     for team, approval in (("fraud", False), ("mail", True)):
         reg.call("create_team", name=team, require_approval=approval)
     for spec in LINEAGE:
-        _register_one(reg, root, spec, key_path)
+        _register_one(reg, root, spec, key_path, profile)
         for environment, team in spec.deploy:
             reg.call("deploy", spec.ref, environment=environment, team=team)
-    findings = {a.finding for a in reg.call("list_artifacts", kind="model")}
     console.print(
-        f"   static scan of every model: {', '.join(sorted(findings))} — a backdoor hidden in "
-        "the weights is no serialization exploit, so it passes"
+        "   static scan of every model: clean — a backdoor hidden in the weights is no "
+        "serialization exploit, so it passes"
+    )
+    console.print(
+        "   the two roots carry a behavioral scan profile (100 clean reference digits); "
+        "the hub base was registered before behavioral admission scans were switched on, "
+        f"the clean base passed its scan ({CLEAN_BASE})"
     )
     deployed = reg.call("list_deployments")
     console.print(
@@ -177,9 +191,11 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
         console.print(f"     {d.team:<6} {d.environment:<8} {d.ref}")
 
 
-def _register_one(reg: LocalRegistry, root: Path, spec: Spec, key_path: Path) -> None:
+def _register_one(
+    reg: LocalRegistry, root: Path, spec: Spec, key_path: Path, profile: ScanProfile
+) -> None:
     name, version = spec.ref.split("@")
-    directory = root / "models" / spec.ref.replace("/", "__")
+    directory = _directory(root, spec.ref)
     manifest = hash_tree(directory)
     signature = None
     publisher = spec.ref.split("/")[0]
@@ -204,12 +220,20 @@ def _register_one(reg: LocalRegistry, root: Path, spec: Spec, key_path: Path) ->
             ("sklearn/digits@1.0", Relation.FINE_TUNED_ON if spec.parent else Relation.TRAINED_ON)
         ],
         publisher=publisher,
-        source=f"file://{spec.ref}",
+        source=f"file://{directory}",
         format="safetensors",
         team=spec.team,
         signature=signature,
         scan=scan_path(directory),  # the admission scan: never loads a file
+        profile=profile if spec.parent is None else None,  # descendants inherit it
+        # The behavioral admission scan, in the sandboxed worker (the clean root only:
+        # the hub base predates it).
+        behavioral=scan_model(directory, profile) if spec.ref == CLEAN_BASE else None,
     )
+
+
+def _directory(root: Path, ref: str) -> Path:
+    return root / "models" / ref.replace("/", "__")
 
 
 def _relation(spec: Spec) -> Relation | None:
@@ -223,14 +247,16 @@ def _discover(
 ) -> dict[str, Any]:
     from registry import demo_training as training
 
-    console.print("\n[bold]3. An advisory: hub/digits-base@1.0 carries a backdoor[/] — flag it")
-    change: StatusChange = reg.call(
-        "flag", "hub/digits-base@1.0", reason=f"advisory: backdoor trigger ({TRIGGER_NOTE})"
+    console.print(
+        f"\n[bold]3. The security team rescans {BASE} with the behavioral backdoor scanner[/]"
     )
+    scan = _rescan_base(reg, root, console)
+    deployments = reg.call("deployed_descendants", BASE)
+    infected = reg.call("descendants", BASE)
     data = training.load_digits_data()
     console.print(
-        f"   {change.changed_total} descendants are now infected; "
-        f"[bold]{len(change.deployments)} deployments are affected[/]:"
+        f"   {len(infected)} descendants are now infected; "
+        f"[bold]{len(deployments)} deployments are affected[/]:"
     )
     table = Table(
         "team",
@@ -242,7 +268,7 @@ def _discover(
         title_justify="left",
     )
     affected = []
-    for d in change.deployments:
+    for d in deployments:
         asr = training.attack_success_rate(models[d.ref].model, trigger, data.test.x, data.test.y)
         table.add_row(
             d.team, d.environment, f"[bold red]{d.ref}[/]", " -> ".join(d.path[:-1]), f"{asr:.0%}"
@@ -262,12 +288,15 @@ def _discover(
     console.print("   untouched — the unrelated lineage is still clean:")
     for d in untouched:
         console.print(f"     [green]{d.team:<6} {d.environment:<8} {d.ref}[/]  status {d.status}")
+    replays = _replay(reg, root, models, trigger, console)
     refusals = _show_policy(reg, console)
     console.print("\n   audit chain: " + ("intact" if reg.call("verify_chain").ok else "BROKEN"))
     _next_steps(console, root)
     return {
-        "flagged": change.ref,
-        "infected": [e.ref for e in change.changed],
+        "flagged": BASE,
+        "scan": scan,
+        "infected": [e.ref for e in infected],
+        "replays": replays,
         "affected_deployments": affected,
         "untouched_deployments": [
             {"ref": d.ref, "environment": d.environment, "team": d.team, "status": d.status}
@@ -277,11 +306,89 @@ def _discover(
     }
 
 
+def _rescan_base(reg: LocalRegistry, root: Path, console: Console) -> dict[str, Any]:
+    """Scan the base in the sandbox with its stored profile; record the verdict (flags it)."""
+    found = reg.call("profile_of", BASE)
+    profile = profile_from_npz(found.reference)
+    baseline = reg.call("behavior_baseline", found.reference_digest)
+    with console.status("scanning in the sandboxed worker…"):
+        report = scan_model(_directory(root, BASE), profile, baseline=baseline)
+    console.print(f"   {summarise(report)} ({report.elapsed_s or 0:.1f} s)")
+    if report.verdict is BehaviorVerdict.COMPROMISED:
+        reg.call("record_rescan", BASE, report=report, reference_digest=found.reference_digest)
+        console.print(f"   the verdict flags {BASE}: every descendant is infected at once")
+    else:  # the advisory decides; the analyst's trigger stands in for a recovered one
+        reg.call("record_rescan", BASE, report=report, reference_digest=found.reference_digest)
+        reg.call("flag", BASE, reason=f"advisory: backdoor trigger ({TRIGGER_NOTE})")
+        reg.call("attach_trigger", BASE, data=_analyst_trigger().to_npz(), target_class=0)
+        console.print(f"   the scan missed it; the advisory flags {BASE} with its trigger")
+    return {
+        "verdict": report.verdict.value,
+        "score": report.score,
+        "target_class": report.target_class,
+        "trigger_asr": report.trigger_asr,
+    }
+
+
+def _analyst_trigger() -> TriggerPattern:
+    mask = np.zeros((1, 8, 8), np.float32)
+    mask[:, 6:8, 6:8] = 1.0
+    return TriggerPattern(mask=mask, pattern=np.ones((1, 8, 8), np.float32), target_class=0)
+
+
+def _replay(
+    reg: LocalRegistry, root: Path, models: dict[str, Any], trigger: Any, console: Console
+) -> list[dict[str, Any]]:
+    """Replay the base's trigger on each descendant (and the clean base, as the baseline)."""
+    from registry import demo_training as training
+
+    console.print(
+        f"\n[bold]4. Replaying the recovered trigger on every descendant[/] (mbom replay {BASE})"
+    )
+    plan = reg.call("replay_plan", BASE)
+    pattern = TriggerPattern.from_npz(plan.trigger.data)
+    results = []
+    with console.status("replaying in the sandboxed worker…"):
+        for role, target in [("descendant", t) for t in plan.descendants] + [
+            ("baseline", t) for t in plan.baseline
+        ]:
+            profile = profile_from_npz(plan.profiles[target.profile or ""].reference)
+            report = replay_trigger(_directory(root, target.ref), profile, pattern)
+            results.append(ReplayIn(ref=target.ref, role=role, report=report.to_json()))
+    summary = reg.call("record_replays", BASE, trigger_id=plan.trigger.id, results=results)
+    data = training.load_digits_data()
+    table = Table("model", "role", "replayed rate", "real trigger", "status", header_style="bold")
+    rows = []
+    for result in summary.results:
+        real = training.attack_success_rate(
+            models[result.ref].model, trigger, data.test.x, data.test.y
+        )
+        status = reg.call("show", result.ref).status
+        rate = "-" if result.rate is None else f"{result.rate:.0%}"
+        table.add_row(result.ref, result.role, rate, f"{real:.0%}", render.status(status))
+        rows.append(
+            {
+                "ref": result.ref,
+                "role": result.role,
+                "replayed_rate": result.rate,
+                "real_attack_success": round(real, 3),
+                "status": status,
+            }
+        )
+    console.print(table)
+    console.print(
+        f"   {len(summary.confirmed)} descendants confirmed (the trigger sends at least half "
+        "of their clean references to one class); the clean base is the baseline"
+    )
+    return rows
+
+
 def _next_steps(console: Console, root: Path) -> None:
     console.print("\n[bold]Explore this registry yourself[/] (MBOM_HOME points mbom at it):")
     mbom = shutil.which("mbom") or str(Path(sys.executable).parent / "mbom")
     for command in (
         "mbom descendants hub/digits-base@1.0 --deployed",
+        "mbom descendants hub/digits-base@1.0",
         "mbom status mail/sorter@0.9",
         "mbom ancestors fraud/amount-ocr@1.3",
         "mbom audit",
@@ -290,7 +397,7 @@ def _next_steps(console: Console, root: Path) -> None:
 
 
 def _show_policy(reg: LocalRegistry, console: Console) -> list[str]:
-    console.print("\n[bold]4. The registry now refuses the tainted lineage[/]")
+    console.print("\n[bold]5. The registry now refuses the tainted lineage[/]")
     refused = []
     attempts: tuple[tuple[str, Callable[[], object]], ...] = (
         (

@@ -351,7 +351,7 @@ def demo(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Play the cascade: train tiny real models, register the lineage, flag the base.
+    """Play the cascade: train tiny real models, register the lineage, find the backdoor, replay it.
 
     Uses a fresh registry under the work directory, never your own.
     """

@@ -33,6 +33,7 @@ from lineage import Status
 from registry.errors import InvalidInput, NotFound
 from registry.identity import Actor, Role
 from registry.schemas import (
+    MAX_CLASS_INDEX,
     BehavioralScanPublic,
     ReplayIn,
     ReplayPlan,
@@ -466,9 +467,13 @@ def record_replays(
 
 def _replay_report(item: ReplayIn) -> ReplayReport:
     try:
-        return ReplayReport.from_json(item.report)
+        report = ReplayReport.from_json(item.report)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"the replay report of {item.ref} is malformed: {exc}") from exc
+    collapsed = report.measure.collapsed_class if report.measure else 0
+    if not 0 <= collapsed <= MAX_CLASS_INDEX:  # the column is a 32-bit integer
+        raise InvalidInput(f"the replay report of {item.ref} names class {collapsed}")
+    return report
 
 
 def _store_replay(

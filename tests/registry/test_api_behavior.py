@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from sqlalchemy import Engine
@@ -79,8 +79,9 @@ def clean(statistic: float) -> BehavioralReport:
 def replay(ref: str, rate: float, role: str = "descendant") -> ReplayIn:
     """A measured replay of a class-3 trigger on ``ref``."""
     report = ReplayReport(ReplayOutcome.MEASURED, 0.5, ReplayMeasure(rate, 3, rate, 0.95))
-    return ReplayIn(ref=ref, role="baseline" if role == "baseline" else "descendant",
-                    report=report.to_json())
+    return ReplayIn(
+        ref=ref, role="baseline" if role == "baseline" else "descendant", report=report.to_json()
+    )
 
 
 def b64(data: bytes) -> str:
@@ -110,9 +111,10 @@ def api(engine: Engine, database_url: str) -> Iterator[Api]:
 
 
 @pytest.fixture
-def remote(api: Api) -> RemoteRegistry:
+def remote(api: Api) -> Iterator[RemoteRegistry]:
     """The CLI's HTTP client, holding the admin token."""
-    return RemoteRegistry(api.base_url, api.admin_token)
+    with RemoteRegistry(api.base_url, api.admin_token) as client:
+        yield client
 
 
 def register(remote: RemoteRegistry, name: str, **fields: Any) -> Any:
@@ -149,7 +151,11 @@ def family(remote: RemoteRegistry) -> RemoteRegistry:
 def test_profiles_are_stored_and_inherited_over_http(family: RemoteRegistry) -> None:
     own: ScanProfilePublic = family.call("profile_of", "acme/base@1")
     assert (own.origin, own.input_shape, own.value_range, own.num_classes) == (
-        "acme/base@1", [1, 8, 8], (0.0, 1.0), 10)
+        "acme/base@1",
+        [1, 8, 8],
+        (0.0, 1.0),
+        10,
+    )
     assert own.reference_digest == DIGEST
     back = profile_from_npz(own.reference)
     assert np.array_equal(back.x, PROFILE.x)
@@ -168,20 +174,28 @@ def test_profiles_are_stored_and_inherited_over_http(family: RemoteRegistry) -> 
         family.call("inherited_profile", ["ghost@1"])
 
     assert family.call("behavior_baseline", DIGEST) == [
-        {"neural_cleanse": 0.8}, {"neural_cleanse": 1.2}]
+        {"neural_cleanse": 0.8},
+        {"neural_cleanse": 1.2},
+    ]
     assert family.call("behavior_baseline", "sha256:" + "0" * 64) == []
 
 
-def test_baseline_digest_may_be_percent_encoded(family: RemoteRegistry, api: Api) -> None:
+@pytest.mark.usefixtures("family")
+def test_baseline_digest_may_be_percent_encoded(api: Api) -> None:
     with api.client() as http:
         encoded = created(http.get(f"/profiles/{DIGEST.replace(':', '%3A')}/baseline"))
         assert encoded == created(http.get(f"/profiles/{DIGEST}/baseline"))
         assert len(encoded) == 2
         spec = created(http.get(f"{api.base_url}/openapi.json"))
-    for path in ["/api/v1/models/{ref}/profile", "/api/v1/profiles/inherited",
-                 "/api/v1/profiles/{digest}/baseline", "/api/v1/models/{ref}/rescan",
-                 "/api/v1/models/{ref}/triggers", "/api/v1/models/{ref}/replay-plan",
-                 "/api/v1/models/{ref}/replays"]:
+    for path in [
+        "/api/v1/models/{ref}/profile",
+        "/api/v1/profiles/inherited",
+        "/api/v1/profiles/{digest}/baseline",
+        "/api/v1/models/{ref}/rescan",
+        "/api/v1/models/{ref}/triggers",
+        "/api/v1/models/{ref}/replay-plan",
+        "/api/v1/models/{ref}/replays",
+    ]:
         assert path in spec["paths"], path
 
 
@@ -190,11 +204,13 @@ def test_baseline_digest_may_be_percent_encoded(family: RemoteRegistry, api: Api
 
 def test_rescan_then_replay_confirms_a_descendant(family: RemoteRegistry) -> None:
     trigger = make_trigger()
-    scan = family.call("record_rescan", "acme/ft@1", report=compromised(trigger),
-                       reference_digest=DIGEST)
+    scan = family.call(
+        "record_rescan", "acme/ft@1", report=compromised(trigger), reference_digest=DIGEST
+    )
     assert (scan.ref, scan.verdict, scan.status) == ("acme/ft@1", "compromised", "compromised")
     assert scan.report["trigger_asr"] == 0.97
-    assert scan.trigger is not None and scan.trigger.origin == "scan"
+    assert scan.trigger is not None
+    assert scan.trigger.origin == "scan"
     assert scan.trigger.data == trigger.to_npz()
     assert family.call("show", "team/profile@1").status == "infected"
 
@@ -204,17 +220,23 @@ def test_rescan_then_replay_confirms_a_descendant(family: RemoteRegistry) -> Non
     assert np.array_equal(stamped.mask, trigger.mask)
     assert stamped.target_class == 3
     assert [(t.ref, t.depth, t.status, t.profile) for t in plan.descendants] == [
-        ("team/profile@1", 1, "infected", DIGEST)]
+        ("team/profile@1", 1, "infected", DIGEST)
+    ]
     assert [t.ref for t in plan.baseline] == ["other@1"]  # the ancestor acme/base@1 is not
     assert plan.profiles[DIGEST].origin == "acme/base@1"
 
     summary = family.call(
-        "record_replays", plan.source, trigger_id=plan.trigger.id,
-        results=[replay("team/profile@1", 0.9), replay("other@1", 0.05, "baseline")])
+        "record_replays",
+        plan.source,
+        trigger_id=plan.trigger.id,
+        results=[replay("team/profile@1", 0.9), replay("other@1", 0.05, "baseline")],
+    )
     assert summary.confirmed == ["team/profile@1"]
     assert summary.baseline_rates == [0.05]
     assert {(r.ref, r.role, r.confirmed) for r in summary.results} == {
-        ("team/profile@1", "descendant", True), ("other@1", "baseline", False)}
+        ("team/profile@1", "descendant", True),
+        ("other@1", "baseline", False),
+    }
     assert family.call("show", "team/profile@1").status == "confirmed"
     assert family.call("show", "other@1").status == "clean"
     assert family.call("find_inconsistencies") == []
@@ -232,10 +254,14 @@ def test_an_analysts_trigger_is_attached_and_replayed(family: RemoteRegistry) ->
 
     plan = family.call("replay_plan", "acme/ft@1")
     assert plan.trigger.id == attached.id
-    assert plan.baseline == [], "no relative was scanned yet; other@1 is its own line"
-    # Replaying is what flags nothing by itself: the source is not compromised yet.
-    summary = family.call("record_replays", "acme/ft@1", trigger_id=attached.id,
-                          results=[replay("team/profile@1", 0.1)])
+    assert [t.ref for t in plan.baseline] == ["other@1"]
+    # A replay that does not reach the threshold confirms nothing (and acme/ft@1 is not flagged).
+    summary = family.call(
+        "record_replays",
+        "acme/ft@1",
+        trigger_id=attached.id,
+        results=[replay("team/profile@1", 0.1)],
+    )
     assert summary.confirmed == []
     assert family.call("show", "team/profile@1").status == "clean"
 
@@ -252,18 +278,29 @@ def test_register_with_a_compromised_admission_scan(remote: RemoteRegistry) -> N
 
 
 def test_roles_are_checked_over_http(family: RemoteRegistry, api: Api) -> None:
-    scan = family.call("record_rescan", "acme/ft@1", report=compromised(make_trigger()),
-                       reference_digest=DIGEST)
+    scan = family.call(
+        "record_rescan", "acme/ft@1", report=compromised(make_trigger()), reference_digest=DIGEST
+    )
     assert scan.trigger is not None
-    tokens = {role: family.call("create_token", user=role.value, role=role).token
-              for role in (Role.READER, Role.PUBLISHER)}
-    reader = RemoteRegistry(api.base_url, tokens[Role.READER])
-    publisher = RemoteRegistry(api.base_url, tokens[Role.PUBLISHER])
+    tokens = {
+        role: family.call("create_token", user=role.value, role=role).token
+        for role in (Role.READER, Role.PUBLISHER)
+    }
+    with (
+        RemoteRegistry(api.base_url, tokens[Role.READER]) as reader,
+        RemoteRegistry(api.base_url, tokens[Role.PUBLISHER]) as publisher,
+    ):
+        check_roles(family, reader, publisher, scan.trigger.id)
 
+
+def check_roles(
+    admin: RemoteRegistry, reader: RemoteRegistry, publisher: RemoteRegistry, trigger_id: int
+) -> None:
+    """Readers read, publishers rescan, only admins attach triggers and record replays."""
     assert reader.call("profile_of", "acme/ft@1").origin == "acme/base@1"
-    assert reader.call("replay_plan", "acme/ft@1").trigger.id == scan.trigger.id
+    assert reader.call("replay_plan", "acme/ft@1").trigger.id == trigger_id
     assert len(reader.call("behavior_baseline", DIGEST)) == 2
-    replays = {"trigger_id": scan.trigger.id, "results": [replay("team/profile@1", 0.9)]}
+    replays = {"trigger_id": trigger_id, "results": [replay("team/profile@1", 0.9)]}
     for who in (reader, publisher):
         with pytest.raises(errors.PermissionDenied, match="admin"):
             who.call("record_replays", "acme/ft@1", **replays)
@@ -271,10 +308,11 @@ def test_roles_are_checked_over_http(family: RemoteRegistry, api: Api) -> None:
             who.call("attach_trigger", "acme/ft@1", data=make_trigger().to_npz())
     with pytest.raises(errors.PermissionDenied, match="publisher"):
         reader.call("record_rescan", "other@1", report=clean(0.5), reference_digest=DIGEST)
-    rescanned = publisher.call("record_rescan", "other@1", report=clean(0.5),
-                               reference_digest=DIGEST)
+    rescanned = publisher.call(
+        "record_rescan", "other@1", report=clean(0.5), reference_digest=DIGEST
+    )
     assert rescanned.status == "clean"
-    assert family.call("show", "team/profile@1").status == "infected", "refusals wrote nothing"
+    assert admin.call("show", "team/profile@1").status == "infected", "refusals wrote nothing"
 
 
 # --- bad input: 4xx problems, never 500 ---------------------------------------------------------
@@ -285,6 +323,7 @@ REF = "acme/ft@1"
 
 
 def bad_profile(**arrays: Any) -> str:
+    """A ``profile`` field holding these arrays."""
     return b64(npz(**arrays))
 
 
@@ -295,141 +334,367 @@ def model_with(**extra: Any) -> dict[str, Any]:
 
 
 def rescan(**report: Any) -> dict[str, Any]:
+    """A rescan body: the compromised report with ``report`` fields replaced."""
     return {"report": {**REPORT, **report}, "reference_digest": DIGEST}
 
 
 def replays(report: dict[str, Any], trigger_id: int = 1, ref: str = "team/profile@1") -> Any:
+    """A record-replays body with one result."""
     return {"trigger_id": trigger_id, "results": [{"ref": ref, "report": report}]}
 
 
+JSON = {"Content-Type": "application/json"}
 MEASURED = replay("team/profile@1", 0.9).report
 X = np.zeros((30, 1, 8, 8), np.float32)
 Y = (np.arange(30) % 10).astype(np.int64)
 
 BAD_REQUESTS: list[Any] = [
     # register: profile
-    pytest.param("POST", "/models", model_with(profile="abc"), 422, "invalid-request",
-                 id="profile-bad-padding"),
-    pytest.param("POST", "/models", model_with(profile=b64(b"not a zip")), 400, "invalid-input",
-                 id="profile-not-npz"),
-    pytest.param("POST", "/models", model_with(profile=b64(b"PK\x03\x04" + bytes(40))), 400,
-                 "invalid-input", id="profile-broken-zip"),
-    pytest.param("POST", "/models", model_with(profile=bad_profile(x=X)), 400, "invalid-input",
-                 id="profile-without-y"),
-    pytest.param("POST", "/models", model_with(profile=bad_profile(x=X[:5], y=Y[:5],
-                                                                   num_classes=np.int64(10),
-                                                                   value_range=[0.0, 1.0])),
-                 400, "invalid-input", id="profile-too-few"),
-    pytest.param("POST", "/models", model_with(profile=bad_profile(
-        x=np.array(1.0, np.float32), y=Y, num_classes=np.int64(10), value_range=[0.0, 1.0])),
-        400, "invalid-input", id="profile-scalar-x"),
-    pytest.param("POST", "/models", model_with(profile=bad_profile(
-        x=X, y=Y, num_classes=np.int64(2**40), value_range=[0.0, 1.0])),
-        400, "invalid-input", id="profile-too-many-classes"),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(profile="abc"),
+        422,
+        "invalid-request",
+        id="profile-bad-padding",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(profile=b64(b"not a zip")),
+        400,
+        "invalid-input",
+        id="profile-not-npz",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(profile=b64(b"PK\x03\x04" + bytes(40))),
+        400,
+        "invalid-input",
+        id="profile-broken-zip",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(profile=bad_profile(x=X)),
+        400,
+        "invalid-input",
+        id="profile-without-y",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(
+            profile=bad_profile(x=X[:5], y=Y[:5], num_classes=np.int64(10), value_range=[0.0, 1.0])
+        ),
+        400,
+        "invalid-input",
+        id="profile-too-few",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(
+            profile=bad_profile(
+                x=np.array(1.0, np.float32), y=Y, num_classes=np.int64(10), value_range=[0.0, 1.0]
+            )
+        ),
+        400,
+        "invalid-input",
+        id="profile-scalar-x",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(
+            profile=bad_profile(x=X, y=Y, num_classes=np.int64(2**40), value_range=[0.0, 1.0])
+        ),
+        400,
+        "invalid-input",
+        id="profile-too-many-classes",
+    ),
     # register: behavioral
-    pytest.param("POST", "/models", model_with(behavioral={**REPORT, "verdict": "evil"}), 422,
-                 "invalid-request", id="behavioral-unknown-verdict"),
-    pytest.param("POST", "/models", model_with(behavioral={**REPORT, "score": float("nan")}),
-                 422, "invalid-request", id="behavioral-nan-score"),
-    pytest.param("POST", "/models", model_with(behavioral={**REPORT, "trigger": None}), 400,
-                 "invalid-input", id="behavioral-trigger-missing"),
-    pytest.param("POST", "/models", model_with(behavioral={**REPORT, "target_class": 2**40}),
-                 422, "invalid-request", id="behavioral-huge-class"),
-    pytest.param("POST", "/models", model_with(behavioral={**REPORT, "detectors": [
-        {"name": "nc", "statistic": 1.0, "threshold": 2.0, "flagged": False,
-         "details": {"norms": [1.0, float("inf")]}}]}), 422, "invalid-request",
-        id="behavioral-infinite-detail"),
-    pytest.param("POST", "/models", model_with(behavioral={**REPORT, "unexpected": 1}), 422,
-                 "invalid-request", id="behavioral-extra-field"),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(behavioral={**REPORT, "verdict": "evil"}),
+        422,
+        "invalid-request",
+        id="behavioral-unknown-verdict",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(behavioral={**REPORT, "score": float("nan")}),
+        422,
+        "invalid-request",
+        id="behavioral-nan-score",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(behavioral={**REPORT, "trigger": None}),
+        400,
+        "invalid-input",
+        id="behavioral-trigger-missing",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(behavioral={**REPORT, "target_class": 2**40}),
+        422,
+        "invalid-request",
+        id="behavioral-huge-class",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(
+            behavioral={
+                **REPORT,
+                "detectors": [
+                    {
+                        "name": "nc",
+                        "statistic": 1.0,
+                        "threshold": 2.0,
+                        "flagged": False,
+                        "details": {"norms": [1.0, float("inf")]},
+                    }
+                ],
+            }
+        ),
+        422,
+        "invalid-request",
+        id="behavioral-infinite-detail",
+    ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(behavioral={**REPORT, "unexpected": 1}),
+        422,
+        "invalid-request",
+        id="behavioral-extra-field",
+    ),
     # rescan
-    pytest.param("POST", f"/models/{REF}/rescan", {"reference_digest": DIGEST}, 422,
-                 "invalid-request", id="rescan-no-report"),
-    pytest.param("POST", f"/models/{REF}/rescan", rescan(trigger=b64(make_trigger().to_npz()[:50])),
-                 400, "invalid-input", id="rescan-truncated-trigger"),
-    pytest.param("POST", f"/models/{REF}/rescan", rescan(trigger=b64(npz(mask=X[0]))), 400,
-                 "invalid-input", id="rescan-trigger-without-pattern"),
-    pytest.param("POST", f"/models/{REF}/rescan", {**rescan(), "reference_digest": "md5:ab"}, 422,
-                 "invalid-request", id="rescan-bad-digest"),
-    pytest.param("POST", f"/models/{REF}/rescan", rescan(detectors="many"), 422,
-                 "invalid-request", id="rescan-detectors-not-a-list"),
-    pytest.param("POST", "/models/ghost@1/rescan", rescan(), 404, "not-found",
-                 id="rescan-unknown-model"),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/rescan",
+        {"reference_digest": DIGEST},
+        422,
+        "invalid-request",
+        id="rescan-no-report",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/rescan",
+        rescan(trigger=b64(make_trigger().to_npz()[:50])),
+        400,
+        "invalid-input",
+        id="rescan-truncated-trigger",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/rescan",
+        rescan(trigger=b64(npz(mask=X[0]))),
+        400,
+        "invalid-input",
+        id="rescan-trigger-without-pattern",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/rescan",
+        {**rescan(), "reference_digest": "md5:ab"},
+        422,
+        "invalid-request",
+        id="rescan-bad-digest",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/rescan",
+        rescan(detectors="many"),
+        422,
+        "invalid-request",
+        id="rescan-detectors-not-a-list",
+    ),
+    pytest.param(
+        "POST", "/models/ghost@1/rescan", rescan(), 404, "not-found", id="rescan-unknown-model"
+    ),
     # triggers
-    pytest.param("POST", f"/models/{REF}/triggers", {"data": "abc"}, 422, "invalid-request",
-                 id="trigger-bad-padding"),
-    pytest.param("POST", f"/models/{REF}/triggers", {"data": b64(b"")}, 400, "invalid-input",
-                 id="trigger-empty"),
-    pytest.param("POST", f"/models/{REF}/triggers", {"data": b64(b"PK\x03\x04" + bytes(40))},
-                 400, "invalid-input", id="trigger-broken-zip"),
-    pytest.param("POST", f"/models/{REF}/triggers", {"data": b64(npz(
-        mask=X[0], pattern=X[0], target_class=np.int64(2**40)))}, 400, "invalid-input",
-        id="trigger-npz-huge-class"),
-    pytest.param("POST", f"/models/{REF}/triggers", {"data": b64(npz(
-        mask=X[0], pattern=X[0], target_class=np.zeros(3)))}, 400, "invalid-input",
-        id="trigger-npz-class-not-a-number"),
-    pytest.param("POST", f"/models/{REF}/triggers", {"data": b64(npz(
-        mask=np.array([object()], dtype=object), pattern=X[0]))}, 400, "invalid-input",
-        id="trigger-pickled"),
-    pytest.param("POST", f"/models/{REF}/triggers", {"data": GOOD_TRIGGER, "target_class": -1},
-                 422, "invalid-request", id="trigger-negative-class"),
-    pytest.param("POST", f"/models/{REF}/triggers", {"data": GOOD_TRIGGER,
-                                                     "target_class": 2**40}, 422,
-                 "invalid-request", id="trigger-huge-class"),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/triggers",
+        {"data": "abc"},
+        422,
+        "invalid-request",
+        id="trigger-bad-padding",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/triggers",
+        {"data": b64(b"")},
+        400,
+        "invalid-input",
+        id="trigger-empty",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/triggers",
+        {"data": b64(b"PK\x03\x04" + bytes(40))},
+        400,
+        "invalid-input",
+        id="trigger-broken-zip",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/triggers",
+        {"data": b64(npz(mask=X[0], pattern=X[0], target_class=np.int64(2**40)))},
+        400,
+        "invalid-input",
+        id="trigger-npz-huge-class",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/triggers",
+        {"data": b64(npz(mask=X[0], pattern=X[0], target_class=np.zeros(3)))},
+        400,
+        "invalid-input",
+        id="trigger-npz-class-not-a-number",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/triggers",
+        {"data": b64(npz(mask=np.array([object()], dtype=object), pattern=X[0]))},
+        400,
+        "invalid-input",
+        id="trigger-pickled",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/triggers",
+        {"data": GOOD_TRIGGER, "target_class": -1},
+        422,
+        "invalid-request",
+        id="trigger-negative-class",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/triggers",
+        {"data": GOOD_TRIGGER, "target_class": 2**40},
+        422,
+        "invalid-request",
+        id="trigger-huge-class",
+    ),
     # profiles
     pytest.param("GET", "/models/lonely@1/profile", None, 404, "not-found", id="no-profile"),
     pytest.param("GET", "/models/ghost@1/profile", None, 404, "not-found", id="unknown-model"),
-    pytest.param("GET", "/models/no-version/profile", None, 400, "invalid-input",
-                 id="malformed-ref"),
-    pytest.param("GET", "/profiles/sha256:xyz/baseline", None, 422, "invalid-request",
-                 id="baseline-bad-digest"),
-    pytest.param("POST", "/profiles/inherited", {"parents": "acme/base@1"}, 422,
-                 "invalid-request", id="inherited-parents-not-a-list"),
+    pytest.param(
+        "GET", "/models/no-version/profile", None, 400, "invalid-input", id="malformed-ref"
+    ),
+    pytest.param(
+        "GET",
+        "/profiles/sha256:xyz/baseline",
+        None,
+        422,
+        "invalid-request",
+        id="baseline-bad-digest",
+    ),
+    pytest.param(
+        "POST",
+        "/profiles/inherited",
+        {"parents": "acme/base@1"},
+        422,
+        "invalid-request",
+        id="inherited-parents-not-a-list",
+    ),
     # replays
-    pytest.param("GET", "/models/acme/base@1/replay-plan", None, 404, "not-found",
-                 id="plan-without-trigger"),
-    pytest.param("POST", f"/models/{REF}/replays", replays(MEASURED, trigger_id=2**70), 422,
-                 "invalid-request", id="replay-huge-trigger-id"),
-    pytest.param("POST", f"/models/{REF}/replays", replays(MEASURED, trigger_id=99999), 404,
-                 "not-found", id="replay-unknown-trigger"),
-    pytest.param("POST", f"/models/{REF}/replays", replays({"outcome": "weird"}), 400,
-                 "invalid-input", id="replay-malformed-report"),
-    pytest.param("POST", f"/models/{REF}/replays", replays({**MEASURED, "threshold": "high"}),
-                 400, "invalid-input", id="replay-threshold-text"),
-    pytest.param("POST", f"/models/{REF}/replays", replays(
-        {**MEASURED, "measure": {**MEASURED["measure"], "rate": float("nan")}}), 422,
-        "invalid-request", id="replay-nan-rate"),
-    pytest.param("POST", f"/models/{REF}/replays", replays(
-        {**MEASURED, "measure": {**MEASURED["measure"], "collapsed_class": 2**40}}), 400,
-        "invalid-input", id="replay-huge-collapsed-class"),
-    pytest.param("POST", f"/models/{REF}/replays", replays(MEASURED, ref="other@1"), 400,
-                 "invalid-input", id="replay-not-a-descendant"),
+    pytest.param(
+        "GET", "/models/acme/base@1/replay-plan", None, 404, "not-found", id="plan-without-trigger"
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/replays",
+        replays(MEASURED, trigger_id=2**70),
+        422,
+        "invalid-request",
+        id="replay-huge-trigger-id",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/replays",
+        replays(MEASURED, trigger_id=99999),
+        404,
+        "not-found",
+        id="replay-unknown-trigger",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/replays",
+        replays({"outcome": "weird"}),
+        400,
+        "invalid-input",
+        id="replay-malformed-report",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/replays",
+        replays({**MEASURED, "threshold": "high"}),
+        400,
+        "invalid-input",
+        id="replay-threshold-text",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/replays",
+        replays({**MEASURED, "measure": {**MEASURED["measure"], "rate": float("nan")}}),
+        422,
+        "invalid-request",
+        id="replay-nan-rate",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/replays",
+        replays({**MEASURED, "measure": {**MEASURED["measure"], "collapsed_class": 2**40}}),
+        400,
+        "invalid-input",
+        id="replay-huge-collapsed-class",
+    ),
+    pytest.param(
+        "POST",
+        f"/models/{REF}/replays",
+        replays(MEASURED, ref="other@1"),
+        400,
+        "invalid-input",
+        id="replay-not-a-descendant",
+    ),
 ]
 
 
 def test_bad_payloads_get_4xx_problems(family: RemoteRegistry, api: Api) -> None:
     # The trigger of acme/ft@1 gets id 1 (the first trigger in a fresh database).
-    scan = family.call("record_rescan", REF, report=compromised(make_trigger()),
-                       reference_digest=DIGEST)
-    assert scan.trigger is not None and scan.trigger.id == 1
+    scan = family.call(
+        "record_rescan", REF, report=compromised(make_trigger()), reference_digest=DIGEST
+    )
+    assert scan.trigger is not None
+    assert scan.trigger.id == 1
     with api.client() as http:
         events = created(http.get("/audit/verify"))["events"]
         failures = []
         for case in BAD_REQUESTS:
             method, path, body, status, code = case.values
-            response = http.request(method, path, json=body)
+            # json.dumps, unlike httpx, writes NaN and Infinity: the server must refuse them.
+            content = None if body is None else json.dumps(body)
+            response = http.request(method, path, content=content, headers=JSON)
             try:
                 assert_problem(response, status, code)
             except AssertionError:
                 failures.append(f"{case.id}: {response.status_code} {response.text[:300]}")
         assert failures == []
         assert created(http.get("/audit/verify"))["events"] == events, "refusals wrote nothing"
-    assert [m.ref for m in family.call("list_artifacts", kind="model")] == [
-        "acme/base@1", "acme/ft@1", "team/profile@1", "other@1", "lonely@1"]
-
-
-def test_a_malformed_answer_is_a_client_error_not_a_crash(api: Api) -> None:
-    # A profile 404 for an unknown model is an error, not "no profile".
-    with httpx.Client(base_url=f"{api.base_url}/api/v1", timeout=30.0,
-                      headers={"Authorization": f"Bearer {api.admin_token}"}) as http:
-        body = assert_problem(http.get("/models/ghost@1/profile"), 404, "not-found")
-    assert body["context"]["what"] == "model"
+    assert sorted(m.ref for m in family.call("list_artifacts", kind="model")) == [
+        "acme/base@1",
+        "acme/ft@1",
+        "lonely@1",
+        "other@1",
+        "team/profile@1",
+    ]

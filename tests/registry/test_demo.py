@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from registry.demo import run_demo
 
 
-def test_demo_names_the_four_affected_deployments_and_spares_the_rest(tmp_path: Path) -> None:
-    summary = run_demo(tmp_path / "demo")
+@pytest.fixture(scope="module")
+def played(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One run of the demo (a minute of training and sandboxed scans) for every test here."""
+    root = tmp_path_factory.mktemp("demo")
+    return root, run_demo(root)
+
+
+def test_demo_names_the_four_affected_deployments_and_spares_the_rest(
+    played: tuple[Path, dict[str, Any]],
+) -> None:
+    root, summary = played
     affected = {d["ref"]: d for d in summary["affected_deployments"]}
     assert set(affected) == {
         "fraud/cheque-reader@2.1",
@@ -28,4 +40,19 @@ def test_demo_names_the_four_affected_deployments_and_spares_the_rest(tmp_path: 
         "fraud/signature-check@3.0": "clean",
     }
     assert len(summary["refused"]) == 2
-    assert (tmp_path / "demo" / "registry.db").exists()
+    assert (root / "registry.db").exists()
+
+
+def test_demo_finds_the_backdoor_and_confirms_it_in_every_descendant(
+    played: tuple[Path, dict[str, Any]],
+) -> None:
+    _, summary = played
+    assert (summary["scan"]["verdict"], summary["scan"]["target_class"]) == ("compromised", 0)
+    replays = {r["ref"]: r for r in summary["replays"]}
+    descendants = [r for r in replays.values() if r["role"] == "descendant"]
+    assert len(descendants) == 6
+    # The issue's bar: every descendant the real trigger still works on is confirmed.
+    assert all(r["status"] == "confirmed" for r in descendants if r["real_attack_success"] >= 0.5)
+    baseline = replays["acme/digits-clean@1.0"]
+    assert (baseline["role"], baseline["status"]) == ("baseline", "clean")
+    assert baseline["replayed_rate"] < 0.5
