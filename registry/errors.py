@@ -38,8 +38,10 @@ class NotFound(MbomError):
 
     code = "not-found"
 
-    def __init__(self, what: str, ref: str, *, hint: str | None = None) -> None:
-        super().__init__(f"{what} {ref} is not registered", hint=hint)
+    def __init__(
+        self, what: str, ref: str, *, hint: str | None = None, message: str | None = None
+    ) -> None:
+        super().__init__(message or f"{what} {ref} is not registered", hint=hint)
         self.what = what
         self.ref = ref
 

@@ -137,7 +137,8 @@ def rescan(
         raise NotFound(
             "scan profile",
             shown.ref,
-            hint="register the model (or an ancestor) with --reference REF.npz",
+            message=f"{shown.ref} has no behavioral scan profile, nor has any ancestor",
+            hint="register it (or a base) with --reference REF.npz",
         )
     baseline = cli.call("behavior_baseline", found.reference_digest)
     with BehavioralProgress(shown.ref) as progress:

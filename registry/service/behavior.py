@@ -354,7 +354,8 @@ def replay_plan(session: Session, ref: str) -> ReplayPlan:
         raise NotFound(
             "trigger",
             ref_of(source),
-            hint="scan the model (mbom rescan) or give the analyst's one: mbom replay --trigger",
+            message=f"{ref_of(source)} has no recovered or attached backdoor trigger",
+            hint="scan it (mbom rescan) or give the analyst's: mbom replay --trigger T.npz",
         )
     below = descendant_rows(session, source.id or 0)
     descendants = [_target(session, node, depth) for node, (depth, _) in sorted(below.items())]

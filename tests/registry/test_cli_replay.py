@@ -1,0 +1,141 @@
+"""``mbom register --reference``, ``mbom rescan`` and ``mbom replay`` on real tiny models.
+
+A backdoored base registered with its profile (scans skipped, as if it predated
+behavioral admission), a head fine-tune and a full fine-tune of it, and a clean
+model admitted with a behavioral scan; the real ``mbom`` executable rescans the
+base (the verdict flags it), replays the recovered trigger and shows the rates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from registry import demo_training as training
+from tests.registry.test_cli import Cli, cli_env
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained model directories and a reference set (seconds on a CPU)."""
+    root = tmp_path_factory.mktemp("zoo")
+    trigger = training.Trigger()
+    base = training.train_base(width=16, seed=1, backdoor=trigger)
+    clean = training.train_base(width=16, seed=2)
+    models = {
+        "base": base,
+        "clean": clean,
+        "head": training.fine_tune(base, mode="head", seed=3),
+        "full": training.fine_tune(base, mode="full", seed=4),
+    }
+    for name, model in models.items():
+        training.save_model_dir(model, root / name, name=name, base_model=None, datasets=[])
+    training.save_reference(root / "ref.npz", n=100)
+    return root
+
+
+def test_rescan_flags_the_base_and_replay_confirms_its_descendants(
+    zoo: Path, tmp_path: Path
+) -> None:
+    mbom = Cli(cli_env(tmp_path), tmp_path)
+    clean = mbom(
+        "register",
+        zoo / "clean",
+        "--name",
+        "acme/clean",
+        "--version",
+        "1",
+        "--reference",
+        zoo / "ref.npz",
+        "--source",
+        f"file://{zoo / 'clean'}",
+        "--json",
+    ).json()
+    assert (clean["status"], clean["finding"]) == ("clean", "clean")
+    mbom(
+        "register",
+        zoo / "base",
+        "--name",
+        "hub/base",
+        "--version",
+        "1",
+        "--reference",
+        zoo / "ref.npz",
+        "--skip-scan",
+        "--source",
+        f"file://{zoo / 'base'}",
+    )
+    for child in ("head", "full"):
+        mbom(
+            "register",
+            zoo / child,
+            "--name",
+            f"app/{child}",
+            "--version",
+            "1",
+            "--parent",
+            "hub/base@1",
+            "--skip-scan",
+            "--source",
+            f"file://{zoo / child}",
+        )
+
+    scan = mbom("rescan", "hub/base@1", "--trigger-out", tmp_path / "trigger", "--json", code=1)
+    found = scan.json()
+    assert (found["verdict"], found["status"]) == ("compromised", "compromised")
+    assert found["report"]["target_class"] == 0
+    assert Path(found["trigger"]["png"]).read_bytes().startswith(b"\x89PNG")
+    assert mbom("show", "app/head@1", "--json").json()["status"] == "infected"
+
+    replayed = mbom("replay", "hub/base@1", "--json").json()
+    rates = {r["ref"]: r for r in replayed["results"]}
+    assert set(replayed["confirmed"]) <= {"app/head@1", "app/full@1"}
+    assert "app/head@1" in replayed["confirmed"]  # a frozen backbone keeps the backdoor
+    assert rates["acme/clean@1"]["role"] == "baseline"
+    assert rates["acme/clean@1"]["rate"] < 0.5
+    assert replayed["skipped"] == []
+    status = mbom("status", "app/head@1", "--json").json()
+    assert status["status"] == "confirmed"
+    assert status["sources"][0]["replay"]["rate"] == rates["app/head@1"]["rate"]
+    below = mbom("descendants", "hub/base@1", "--json").json()
+    listed = {e["ref"]: e["replay_rate"] for e in below}
+    assert listed["app/head@1"] == rates["app/head@1"]["rate"]
+    assert "confirmed" in mbom("descendants", "hub/base@1").out
+    assert mbom("check").code == 0
+
+
+def test_rescan_and_replay_refuse_clearly(zoo: Path, tmp_path: Path) -> None:
+    mbom = Cli(cli_env(tmp_path), tmp_path)
+    mbom("register", zoo / "base", "--name", "hub/base", "--version", "1", "--skip-scan")
+    mbom(
+        "register",
+        zoo / "head",
+        "--name",
+        "app/head",
+        "--version",
+        "1",
+        "--skip-scan",
+        "--parent",
+        "hub/base@1",
+    )
+    no_files = mbom("rescan", "hub/base@1", code=2).error_line()
+    assert "where are the files of hub/base@1" in no_files
+    other = mbom("rescan", "hub/base@1", zoo / "head", code=2).error_line()
+    assert "is not hub/base@1" in other
+    no_profile = mbom("rescan", "hub/base@1", zoo / "base", code=1).error_line()
+    assert "has no behavioral scan profile" in no_profile
+    assert "no recovered or attached" in mbom("replay", "hub/base@1", code=1).error_line()
+    assert "N@V=DIR" in mbom("replay", "hub/base@1", "--path", "nonsense", code=2).error_line()
+    bad = mbom(
+        "register",
+        zoo / "clean",
+        "--name",
+        "x/y",
+        "--version",
+        "1",
+        "--reference",
+        zoo / "base" / "config.json",
+        code=2,
+    ).error_line()
+    assert "config.json" in bad
