@@ -228,7 +228,13 @@ def _calibration_specs() -> list[Spec]:
         Spec("cal-bd-mlp96-p3-t7", "DigitsMLP", 96, 123, _patch(7, 3, 2, 2)),
         Spec("cal-bd-mlp48-blend-t2", "DigitsMLP", 48, 124, Poison(2, blend=0.25)),
     ]
-    parents = ["cal-clean-cnn16-s101", "cal-bd-cnn16-p2-t8", "cal-bd-mlp64-p2-t6"]
+    parents = [
+        "cal-clean-cnn16-s101", "cal-bd-cnn16-p2-t8", "cal-bd-mlp64-p2-t6",
+        # Added to calibrate the replay confirmation rule: more clean lineages, and the
+        # blended and large-patch triggers. Appended so the first seeds stay the same.
+        "cal-clean-mlp64-s105", "cal-clean-cnn24-s117", "cal-clean-mlp96-s120",
+        "cal-bd-cnn16-blend-t1", "cal-bd-cnn16-p4-t3", "cal-bd-mlp96-p3-t7",
+    ]  # fmt: skip
     return [*clean, *backdoored, *_descendants(parents, seed=140)]
 
 

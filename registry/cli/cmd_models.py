@@ -329,7 +329,7 @@ def list_models(
 @app.command()
 def identify(ctx: typer.Context, path: PathArg, json_: JsonOpt = False) -> None:
     """Name the registered version whose files are exactly PATH (by manifest digest)."""
-    manifest = hash_path(path)
+    manifest = model_signing_opts.without_signature_file(path, hash_path(path))
     found: list[ArtifactPublic] = ctx_of(ctx).call("identify", manifest)
     if json_:
         render.emit_json(
@@ -388,7 +388,7 @@ def verify(
             json_=json_,
         )
         return
-    manifest = hash_path(path)
+    manifest = model_signing_opts.without_signature_file(path, hash_path(path))
     report: VerifyReport = ctx_of(ctx).call(
         "verify", manifest, ref=ref, accept_cleared=accept_cleared
     )

@@ -105,6 +105,26 @@ def for_registration(
     return Registration(kept, bundle.to_json(), key_pem)
 
 
+def without_signature_file(path: Path, manifest: Manifest) -> Manifest:
+    """Leave out the default signature file ``PATH/model.sig`` when it is a model-signing bundle.
+
+    ``register --model-signing-key`` writes it next to the files it signs, so
+    the registered manifest never lists it; counting it as an extra file would
+    fail ``verify`` and ``identify`` on exactly the files that were registered.
+    """
+    signature = default_signature_path(path)
+    if not path.is_dir() or not signature.is_file():
+        return manifest
+    from registry import model_signing_format as msf
+
+    try:
+        msf.read_bundle(signature)
+    except InvalidInput:  # not a signature: an ordinary file of the model, kept
+        return manifest
+    render.err.print(f"leaving out {signature}: an OpenSSF model-signing signature")
+    return msf.without_path(manifest, msf.path_inside(path, signature))
+
+
 def default_signature_path(path: Path) -> Path:
     """``PATH/model.sig`` for a directory, ``PATH.sig`` next to a single-file model."""
     if path.is_dir():

@@ -618,11 +618,18 @@ def test_cli_register_sign_verify_export_and_tamper(
     ms_verify(model, alice, signature)
 
     exported = tmp_path / "exported.sig"
-    verified, shown, plain = db_cli.many(
+    verified, shown, plain, unsigned, named = db_cli.many(
         ["verify", model, "--model-signing", signature, "--public-key", alice.public, "--json", 0],
         ["show", "acme/tiny@1", "--model-signing-out", exported, 0],
         ["verify", model, "--model-signing", signature, "--public-key", alice.public, 0],
+        # Plain verify wants an Ed25519 signature (none here), but sees no extra file.
+        ["verify", model, "--json", 1],
+        ["identify", model, "--json", 0],
     )
+    assert {f["state"] for f in unsigned.json()["files"]} == {"match"}
+    assert not [p for p in unsigned.json()["problems"] if "model.sig" in p]
+    assert "leaving out" in unsigned.err
+    assert [m["ref"] for m in named.json()["matches"]] == ["acme/tiny@1"]
     report = verified.json()
     assert report["ok"] is True
     assert report["registry"]["ref"] == "acme/tiny@1"
