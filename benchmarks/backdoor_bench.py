@@ -13,12 +13,14 @@ and the targets of issue 4, met or not.
 
 ``--quick`` uses a smaller zoo; ``--calibrate`` scans the *calibration* zoo instead
 and prints the clean-model references (median, 1.4826 * MAD) that
-``scanning/behavioral/_calibration.py`` hard-codes as its defaults.
+``scanning/behavioral/_calibration.py`` hard-codes as its defaults, and the replays
+(descendants vs. clean relatives) that set ``INHERITANCE_MARGIN``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -36,14 +38,23 @@ from scanning.behavioral.detect import (
     MAX_MARGIN,
     NEURAL_CLEANSE,
     Budget,
+    confirms_inheritance,
     detect,
     measure_replay,
     plain_neural_cleanse,
 )
-from scanning.behavioral.report import BehavioralReport, BehaviorVerdict, DetectorResult
+from scanning.behavioral.report import (
+    BehavioralReport,
+    BehaviorVerdict,
+    DetectorResult,
+    ReplayMeasure,
+)
 
-#: A descendant is confirmed when its replayed rate reaches this (issue 4's default).
+#: A descendant is confirmed when its replayed rate reaches this (issue 4's default) and
+#: beats its clean relatives (:func:`~scanning.behavioral.detect.confirms_inheritance`).
 CONFIRM_RATE = 0.5
+#: How many clean relatives the registry replays as the baseline today.
+REGISTRY_RELATIVES = 3
 
 
 @dataclass(frozen=True)
@@ -146,21 +157,52 @@ def _seconds(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class Replay:
-    """A descendant's replayed rate (base's recovered trigger) beside its real ASR."""
+    """A descendant's replay of its base's recovered trigger, and the clean relatives' baseline.
+
+    ``measure`` is the trigger on the descendant, ``baseline`` the same trigger on
+    every clean base outside the lineage (what the registry replays as the baseline).
+    """
 
     scan: Scan
-    rate: float
+    measure: ReplayMeasure
+    baseline: tuple[ReplayMeasure, ...]
     real_asr: float | None
 
     @property
+    def rate(self) -> float:
+        """The share of references sent to the trigger's target class."""
+        m = self.measure
+        return m.target_rate if m.target_rate is not None else m.rate
+
+    @property
+    def baseline_max(self) -> float:
+        """The same rate on the most susceptible clean relative."""
+        return max((m.target_rate if m.target_rate is not None else m.rate) for m in self.baseline)
+
+    @property
     def confirmed(self) -> bool:
-        """The replay says the descendant carries the trigger."""
-        return self.rate >= CONFIRM_RATE
+        """The replay says the descendant carries the trigger (against the clean relatives)."""
+        return confirms_inheritance(self.measure, baseline=self.baseline, threshold=CONFIRM_RATE)
+
+    @property
+    def confirmed_without_baseline(self) -> bool:
+        """The issue's plain rule: the rate alone reaches the threshold."""
+        return confirms_inheritance(self.measure, threshold=CONFIRM_RATE)
+
+    def confirmed_share(self, relatives: int) -> float:
+        """The share of all draws of ``relatives`` clean relatives that would confirm."""
+        draws = list(itertools.combinations(self.baseline, relatives))
+        return float(np.mean([
+            confirms_inheritance(self.measure, baseline=draw, threshold=CONFIRM_RATE)
+            for draw in draws
+        ]))  # fmt: skip
 
 
 def replays(scans: Sequence[Scan], data: Data) -> list[Replay]:
-    """Replay each base's recovered trigger on each of its descendants."""
+    """Replay each base's recovered trigger on its descendants and on the clean relatives."""
     by_name = {scan.model.spec.name: scan for scan in scans}
+    clean_bases = [s for s in scans if s.is_base and not s.model.backdoored_lineage]
+    profile = data.profile()
     results = []
     for scan in scans:
         if scan.is_base:
@@ -168,26 +210,32 @@ def replays(scans: Sequence[Scan], data: Data) -> list[Replay]:
         base = by_name[scan.model.base].report
         if base.trigger is None:
             continue
-        measure = measure_replay(scan.model.model, data.profile(), base.trigger)
-        rate = measure.target_rate if measure.target_rate is not None else measure.rate
-        results.append(Replay(scan, rate, scan.model.asr))
+        measure = measure_replay(scan.model.model, profile, base.trigger)
+        baseline = tuple(
+            measure_replay(relative.model.model, profile, base.trigger)
+            for relative in clean_bases
+            if relative.model.spec.name != scan.model.base
+        )
+        results.append(Replay(scan, measure, baseline, scan.model.asr))
     return results
 
 
 def replay_table(results: Sequence[Replay]) -> list[str]:
     """Markdown rows: every descendant's replayed rate vs. real ASR, and its own verdict."""
     rows = [
-        "| descendant | base | real ASR | replayed rate | confirmed | own verdict | score "
-        "| CPU s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| descendant | base | real ASR | replayed rate | clean relatives, max | confirmed "
+        "| rate ≥ 0.5 alone | own verdict | score | CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for item in results:
         report = item.scan.report
         real = "– (clean base)" if item.real_asr is None else f"{item.real_asr:.2f}"
         confirmed = "**yes**" if item.confirmed else "no"
+        alone = "yes" if item.confirmed_without_baseline else "no"
         rows.append(
             f"| {item.scan.model.spec.name} | {item.scan.model.base} | {real} | {item.rate:.2f} "
-            f"| {confirmed} | {_verdict(item.scan)} | {report.score:.2f} | {item.scan.cpu:.1f} |"
+            f"| {item.baseline_max:.2f} | {confirmed} | {alone} | {_verdict(item.scan)} "
+            f"| {report.score:.2f} | {item.scan.cpu:.1f} |"
         )
     return rows
 
@@ -230,6 +278,12 @@ def summary(scans: Sequence[Scan], results: Sequence[Replay]) -> dict[str, Any]:
         "replay_needed": len(needed),
         "replay_clean_confirmed": sum(r.confirmed for r in clean_lineage),
         "replay_clean": len(clean_lineage),
+        "replay_alone_confirmed": sum(r.confirmed_without_baseline for r in needed),
+        "replay_alone_clean_confirmed": sum(r.confirmed_without_baseline for r in clean_lineage),
+        "replay_3_confirmed": sum(r.confirmed_share(REGISTRY_RELATIVES) for r in needed),
+        "replay_3_clean_confirmed": sum(
+            r.confirmed_share(REGISTRY_RELATIVES) for r in clean_lineage
+        ),
     }
 
 
@@ -266,6 +320,10 @@ def summary_rows(figures: dict[str, Any]) -> list[str]:
         f"{f['replay_needed']} | | all | {_met(f['replay_confirmed'] == f['replay_needed'])} |",
         f"| descendants of clean bases confirmed by replay | {f['replay_clean_confirmed']} of "
         f"{f['replay_clean']} | | none | {_met(f['replay_clean_confirmed'] == 0)} |",
+        f"| replay confirmed, inherited / clean lineage: rate ≥ 0.5 alone (no baseline) "
+        f"| {f['replay_alone_confirmed']} / {f['replay_alone_clean_confirmed']} | | | |",
+        f"| the same, expected with {REGISTRY_RELATIVES} random clean relatives as baseline | "
+        f"{f['replay_3_confirmed']:.1f} / {f['replay_3_clean_confirmed']:.1f} | | | |",
         f"| scan CPU s per model, mean / max (max wall s) | {f['mean_s']:.1f} / {f['max_s']:.1f} "
         f"({f['max_wall_s']:.1f}) | {_fmt(f['plain_mean_s'], 1)} (bases) | ≤ 30 "
         f"| {_met(f['max_s'] <= 30)} |",
@@ -284,17 +342,20 @@ def _met(ok: bool) -> str:
 
 
 def calibrate(data: Data) -> None:
-    """Scan the calibration zoo's bases and print the default references they give."""
-    models = [m for m in build_zoo(zoo_specs("calibration"), data=data) if m.spec.parent is None]
-    scans = run(models, data, plain=False)
+    """Scan the calibration zoo, print the default references its clean bases give, and the
+    replays behind :data:`~scanning.behavioral.detect.INHERITANCE_MARGIN`."""
+    scans = run(build_zoo(zoo_specs("calibration"), data=data), data, plain=False)
     print("\n".join(base_table(scans)))
+    print("\n".join(["", *replay_table(replays(scans, data)), ""]))
     for name in (NEURAL_CLEANSE, MAX_MARGIN):
-        clean = np.array([_statistic(s, name) for s in scans if not s.model.backdoored_lineage])
+        clean = np.array(
+            [_statistic(s, name) for s in scans if s.is_base and not s.model.backdoored_lineage]
+        )
         center = float(np.median(clean))
         scale = 1.4826 * float(np.median(np.abs(clean - center)))
         values = ", ".join(f"{v:.3f}" for v in sorted(clean))
         print(f"{name}: Reference(center={center:.3f}, scale={scale:.3f})  clean: {values}")
-        bad = sorted(_statistic(s, name) for s in scans if s.model.backdoored_lineage)
+        bad = sorted(_statistic(s, name) for s in scans if s.is_base and s.model.backdoored_lineage)
         print(f"{name} backdoored: {', '.join(f'{v:.3f}' for v in bad)}")
 
 

@@ -263,6 +263,7 @@ def _audit_entries(
             "kind": "model", "digest": hub.manifest(node).digest, "team": hub.team[node],
             "parents": [[hub.ref(p), r] for p, r in hub.links(node)], "signed_by": None,
             "scan": None,  # registered without a static scan report
+            "behavioral": None,
         }
     for node, team, environment in deployed:
         yield "deploy", hub.ref(node), {"environment": environment, "team": team}

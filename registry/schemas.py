@@ -607,6 +607,8 @@ class ReplaySummary(PublicModel):
     results: list[ReplayPublic]
     confirmed: list[str]
     baseline_rates: list[float]
+    #: What the result cannot say (e.g. no clean relative was measured).
+    notes: list[str] = Field(default_factory=list)
 
 
 class BehavioralScanPublic(PublicModel):

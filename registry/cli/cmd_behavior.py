@@ -232,11 +232,14 @@ def replay(
 
     Uses the trigger its behavioral scan recovered (or --trigger). Each
     descendant with a scan profile is loaded in the sandbox and fed its clean
-    references stamped with the trigger: when at least --threshold of them
-    collapse to one class the inheritance is confirmed (status confirmed);
-    otherwise it stays infected with the measured rate recorded. Clean
-    relatives scanned on the same references are measured too, as the
-    baseline. Exit 0 when every replay ran, 1 when some could not.
+    references stamped with the trigger. Up to 8 clean relatives scanned on the
+    same references (outside this lineage) are measured too, as the baseline:
+    a descendant is confirmed (status confirmed) when at least --threshold of
+    its references go to the trigger's class and it beats every clean
+    relative's rate by 35 points — a trigger recovered from a clean model fools
+    unrelated models too, a backdoor's does not. Otherwise it stays infected
+    with the measured rate recorded. Exit 0 when every replay ran, 1 when some
+    could not.
     """
     from scanning.behavioral.report import TriggerPattern
 
@@ -338,6 +341,8 @@ def _print_replays(summary: ReplaySummary, skipped: list[dict[str, str]]) -> Non
         render.out.print("baseline: no clean relative scanned on the same references")
     for item in skipped:
         render.err.print(f"not replayed on {item['ref']}: {item['why']}")
+    for note in summary.notes:
+        render.out.print(f"note: {note}")
     render.out.print(
         f"{len(summary.confirmed)} descendants confirmed: {', '.join(summary.confirmed)}"
     )

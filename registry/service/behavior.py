@@ -30,7 +30,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from lineage import Status
-from registry.errors import InvalidInput, NotFound
+from registry.errors import InvalidInput, MbomError, NotFound
 from registry.identity import Actor, Role
 from registry.schemas import (
     MAX_CLASS_INDEX,
@@ -50,6 +50,7 @@ from registry.service.graph import ancestor_rows, descendant_rows, labels_of
 from registry.service.refs import ref_of, resolve
 from registry.service.status import refresh_one
 from registry.tables import Artifact, ReplayResult, ScanProfile, ScanRecord, Trigger
+from scanning.behavioral.inheritance import confirms_inheritance
 from scanning.behavioral.report import (
     BehavioralReport,
     BehaviorVerdict,
@@ -58,8 +59,10 @@ from scanning.behavioral.report import (
 )
 from scanning.behavioral.report import ScanProfile as Profile
 
-#: How many clean relatives a replay measures as the baseline.
-BASELINE_RELATIVES = 3
+#: How many clean relatives a replay measures as the baseline. The rule compares with
+#: the most susceptible one: with 3, a clean lineage was still confirmed in ~10% of
+#: draws of relatives on the calibration zoo, with 8 in under 1% (benchmarks/README.md).
+BASELINE_RELATIVES = 8
 #: How many clean relatives' statistics calibrate a scan (most recent first).
 CALIBRATION_RELATIVES = 20
 
@@ -112,9 +115,17 @@ def profile_of(session: Session, ref: str) -> ScanProfilePublic | None:
 
 
 def inherited_profile(session: Session, parents: Sequence[str]) -> ScanProfilePublic | None:
-    """The profile a new child of ``parents`` inherits: the first parent's line that has one."""
+    """The profile a new child of ``parents`` inherits: the first parent's line that has one.
+
+    Unknown parents are passed over: the registration itself refuses them, with
+    the reason (unknown, a cycle, ...).
+    """
     for parent in parents:
-        found = _profile_for(session, resolve(session, parent, kind="model").id or 0)
+        try:
+            known = resolve(session, parent, kind="model")
+        except MbomError:
+            continue
+        found = _profile_for(session, known.id or 0)
         if found is not None:
             return found
     return None
@@ -437,16 +448,27 @@ def record_replays(
     if trigger is None or trigger.artifact_id != source.id:
         raise NotFound("trigger", f"{trigger_id} of {ref_of(source)}")
     below = descendant_rows(session, source.id or 0)
-    recorded = []
-    for item in results:
-        target = resolve(session, item.ref, kind="model")
-        if item.role == "descendant" and target.id not in below:
-            raise InvalidInput(f"{item.ref} does not descend from {ref_of(source)}")
-        report = _replay_report(item)
-        row = _store_replay(session, source, trigger, target, item.role, report, actor=actor)
+    checked = [(item, _replay_target(session, source, item, below)) for item in results]
+    # Clean relatives first: each descendant is judged against them (same run, same trigger).
+    checked.sort(key=lambda pair: pair[0].role != "baseline")
+    recorded, baseline = [], []
+    for item, (target, report) in checked:
+        if item.role == "baseline":
+            confirmed = False
+            if report.measure is not None:
+                baseline.append(report.measure)
+        else:
+            confirmed = report.measure is not None and confirms_inheritance(
+                report.measure, baseline=baseline, threshold=report.threshold
+            )
+        row = _store_replay(
+            session, source, trigger, target, item.role, report, actor=actor, confirmed=confirmed
+        )
         recorded.append(_replay_public(session, row))
         if item.role == "descendant":
             refresh_one(session, target.id or 0)
+    confirmed_refs = [r.ref for r in recorded if r.confirmed and r.role == "descendant"]
+    notes = [] if baseline else [NO_BASELINE_NOTE]
     audit.record(
         session,
         actor=actor,
@@ -455,15 +477,36 @@ def record_replays(
         details={
             "trigger": trigger.digest,
             "replayed": len(recorded),
-            "confirmed": [r.ref for r in recorded if r.confirmed and r.role == "descendant"],
+            "baseline": len(baseline),
+            "confirmed": confirmed_refs,
         },
     )
     return ReplaySummary(
         source=ref_of(source),
         results=recorded,
-        confirmed=[r.ref for r in recorded if r.confirmed and r.role == "descendant"],
+        confirmed=confirmed_refs,
         baseline_rates=[r.rate for r in recorded if r.role == "baseline" and r.rate is not None],
+        notes=notes,
     )
+
+
+#: What a replay without clean relatives cannot rule out.
+NO_BASELINE_NOTE = (
+    "no clean relative was measured: confirmed on the rate alone, and a trigger recovered "
+    "from a clean model can fool its fine-tunes too; register clean models of this family "
+    "with a behavioral scan on the same references to get a baseline"
+)
+
+
+def _replay_target(
+    session: Session, source: Artifact, item: ReplayIn, below: dict[int, Any]
+) -> tuple[Artifact, ReplayReport]:
+    target = resolve(session, item.ref, kind="model")
+    if item.role == "descendant" and target.id not in below:
+        raise InvalidInput(f"{item.ref} does not descend from {ref_of(source)}")
+    if item.role == "baseline" and (target.id in below or target.id == source.id):
+        raise InvalidInput(f"{item.ref} is of {ref_of(source)}'s lineage: no baseline")
+    return target, _replay_report(item)
 
 
 def _replay_report(item: ReplayIn) -> ReplayReport:
@@ -486,6 +529,7 @@ def _store_replay(
     report: ReplayReport,
     *,
     actor: Actor,
+    confirmed: bool,
 ) -> ReplayResult:
     session.execute(
         update(ReplayResult)
@@ -506,7 +550,7 @@ def _store_replay(
         outcome=report.outcome.value,
         rate=measure.rate if measure else None,
         collapsed_class=measure.collapsed_class if measure else None,
-        confirmed=report.confirmed and role == "descendant",
+        confirmed=confirmed,
         threshold=report.threshold,
         details=report.to_json(),
         actor=actor.user,

@@ -82,20 +82,55 @@ def infect_from_closure(session: Session, source: Artifact) -> list[Change]:
     Every edge below a model propagates (only a dataset's ``evaluated_on`` use
     does not), so the shortest infection path from a model is its shortest
     lineage path: the source's infection rows *are* its closure rows, with the
-    same tie-break (smallest parent id). One ``INSERT … SELECT`` writes them,
-    then the statuses of the source and its descendants are refreshed in SQL.
+    same tie-break (smallest parent id). One ``INSERT … SELECT`` writes them.
+
+    A new source can only move a descendant up: ``clean`` or ``cleared`` to
+    ``infected`` (no clearance names a source that was not flagged), or to
+    ``confirmed`` where a replay of this source's trigger confirmed it before.
+    So only those rows are read and written — the rule of
+    :func:`wanted_status`, without evaluating it on every descendant.
     """
     assert source.kind == "model", "a dataset's uses may not propagate: use recompute"
+    root = source.id or 0
     closure = select(
         LineageClosure.descendant_id,
         LineageClosure.ancestor_id,
         LineageClosure.depth,
         LineageClosure.via_id,
-    ).where(LineageClosure.ancestor_id == source.id)
+    ).where(LineageClosure.ancestor_id == root)
     session.execute(
         insert(Infection).from_select(["artifact_id", "source_id", "depth", "via_id"], closure)
     )
-    return refresh_below(session, source.id or 0)
+    confirmed = set(
+        session.exec(
+            select(ReplayResult.artifact_id).where(
+                col(ReplayResult.source_id) == root,
+                col(ReplayResult.confirmed),
+                not_(col(ReplayResult.superseded)),
+                col(ReplayResult.role) == "descendant",
+            )
+        )
+    )
+    moving: ColumnElement[bool] = col(Artifact.status).in_(
+        [Status.CLEAN.value, Status.CLEARED.value]
+    )
+    if confirmed:
+        moving = moving | (
+            (col(Artifact.status) == Status.INFECTED.value) & among(Artifact.id, confirmed)
+        )
+    rows = session.exec(
+        select(LineageClosure.descendant_id, Artifact.status, LineageClosure.depth)
+        .select_from(LineageClosure)
+        .join(Artifact, col(Artifact.id) == col(LineageClosure.descendant_id))
+        .where(LineageClosure.ancestor_id == root, moving)
+    ).all()
+    changes = [
+        Change(node, before, "confirmed" if node in confirmed else "infected", depth)
+        for node, before, depth in rows
+    ]
+    changes.sort(key=lambda change: (change.depth or 0, change.artifact_id))
+    _write_changes(session, changes)
+    return refresh_one(session, root) + changes
 
 
 def withdraw_source(session: Session, source: Artifact) -> list[Change]:

@@ -56,6 +56,7 @@ from scanning.behavioral._torch_support import (
     put_in_eval_mode,
     torch_threads,
 )
+from scanning.behavioral.inheritance import INHERITANCE_MARGIN, confirms_inheritance
 from scanning.behavioral.report import (
     BehavioralReport,
     DetectorResult,
@@ -68,7 +69,9 @@ __all__ = [
     "MAX_MARGIN",
     "NEURAL_CLEANSE",
     "PUBLISHED_NC_THRESHOLD",
+    "INHERITANCE_MARGIN",
     "Budget",
+    "confirms_inheritance",
     "detect",
     "measure_replay",
     "plain_neural_cleanse",
@@ -82,6 +85,7 @@ PUBLISHED_NC_THRESHOLD = 2.0
 #: Weight of a mask's compactness against the log of its cheapness (see module doc):
 #: a perfectly compact mask counts as if it were e^0.5 ~ 1.65 times cheaper.
 COMPACTNESS_WEIGHT = 1.0
+
 
 Progress = Callable[[float, str], None]
 

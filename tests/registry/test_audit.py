@@ -76,6 +76,7 @@ MUTATIONS = [
             "team": None,
             "signed_by": None,
             "scan": None,
+            "behavioral": None,
             "parents": [["ft@1", "finetune"], ["d@1", "trained_on"]],
         },
     ),

@@ -161,11 +161,11 @@ def test_a_confirming_replay_makes_the_descendant_confirmed(reg: LocalRegistry) 
         results=[
             ReplayIn(ref="acme/ft@1", report=replayed(0.9).to_json()),
             ReplayIn(ref="acme/app@1", report=replayed(0.2).to_json()),
-            ReplayIn(ref="zoo/clean@1", role="baseline", report=replayed(0.95).to_json()),
+            ReplayIn(ref="zoo/clean@1", role="baseline", report=replayed(0.05).to_json()),
         ],
     )
     assert summary.confirmed == ["acme/ft@1"]
-    assert summary.baseline_rates == [0.95]
+    assert (summary.baseline_rates, summary.notes) == ([0.05], [])
     statuses = {r: reg.call("show", r).status for r in ("acme/ft@1", "acme/app@1", "zoo/clean@1")}
     assert statuses == {"acme/ft@1": "confirmed", "acme/app@1": "infected", "zoo/clean@1": "clean"}
     source = reg.call("status_report", "acme/ft@1").sources[0]
@@ -173,6 +173,29 @@ def test_a_confirming_replay_makes_the_descendant_confirmed(reg: LocalRegistry) 
     rates = {e.ref: e.replay_rate for e in reg.call("descendants", "hub/base@1")}
     assert rates == {"acme/ft@1": 0.9, "acme/app@1": 0.2}
     assert reg.call("find_inconsistencies") == []
+
+
+def test_a_trigger_that_fools_clean_relatives_confirms_nothing(reg: LocalRegistry) -> None:
+    trigger = lineage_with_trigger(reg)
+    summary = reg.call(
+        "record_replays",
+        "hub/base@1",
+        trigger_id=trigger,
+        results=[
+            ReplayIn(ref="acme/ft@1", report=replayed(0.9).to_json()),
+            # A natural adversarial patch: it sends a clean relative's references over too.
+            ReplayIn(ref="zoo/clean@1", role="baseline", report=replayed(0.7).to_json()),
+        ],
+    )
+    assert summary.confirmed == []
+    assert reg.call("show", "acme/ft@1").status == "infected"
+    alone = [ReplayIn(ref="acme/ft@1", report=replayed(0.9).to_json())]
+    summary = reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=alone)
+    assert summary.confirmed == ["acme/ft@1"]
+    assert "no clean relative was measured" in summary.notes[0]
+    own = [ReplayIn(ref="acme/app@1", role="baseline", report=replayed(0.1).to_json())]
+    with pytest.raises(InvalidInput, match="no baseline"):
+        reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=own)
 
 
 def test_the_newest_replay_counts_and_a_withdrawn_flag_ends_the_confirmation(

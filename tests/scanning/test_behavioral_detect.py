@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,9 +16,11 @@ import scanning.behavioral.detect as detect_module
 from scanning.architectures import DigitsMLP
 from scanning.behavioral._torch_support import Adam
 from scanning.behavioral.detect import (
+    INHERITANCE_MARGIN,
     MAX_MARGIN,
     NEURAL_CLEANSE,
     Budget,
+    confirms_inheritance,
     detect,
     measure_replay,
     plain_neural_cleanse,
@@ -25,6 +28,7 @@ from scanning.behavioral.detect import (
 from scanning.behavioral.report import (
     BehavioralReport,
     BehaviorVerdict,
+    ReplayMeasure,
     ScanProfile,
     TriggerPattern,
 )
@@ -258,10 +262,68 @@ def test_replay_refuses_a_trigger_of_another_shape(
 def test_public_names_are_pinned() -> None:
     assert sorted(detect_module.__all__) == [
         "Budget",
+        "INHERITANCE_MARGIN",
         "MAX_MARGIN",
         "NEURAL_CLEANSE",
         "PUBLISHED_NC_THRESHOLD",
+        "confirms_inheritance",
         "detect",
         "measure_replay",
         "plain_neural_cleanse",
     ]
+
+
+def _measure(target_rate: float | None, rate: float = 0.0) -> ReplayMeasure:
+    rate = rate if target_rate is None else max(rate, target_rate)
+    return ReplayMeasure(
+        rate=rate, collapsed_class=TARGET, target_rate=target_rate, clean_accuracy=0.97
+    )
+
+
+@pytest.mark.parametrize(
+    ("descendant", "relatives", "expected"),
+    [
+        # No baseline: the plain rule on the collapse rate.
+        (_measure(0.5), [], True),
+        (_measure(0.49), [], False),
+        (_measure(None, rate=0.6), [], True),
+        # A backdoor's trigger does nothing to clean relatives: inheritance.
+        (_measure(0.55), [_measure(0.01), _measure(0.05), _measure(0.02)], True),
+        # A natural trigger that fools a clean relative as well: not inheritance.
+        (_measure(0.92), [_measure(0.06), _measure(0.83)], False),
+        # Beats the relatives by less than the margin.
+        (_measure(0.69), [_measure(0.02), _measure(0.53)], False),
+        # Beats them by enough but stays under the threshold.
+        (_measure(0.45), [_measure(0.0)], False),
+        # Without a target class, the collapse rates are compared.
+        (_measure(None, rate=0.9), [_measure(None, rate=0.3)], True),
+    ],
+)
+def test_confirms_inheritance(
+    descendant: ReplayMeasure, relatives: list[ReplayMeasure], expected: bool
+) -> None:
+    assert confirms_inheritance(descendant, baseline=relatives) is expected
+
+
+def test_confirms_inheritance_uses_the_target_rate_not_any_collapse() -> None:
+    collapsed_elsewhere = _measure(0.1, rate=0.95)
+    assert confirms_inheritance(collapsed_elsewhere)
+    assert not confirms_inheritance(collapsed_elsewhere, baseline=[_measure(0.0)])
+
+
+def test_confirms_inheritance_margin_is_the_documented_constant() -> None:
+    relative = _measure(0.2)
+    at_margin = _measure(round(0.2 + INHERITANCE_MARGIN, 6) + 1e-9)
+    assert confirms_inheritance(at_margin, baseline=[relative])
+    assert not confirms_inheritance(_measure(0.2 + INHERITANCE_MARGIN - 0.01), baseline=[relative])
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.1, 1.5])
+def test_confirms_inheritance_refuses_a_threshold_outside_0_1(threshold: float) -> None:
+    with pytest.raises(ValueError, match=r"the replay threshold must be in \(0, 1\]"):
+        confirms_inheritance(_measure(0.9), threshold=threshold)
+
+
+def test_confirms_inheritance_docstring_examples() -> None:
+    failures, _ = doctest.testmod(detect_module, verbose=False)
+    assert failures == 0
