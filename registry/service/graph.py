@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+from sqlalchemy import Select, insert
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from lineage import CycleError, Relation, check_new_parents
@@ -160,21 +161,45 @@ def paths_down(
 def paths_from(session: Session, root: int, targets: Collection[int]) -> dict[int, list[int]]:
     """Shortest path from ``root`` to each target, reading only the closure rows on them.
 
-    Follows the ``via`` pointers upwards one level per query, so the cost grows
-    with the targets and their depth, not with how many descendants ``root`` has.
+    One recursive query follows the ``via`` pointers upwards from the targets,
+    so the cost grows with the targets and their depth, not with how many
+    descendants ``root`` has.
     """
-    via: dict[int, int] = {}
-    frontier = {t for t in targets if t != root}
-    while frontier:
-        query = select(LineageClosure.descendant_id, LineageClosure.via_id).where(
-            LineageClosure.ancestor_id == root, among(LineageClosure.descendant_id, frontier)
-        )
-        via.update(session.exec(query).all())
-        missing = frontier - via.keys()
-        if missing:
-            raise LookupError(f"no lineage from {root} to {sorted(missing)[:5]}")
-        frontier = {via[n] for n in frontier} - via.keys() - {root}
-    return paths_down(root, {node: (0, parent) for node, parent in via.items()}, targets)
+    return labelled_paths(session, root, targets)[0]
+
+
+def labelled_paths(
+    session: Session, root: int, targets: Collection[int]
+) -> tuple[dict[int, list[int]], dict[int, Label]]:
+    """:func:`paths_from` plus the labels of every node on those paths, in one query."""
+    rows = session.connection().execute(_via_walk(root, targets)).all()
+    via = {row[0]: row[1] for row in rows}
+    labels = {row[0]: Label(*row[0:1], *row[2:]) for row in rows}
+    missing = {t for t in targets if t != root} - via.keys()
+    if missing:
+        raise LookupError(f"no lineage from {root} to {sorted(missing)[:5]}")
+    labels |= labels_of(session, [root])
+    paths = paths_down(root, {node: (0, parent) for node, parent in via.items()}, targets)
+    return paths, labels
+
+
+def _via_walk(root: int, targets: Collection[int]) -> Select[Any]:
+    """``(node, via, label columns)`` for the targets and every node on their shortest paths."""
+    closure = LineageClosure.__table__.c  # type: ignore[attr-defined]
+    walk = (
+        select(closure.descendant_id.label("node"), closure.via_id.label("via"))
+        .where(closure.ancestor_id == root, among(closure.descendant_id, set(targets) - {root}))
+        .cte("walk", recursive=True)
+    )
+    step = (
+        select(closure.descendant_id, closure.via_id)
+        .join(walk, closure.descendant_id == walk.c.via)
+        .where(closure.ancestor_id == root)
+    )
+    walk = walk.union(step)
+    return core_select(walk.c.node, walk.c.via, *_LABEL_COLUMNS[1:]).join(
+        Artifact, col(Artifact.id) == walk.c.node
+    )
 
 
 def paths_up(session: Session, node: int, rows: Mapping[int, ClosureRow]) -> dict[int, list[int]]:
@@ -234,13 +259,20 @@ class Label:
 
 def labels_of(session: Session, ids: Collection[int]) -> dict[int, Label]:
     """Labels by id, as plain columns (fast for tens of thousands)."""
-    columns = (
-        Artifact.id,
-        Artifact.kind,
-        Artifact.name,
-        Artifact.version,
-        Artifact.status,
-        Artifact.team,
-    )
-    rows = session.exec(select(*columns).where(among(Artifact.id, ids)))  # type: ignore[call-overload]
-    return {row[0]: Label(*row) for row in rows}
+    query = core_select(*_LABEL_COLUMNS).where(among(Artifact.id, ids))
+    rows = session.connection().execute(query)
+    return {
+        row[0]: Label(row[0], row[1], row[2], row[3], row[4], row[5])
+        for row in rows
+        if row[0] is not None
+    }
+
+
+_LABEL_COLUMNS = (
+    col(Artifact.id),
+    col(Artifact.kind),
+    col(Artifact.name),
+    col(Artifact.version),
+    col(Artifact.status),
+    col(Artifact.team),
+)

@@ -13,6 +13,7 @@ from registry.service.graph import (
     ancestor_rows,
     closure_rows,
     descendant_rows,
+    labelled_paths,
     labels_of,
     paths_down,
     paths_from,
@@ -140,11 +141,11 @@ def affected_deployments(
         below = below.where(LineageClosure.depth <= depth)
     if team is not None:
         below, own = below.where(Deployment.team == team), own.where(Deployment.team == team)
-    found = [*session.exec(own).all(), *session.exec(below).all()]
+    connection = session.connection()
+    found = [*connection.execute(own).all(), *connection.execute(below).all()]
     if not found:
         return []
-    paths = paths_from(session, root.id or 0, {row[1] for row in found})
-    known = labels_of(session, {n for path in paths.values() for n in path})
+    paths, known = labelled_paths(session, root.id or 0, {row[1] for row in found})
     deployments = [
         DeploymentPublic(
             id=deployment_id,
