@@ -377,8 +377,8 @@ def _replay(
         )
     console.print(table)
     console.print(
-        f"   {len(summary.confirmed)} descendants confirmed (the trigger sends at least half "
-        "of their clean references to one class); the clean base is the baseline"
+        f"   {len(summary.confirmed)} descendants confirmed: the trigger sends at least half "
+        "of their clean references to its class, 35 points more than the clean base's"
     )
     return rows
 
