@@ -238,10 +238,12 @@ class RemoteRegistry:
     def _model_signing_bundle(self, ref: str) -> ModelSigningBundlePublic:
         return self._request("GET", f"/artifacts/{ref}/model-signing", ModelSigningBundlePublic)
 
-    def _flag(self, ref: str, *, reason: str) -> StatusChange:
-        return self._request(
-            "POST", f"/artifacts/{ref}/flag", StatusChange, json={"reason": reason}
-        )
+    def _flag(self, ref: str, *, reason: str, trigger: bytes | None = None) -> StatusChange:
+        body = {
+            "reason": reason,
+            "trigger": base64.b64encode(trigger).decode() if trigger else None,
+        }
+        return self._request("POST", f"/artifacts/{ref}/flag", StatusChange, json=_drop_none(body))
 
     def _unflag(self, ref: str, *, reason: str) -> StatusChange:
         return self._request(

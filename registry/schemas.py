@@ -416,6 +416,13 @@ class ReasonRequest(PublicModel):
     reason: str
 
 
+class FlagRequest(ReasonRequest):
+    """``POST /api/v1/artifacts/{ref}/flag``: the reason, and an advisory's trigger if any."""
+
+    #: The backdoor trigger as a base64 ``.npz`` (arrays ``mask`` and ``pattern``).
+    trigger: Base64Bytes | None = None
+
+
 class DeployRequest(PublicModel):
     """``POST /api/v1/deployments`` and ``/deployments/undeploy``."""
 

@@ -25,6 +25,7 @@ from registry.schemas import (
     DecisionRequest,
     DeploymentPublic,
     DeployRequest,
+    FlagRequest,
     HfImportRequest,
     HfImportResult,
     InheritedProfileRequest,
@@ -254,9 +255,9 @@ def add_parents(
 
 
 @router.post("/artifacts/{ref:path}/flag", tags=["status"])
-def flag(ref: str, body: ReasonRequest, session: SessionDep, actor: CurrentActor) -> StatusChange:
-    """Flag a model or dataset compromised (admins)."""
-    return service.flag(session, ref, actor=actor, reason=body.reason)
+def flag(ref: str, body: FlagRequest, session: SessionDep, actor: CurrentActor) -> StatusChange:
+    """Flag a model or dataset compromised (admins), with the advisory's trigger if any."""
+    return service.flag(session, ref, actor=actor, reason=body.reason, trigger=body.trigger)
 
 
 @router.post("/artifacts/{ref:path}/unflag", tags=["status"])

@@ -110,6 +110,13 @@ def rescan(
         Path | None,
         typer.Option("--trigger-out", metavar="DIR", help="Where a recovered trigger is written."),
     ] = None,
+    replay_descendants: Annotated[
+        bool,
+        typer.Option(
+            "--replay/--no-replay",
+            help="When the verdict flags the model, replay its trigger on the descendants.",
+        ),
+    ] = True,
     json_: JsonOpt = False,
 ) -> None:
     """Re-run the behavioral backdoor scan of a registered model and record it.
@@ -118,7 +125,8 @@ def rescan(
     scan uses the model's profile (its own or its nearest ancestor's) and the
     clean relatives scanned on the same references as calibration. A
     compromised verdict flags the model (and infects its descendants) with the
-    recovered trigger kept for mbom replay. Exit 0 clean, 1 suspicious or
+    recovered trigger, then replays it on the descendants as mbom replay does
+    (--no-replay to skip). Exit 0 clean, 1 suspicious or
     compromised, 2 the scan could not run.
     """
     from scanning.behavioral.api import save_trigger, scan_model
@@ -152,6 +160,11 @@ def rescan(
     result: BehavioralScanPublic = cli.call(
         "record_rescan", shown.ref, report=report, reference_digest=found.reference_digest
     )
+    replayed = (
+        replay_after_flag(cli, shown.ref)
+        if report.verdict.value == "compromised" and replay_descendants
+        else None
+    )
     trigger_files = None
     if report.trigger is not None and report.verdict.value != "clean":
         directory = trigger_out or Path.cwd() / f"{shown.name.replace('/', '_')}-trigger"
@@ -161,9 +174,12 @@ def rescan(
         data["trigger"] = (
             {"npz": str(trigger_files[0]), "png": str(trigger_files[1])} if trigger_files else None
         )
+        data["replay"] = None if replayed is None else replayed[0].model_dump(mode="json")
         render.emit_json(data)
     else:
         _print_rescan(result, report, trigger_files)
+        if replayed is not None:
+            _print_replays(*replayed)
     raise typer.Exit(report.verdict.exit_code)
 
 
@@ -241,8 +257,6 @@ def replay(
     with the measured rate recorded. Exit 0 when every replay ran, 1 when some
     could not.
     """
-    from scanning.behavioral.report import TriggerPattern
-
     cli = ctx_of(ctx)
     locations = _parse_paths(path or [])
     if trigger is not None:
@@ -252,12 +266,7 @@ def replay(
     elif target_class is not None:
         raise InvalidInput("--target-class goes with --trigger")
     plan: ReplayPlan = cli.call("replay_plan", ref)
-    pattern = TriggerPattern.from_npz(plan.trigger.data)
-    limits = limits_of(timeout, memory_limit)
-    results, skipped = _run_replays(plan, pattern, threshold, limits, locations)
-    summary: ReplaySummary = cli.call(
-        "record_replays", plan.source, trigger_id=plan.trigger.id, results=results
-    )
+    summary, skipped = run_replay(cli, plan, threshold, limits_of(timeout, memory_limit), locations)
     if json_:
         data = summary.model_dump(mode="json")
         data["skipped"] = skipped
@@ -266,6 +275,42 @@ def replay(
         _print_replays(summary, skipped)
     failed = skipped or any(r.outcome != "measured" for r in summary.results)
     raise typer.Exit(1 if failed else 0)
+
+
+def run_replay(
+    cli: CliContext,
+    plan: ReplayPlan,
+    threshold: float,
+    limits: Limits,
+    locations: dict[str, Path] | None = None,
+) -> tuple[ReplaySummary, list[dict[str, str]]]:
+    """Replay the plan's trigger in the sandbox and record the results in the registry."""
+    from scanning.behavioral.report import TriggerPattern
+
+    pattern = TriggerPattern.from_npz(plan.trigger.data)
+    results, skipped = _run_replays(plan, pattern, threshold, limits, locations or {})
+    summary: ReplaySummary = cli.call(
+        "record_replays", plan.source, trigger_id=plan.trigger.id, results=results
+    )
+    return summary, skipped
+
+
+def replay_after_flag(
+    cli: CliContext, ref: str
+) -> tuple[ReplaySummary, list[dict[str, str]]] | None:
+    """When a flagged model has a trigger and descendants with a profile: replay it now."""
+    try:
+        plan: ReplayPlan = cli.call("replay_plan", ref)
+    except NotFound:  # no trigger recovered or attached: nothing to replay
+        return None
+    if not plan.descendants:
+        return None
+    return run_replay(cli, plan, 0.5, limits_of(None, None))
+
+
+def print_replays(summary: ReplaySummary, skipped: list[dict[str, str]]) -> None:
+    """The replay table, the baseline and the notes."""
+    _print_replays(summary, skipped)
 
 
 def _parse_paths(items: Sequence[str]) -> dict[str, Path]:

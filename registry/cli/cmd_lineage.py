@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from registry.cli import render
+from registry.cli.context import CliContext
 from registry.cli.main import DepthOpt, JsonOpt, ReasonOpt, RefArg, app, ctx_of
+from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from registry.schemas import (
@@ -39,15 +42,56 @@ def _print_change(verb: str, change: StatusChange) -> None:
 
 
 @app.command()
-def flag(ctx: typer.Context, ref: RefArg, reason: ReasonOpt, json_: JsonOpt = False) -> None:
+def flag(
+    ctx: typer.Context,
+    ref: RefArg,
+    reason: ReasonOpt,
+    trigger: Annotated[
+        Path | None,
+        typer.Option(
+            "--trigger",
+            metavar="T.npz",
+            help="The backdoor trigger (arrays mask and pattern) the advisory gives.",
+        ),
+    ] = None,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay/--no-replay",
+            help="Replay the model's trigger on its descendants (when it has one).",
+        ),
+    ] = True,
+    json_: JsonOpt = False,
+) -> None:
     """Mark a model or dataset compromised; every descendant becomes infected (admins).
 
     Prints the descendants whose status changed and every deployment that
     descends from it, each with its lineage path. The flagged model is blocked
-    for every team.
+    for every team. When the model has a backdoor trigger — recovered by its
+    behavioral scan, or given with --trigger — it is then replayed on every
+    descendant with a scan profile, as mbom replay does: those that really
+    inherited it become confirmed.
     """
-    change = ctx_of(ctx).call("flag", ref, reason=reason)
-    render.emit_json(change) if json_ else _print_change("flagged", change)
+    from registry.cli.cmd_behavior import print_replays, replay_after_flag
+
+    cli = ctx_of(ctx)
+    if trigger is not None and not trigger.is_file():
+        raise InvalidInput(f"{trigger} is not a file", hint="give the trigger .npz")
+    data = trigger.read_bytes() if trigger is not None else None
+    change = cli.call("flag", ref, reason=reason, **({"trigger": data} if data else {}))
+    replayed = replay_after_flag(cli, change.ref) if replay and _is_model(cli, change.ref) else None
+    if json_:
+        data = change.model_dump(mode="json")
+        data["replay"] = None if replayed is None else replayed[0].model_dump(mode="json")
+        render.emit_json(data)
+        return
+    _print_change("flagged", change)
+    if replayed is not None:
+        print_replays(*replayed)
+
+
+def _is_model(cli: CliContext, ref: str) -> bool:
+    return bool(cli.call("show", ref).kind == "model")
 
 
 @app.command()

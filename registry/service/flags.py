@@ -30,8 +30,14 @@ from registry.tables import Artifact, Clearance, Flag, Infection, ReplayResult
 
 
 @mutation
-def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
-    """Mark a model or dataset compromised; every descendant becomes infected."""
+def flag(
+    session: Session, ref: str, *, actor: Actor, reason: str, trigger: bytes | None = None
+) -> StatusChange:
+    """Mark a model or dataset compromised; every descendant becomes infected.
+
+    ``trigger`` is the backdoor trigger an advisory gives (``.npz`` of mask and
+    pattern), stored with the model in the same transaction for ``mbom replay``.
+    """
     actor.require(Role.ADMIN, action="flag artifacts")
     _need_reason(reason, "flag")
     artifact = resolve(session, ref)
@@ -39,7 +45,13 @@ def flag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChan
         raise Conflict(
             f"{ref_of(artifact)} is flagged already", hint=f"see mbom status {ref_of(artifact)}"
         )
+    if trigger is not None and artifact.kind != "model":
+        raise InvalidInput(f"{ref_of(artifact)} is a dataset: a backdoor trigger goes with a model")
     changes = mark_compromised(session, artifact, actor=actor, reason=reason)
+    if trigger is not None:
+        from registry.service.behavior import attach_trigger  # behavior builds on flags
+
+        attach_trigger(session, ref_of(artifact), actor=actor, data=trigger)
     audit.record(
         session,
         actor=actor,

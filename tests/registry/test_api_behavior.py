@@ -698,3 +698,15 @@ def test_bad_payloads_get_4xx_problems(family: RemoteRegistry, api: Api) -> None
         "other@1",
         "team/profile@1",
     ]
+
+
+def test_a_flag_carries_the_advisorys_trigger_over_http(family: RemoteRegistry) -> None:
+    advisory = make_trigger(target_class=0, corner=6)
+    change = family.call("flag", "acme/base@1", reason="advisory", trigger=advisory.to_npz())
+    assert change.status == "compromised"
+    plan = family.call("replay_plan", "acme/base@1")
+    assert (plan.trigger.origin, plan.trigger.target_class) == ("analyst", 0)
+    assert [t.ref for t in plan.descendants] == ["acme/ft@1", "team/profile@1"]
+    with pytest.raises(errors.InvalidInput, match="not a usable trigger"):
+        family.call("flag", "other@1", reason="advisory", trigger=b"no npz")
+    assert family.call("show", "other@1").status == "clean"  # nothing half-written

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from registry import demo_training as training
@@ -84,9 +85,10 @@ def test_rescan_flags_the_base_and_replay_confirms_its_descendants(
     scan = mbom("rescan", "hub/base@1", "--trigger-out", tmp_path / "trigger", "--json", code=1)
     found = scan.json()
     assert (found["verdict"], found["status"]) == ("compromised", "compromised")
+    assert "app/head@1" in found["replay"]["confirmed"]  # the verdict's flag replays at once
     assert found["report"]["target_class"] == 0
     assert Path(found["trigger"]["png"]).read_bytes().startswith(b"\x89PNG")
-    assert mbom("show", "app/head@1", "--json").json()["status"] == "infected"
+    assert mbom("show", "app/head@1", "--json").json()["status"] == "confirmed"
 
     replayed = mbom("replay", "hub/base@1", "--json").json()
     rates = {r["ref"]: r for r in replayed["results"]}
@@ -139,3 +141,29 @@ def test_rescan_and_replay_refuse_clearly(zoo: Path, tmp_path: Path) -> None:
         code=2,
     ).error_line()
     assert "config.json" in bad
+
+
+def test_flag_with_an_advisory_trigger_replays_it_on_the_descendants(
+    zoo: Path, tmp_path: Path
+) -> None:
+    mbom = Cli(cli_env(tmp_path), tmp_path)
+    mbom("register", zoo / "clean", "--name", "acme/clean", "--version", "1",
+         "--reference", zoo / "ref.npz", "--source", f"file://{zoo / 'clean'}")
+    mbom("register", zoo / "base", "--name", "hub/base", "--version", "1",
+         "--reference", zoo / "ref.npz", "--skip-scan")
+    mbom("register", zoo / "head", "--name", "app/head", "--version", "1",
+         "--parent", "hub/base@1", "--skip-scan", "--source", f"file://{zoo / 'head'}")
+    mbom("dataset", "register", "--name", "d", "--version", "1", "--digest", "sha256:" + "0" * 64)
+    advisory = tmp_path / "advisory.npz"
+    mask = np.zeros((1, 8, 8), np.float32)
+    mask[:, 6:, 6:] = 1.0  # the 2x2 corner patch of demo_training.Trigger(), towards class 0
+    np.savez(advisory, mask=mask, pattern=np.ones((1, 8, 8), np.float32), target_class=0)
+    refused = mbom("flag", "d@1", "--reason", "x", "--trigger", advisory, code=2).error_line()
+    assert "a backdoor trigger goes with a model" in refused
+    flagged = mbom("flag", "hub/base@1", "--reason", "advisory", "--trigger", advisory,
+                   "--json").json()
+    assert flagged["replay"]["confirmed"] == ["app/head@1"]
+    assert flagged["replay"]["baseline_rates"][0] < 0.2
+    assert mbom("show", "app/head@1", "--json").json()["status"] == "confirmed"
+    quiet = mbom("flag", "d@1", "--reason", "poisoned", "--json").json()
+    assert quiet["replay"] is None
