@@ -80,7 +80,7 @@ def scan(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Statically scan a model for code that would run when it is loaded.
+    """Scan a model for code that runs when it is loaded; with --reference, for backdoors.
 
     Nothing is loaded or executed: pickles are read opcode by opcode, archives,
     NumPy, joblib, Keras, ONNX, safetensors and GGUF files are parsed.

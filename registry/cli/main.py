@@ -23,10 +23,11 @@ app = typer.Typer(
     name="mbom",
     help=(
         "Model bill of materials and lineage registry.\n\n"
-        "Record each model's base models, datasets, file hashes and signatures; flag a "
+        "Record each model's base models, datasets, file hashes and signatures; scan every "
+        "model on admission (serialization exploits; backdoors, in a sandbox); flag a "
         "compromised base or dataset and see every infected descendant and deployment, with the "
-        "path. Without --server, mbom works on a local SQLite registry (MBOM_HOME or "
-        "MBOM_DATABASE_URL move it)."
+        "path, and replay its trigger to confirm which really inherited it. Without --server, "
+        "mbom works on a local SQLite registry (MBOM_HOME or MBOM_DATABASE_URL move it)."
     ),
     no_args_is_help=True,
     add_completion=False,
