@@ -31,6 +31,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -240,17 +241,12 @@ def _compactness(mask: NDArray[np.float32]) -> float:
 
 def _cleanse_result(reversed_: ReversedTriggers, reference: Reference) -> DetectorResult:
     scores, compact = _class_scores(reversed_)
-    z_scores = np.array([reference.z(s) for s in scores])
-    statistic = float(scores.max())
     indices = anomaly_indices(reversed_.norms)
-    return DetectorResult(
-        name=NEURAL_CLEANSE,
-        statistic=statistic,
-        threshold=reference.center + Z_FLAGGED * reference.scale,
-        flagged=bool(reference.z(statistic) >= Z_FLAGGED),
-        suspected_classes=_suspects(z_scores),
-        details={
-            "z": reference.z(statistic),
+    return _detector_result(
+        NEURAL_CLEANSE,
+        scores,
+        reference,
+        {
             "class_scores": _rounded(scores),
             "mask_l1": _norms_json(reversed_.norms),
             "compactness": _rounded(compact),
@@ -264,19 +260,26 @@ def _cleanse_result(reversed_: ReversedTriggers, reference: Reference) -> Detect
 def _margin_result(margins: NDArray[np.float64], reference: Reference) -> DetectorResult:
     positive = np.clip(margins, 1e-6, None)
     scores = np.log(positive) - np.log(np.median(positive))
-    z_scores = np.array([reference.z(s) for s in scores])
+    return _detector_result(
+        MAX_MARGIN,
+        scores,
+        reference,
+        {"max_margin": _rounded(margins), "class_scores": _rounded(scores)},
+    )
+
+
+def _detector_result(
+    name: str, scores: NDArray[np.float64], reference: Reference, details: dict[str, Any]
+) -> DetectorResult:
+    """A detector's per-class scores judged against its clean reference distribution."""
     statistic = float(scores.max())
     return DetectorResult(
-        name=MAX_MARGIN,
+        name=name,
         statistic=statistic,
         threshold=reference.center + Z_FLAGGED * reference.scale,
         flagged=bool(reference.z(statistic) >= Z_FLAGGED),
-        suspected_classes=_suspects(z_scores),
-        details={
-            "z": reference.z(statistic),
-            "max_margin": _rounded(margins),
-            "class_scores": _rounded(scores),
-        },
+        suspected_classes=_suspects(np.array([reference.z(s) for s in scores])),
+        details={"z": reference.z(statistic), **details},
     )
 
 
