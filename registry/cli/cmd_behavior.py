@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from registry.cli import render
-from registry.cli.cmd_scan import BehavioralProgress, _read_profile
+from registry.cli.cmd_scan import BehavioralProgress, read_profile_option
 from registry.cli.context import CliContext
 from registry.cli.main import JsonOpt, RefArg, app, ctx_of, hash_path
 from registry.errors import InvalidInput, NotFound
@@ -79,7 +79,7 @@ def admission_scan(
     from scanning.behavioral.api import scan_model
     from scanning.behavioral.profile import profile_to_npz, reference_digest
 
-    own = _read_profile(reference, path) if reference is not None else None
+    own = read_profile_option(reference, path) if reference is not None else None
     if own is not None:
         profile, digest = own, reference_digest(profile_to_npz(own))
     else:

@@ -178,9 +178,9 @@ def register(
             limits=limits_of(scan_timeout, None),
         )
     elif reference is not None and skip_scan:
-        from registry.cli.cmd_scan import _read_profile
+        from registry.cli.cmd_scan import read_profile_option
 
-        profile = _read_profile(reference, path)  # kept for mbom rescan and mbom replay
+        profile = read_profile_option(reference, path)  # kept for mbom rescan and mbom replay
     signed_files = model_signing_opts.for_registration(
         path,
         hash_path(path),

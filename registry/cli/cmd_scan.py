@@ -207,7 +207,7 @@ def run_full_scan(
         # Decided without loading: the references (and the model's config) are not even read.
         why = f"not loaded: the static scan of {path} is {static.verdict.value}"
         return FullScan(static, None, _STATIC_STOPS[static.verdict.value], why, None)
-    profile = _read_profile(reference, path)
+    profile = read_profile_option(reference, path)
     with BehavioralProgress(path.name or str(path)) as progress:
         behavioral = scan_model(path, profile, limits=limits, progress=progress)
     verdict = behavioral.verdict.value
@@ -221,7 +221,8 @@ def run_full_scan(
     return FullScan(static, behavioral, verdict, behavioral.error, files)
 
 
-def _read_profile(reference: Path, model: Path) -> ScanProfile:
+def read_profile_option(reference: Path, model: Path) -> ScanProfile:
+    """The --reference .npz as a scan profile; a bad file is one clear InvalidInput line."""
     from scanning.behavioral.api import read_profile
 
     hint = "the reference .npz needs x (float32, (N, *input_shape)) and y (int64 labels)"

@@ -37,7 +37,6 @@ from registry.schemas import (
     BehavioralScanPublic,
     ReplayIn,
     ReplayPlan,
-    ReplayPublic,
     ReplaySummary,
     ReplayTarget,
     ScanProfilePublic,
@@ -45,7 +44,7 @@ from registry.schemas import (
 )
 from registry.service import audit, policy
 from registry.service._tx import mutation
-from registry.service.flags import current_replays, mark_compromised
+from registry.service.flags import mark_compromised, replays_public
 from registry.service.graph import ancestor_rows, descendant_rows, labels_of
 from registry.service.refs import ref_of, resolve
 from registry.service.status import refresh_one
@@ -54,6 +53,7 @@ from scanning.behavioral.inheritance import confirms_inheritance
 from scanning.behavioral.report import (
     BehavioralReport,
     BehaviorVerdict,
+    ReplayMeasure,
     ReplayReport,
     TriggerPattern,
 )
@@ -415,21 +415,13 @@ def _clean_relatives(
         .where(ScanRecord.kind == "behavioral", Artifact.status == Status.CLEAN.value)
         .order_by(col(ScanRecord.id).desc())
     ).all()
-    chosen: list[ReplayTarget] = []
+    related = below | above | {source}
+    chosen: list[int] = []  # newest scan first; a model scanned twice counts once
     for node, report in candidates:
-        if (
-            node in below
-            or node in above
-            or node == source
-            or report.get("reference_digest") not in digests
-        ):
-            continue
-        if any(t.ref == ref_of(session.get_one(Artifact, node)) for t in chosen):
-            continue
-        chosen.append(_target(session, node, None))
-        if len(chosen) == BASELINE_RELATIVES:
-            break
-    return chosen
+        fits = node not in related and report.get("reference_digest") in digests
+        if fits and node not in chosen:
+            chosen.append(node)
+    return [_target(session, node, None) for node in chosen[:BASELINE_RELATIVES]]
 
 
 @mutation
@@ -451,7 +443,8 @@ def record_replays(
     checked = [(item, _replay_target(session, source, item, below)) for item in results]
     # Clean relatives first: each descendant is judged against them (same run, same trigger).
     checked.sort(key=lambda pair: pair[0].role != "baseline")
-    recorded, baseline = [], []
+    stored: list[ReplayResult] = []
+    baseline: list[ReplayMeasure] = []
     for item, (target, report) in checked:
         if item.role == "baseline":
             confirmed = False
@@ -464,9 +457,10 @@ def record_replays(
         row = _store_replay(
             session, source, trigger, target, item.role, report, actor=actor, confirmed=confirmed
         )
-        recorded.append(_replay_public(session, row))
+        stored.append(row)
         if item.role == "descendant":
             refresh_one(session, target.id or 0)
+    recorded = replays_public(session, stored)
     confirmed_refs = [r.ref for r in recorded if r.confirmed and r.role == "descendant"]
     notes = [] if baseline else [NO_BASELINE_NOTE]
     audit.record(
@@ -558,8 +552,3 @@ def _store_replay(
     session.add(row)
     session.flush()
     return row
-
-
-def _replay_public(session: Session, row: ReplayResult) -> ReplayPublic:
-    found = current_replays(session, source=row.source_id, artifact=row.artifact_id)
-    return next(r for r in found if r.role == row.role)

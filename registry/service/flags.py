@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlmodel import Session, col, select
 
 from lineage import Status
@@ -231,7 +233,11 @@ def current_replays(
         query = query.where(ReplayResult.source_id == source)
     if artifact is not None:
         query = query.where(ReplayResult.artifact_id == artifact)
-    rows = session.exec(query).all()
+    return replays_public(session, session.exec(query).all())
+
+
+def replays_public(session: Session, rows: Sequence[ReplayResult]) -> list[ReplayPublic]:
+    """The public views of stored replay results (names read in one query)."""
     names = labels_of(session, {r.source_id for r in rows} | {r.artifact_id for r in rows})
     return [
         ReplayPublic(

@@ -119,14 +119,6 @@ def ancestor_rows(
     return _relatives(session, descendant_id, down=False, max_depth=max_depth)
 
 
-def closure_rows(session: Session, ancestor_id: int, ids: Collection[int]) -> dict[int, ClosureRow]:
-    """The closure rows from ``ancestor_id`` to some of its descendants: id -> (depth, via)."""
-    query = select(LineageClosure.descendant_id, LineageClosure.depth, LineageClosure.via_id).where(
-        LineageClosure.ancestor_id == ancestor_id, among(LineageClosure.descendant_id, ids)
-    )
-    return {node: (depth, via) for node, depth, via in session.exec(query)}
-
-
 def _relatives(
     session: Session, node: int, *, down: bool, max_depth: int | None
 ) -> dict[int, ClosureRow]:
@@ -158,20 +150,15 @@ def paths_down(
     return {node: path_to(node) for node in targets}
 
 
-def paths_from(session: Session, root: int, targets: Collection[int]) -> dict[int, list[int]]:
-    """Shortest path from ``root`` to each target, reading only the closure rows on them.
+def labelled_paths(
+    session: Session, root: int, targets: Collection[int]
+) -> tuple[dict[int, list[int]], dict[int, Label]]:
+    """Shortest path from ``root`` to each target, and the labels of every node on them.
 
     One recursive query follows the ``via`` pointers upwards from the targets,
     so the cost grows with the targets and their depth, not with how many
     descendants ``root`` has.
     """
-    return labelled_paths(session, root, targets)[0]
-
-
-def labelled_paths(
-    session: Session, root: int, targets: Collection[int]
-) -> tuple[dict[int, list[int]], dict[int, Label]]:
-    """:func:`paths_from` plus the labels of every node on those paths, in one query."""
     rows = session.connection().execute(_via_walk(root, targets)).all()
     via = {row[0]: row[1] for row in rows}
     labels = {row[0]: Label(*row[0:1], *row[2:]) for row in rows}

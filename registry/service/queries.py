@@ -11,12 +11,10 @@ from registry.schemas import DeploymentPublic, LineageEntry
 from registry.service.graph import (
     Label,
     ancestor_rows,
-    closure_rows,
     descendant_rows,
     labelled_paths,
     labels_of,
     paths_down,
-    paths_from,
     paths_up,
 )
 from registry.service.refs import ref_of, resolve
@@ -72,12 +70,12 @@ def entries_for(
     if not wanted:
         return []
     if rows is None:
-        rows = closure_rows(session, root.id or 0, wanted)
-        paths = paths_from(session, root.id or 0, wanted)
+        paths, known = labelled_paths(session, root.id or 0, wanted)
     else:
         paths = paths_down(root.id or 0, rows, wanted)
-    known = labels_of(session, {n for path in paths.values() for n in path})
-    return _entries(known, paths, [(rows[n][0], n) for n in wanted])
+        known = labels_of(session, {n for path in paths.values() for n in path})
+    # A shortest path of depth d has d + 1 nodes: the depth needs no closure read.
+    return _entries(known, paths, [(len(paths[n]) - 1, n) for n in wanted])
 
 
 def _entries(

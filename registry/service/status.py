@@ -34,6 +34,15 @@ if TYPE_CHECKING:
     pass
 
 
+#: A replay result that confirms an inheritance now: confirmed, of a descendant, and the
+#: newest for its (model, source) pair.
+CONFIRMING = (
+    col(ReplayResult.confirmed),
+    not_(col(ReplayResult.superseded)),
+    col(ReplayResult.role) == "descendant",
+)
+
+
 @dataclass(frozen=True)
 class Change:
     """One artifact whose effective status moved (``depth`` below the flagged node, if known)."""
@@ -103,12 +112,7 @@ def infect_from_closure(session: Session, source: Artifact) -> list[Change]:
     )
     confirmed = set(
         session.exec(
-            select(ReplayResult.artifact_id).where(
-                col(ReplayResult.source_id) == root,
-                col(ReplayResult.confirmed),
-                not_(col(ReplayResult.superseded)),
-                col(ReplayResult.role) == "descendant",
-            )
+            select(ReplayResult.artifact_id).where(col(ReplayResult.source_id) == root, *CONFIRMING)
         )
     )
     moving: ColumnElement[bool] = col(Artifact.status).in_(
@@ -184,9 +188,7 @@ def wanted_status() -> ColumnElement[str]:
     uncleared = exists().where(col(Infection.artifact_id) == col(Artifact.id), not_(cleared))
     confirmed = exists().where(
         col(ReplayResult.artifact_id) == col(Artifact.id),
-        col(ReplayResult.confirmed),
-        not_(col(ReplayResult.superseded)),
-        col(ReplayResult.role) == "descendant",
+        *CONFIRMING,
         exists().where(
             col(Infection.artifact_id) == col(ReplayResult.artifact_id),
             col(Infection.source_id) == col(ReplayResult.source_id),
@@ -219,11 +221,7 @@ def cleared_pairs(session: Session, ids: Collection[int] | None = None) -> set[t
 
 def confirmed_pairs(session: Session, ids: Collection[int] | None = None) -> set[tuple[int, int]]:
     """``(artifact, source)`` pairs whose current trigger replay confirmed the inheritance."""
-    query = select(ReplayResult.artifact_id, ReplayResult.source_id).where(
-        col(ReplayResult.confirmed),
-        not_(col(ReplayResult.superseded)),
-        col(ReplayResult.role) == "descendant",
-    )
+    query = select(ReplayResult.artifact_id, ReplayResult.source_id).where(*CONFIRMING)
     if ids is not None:
         query = query.where(among(ReplayResult.artifact_id, ids))
     return {(a, s) for a, s in session.exec(query)}
