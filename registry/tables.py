@@ -14,7 +14,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -69,10 +78,21 @@ class LineageClosure(SQLModel, table=True):
     """Every (ancestor, descendant) pair: shortest depth and the last hop's parent."""
 
     __tablename__ = "lineage_closure"
-    __table_args__ = (Index("ix_closure_descendant", "descendant_id", "ancestor_id"),)
+    __table_args__ = (
+        # Clustered by the key (SQLite WITHOUT ROWID; PostgreSQL's key carries the rest):
+        # a path is a chain of key look-ups that each need ``via_id``.
+        PrimaryKeyConstraint(
+            "ancestor_id",
+            "descendant_id",
+            name="lineage_closure_pkey",
+            postgresql_include=["depth", "via_id"],
+        ),
+        Index("ix_closure_descendant", "descendant_id", "ancestor_id"),
+        {"sqlite_with_rowid": False},
+    )
 
-    ancestor_id: int = Field(foreign_key="artifact.id", primary_key=True)
-    descendant_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    ancestor_id: int = Field(foreign_key="artifact.id")
+    descendant_id: int = Field(foreign_key="artifact.id")
     depth: int
     via_id: int
 

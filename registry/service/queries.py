@@ -144,17 +144,18 @@ def affected_deployments(
     if not found:
         return []
     paths, known = labelled_paths(session, root.id or 0, {row[1] for row in found})
+    refs = {node: ref_of(label) for node, label in known.items()}
     deployments = [
         DeploymentPublic(
             id=deployment_id,
-            ref=ref_of(known[artifact_id]),
+            ref=refs[artifact_id],
             environment=environment,
             team=owner,
             status=known[artifact_id].status,
             active=active,
             created_at=created_at,
             created_by=created_by,
-            path=[ref_of(known[n]) for n in paths[artifact_id]],
+            path=[refs[n] for n in paths[artifact_id]],
         )
         for deployment_id, artifact_id, environment, owner, active, created_at, created_by in found
     ]
