@@ -24,11 +24,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text
+from sqlmodel import Session
 
 from benchmarks.hubgen import DATASET, Hub, ancestries
 from lineage import Relation
 from registry.client import LocalRegistry
 from registry.identity import Actor
+from registry.service import deployed_paths
 from registry.service.audit import GENESIS, event_hash
 from registry.tables import (
     Artifact,
@@ -129,6 +131,8 @@ def bulk_load(engine: Engine, hub: Hub, stop: int, *, actor: Actor) -> LoadCount
                              _deployment_rows(deployed, actor, at))
         events = writer(AuditEvent, AUDIT_COLUMNS,
                         chain.rows(_audit_entries(hub, stop, deployed)))
+        # The deployed-path index, derived from what was just written by the service's rule.
+        deployed_paths.rebuild(Session(bind=connection))
         if connection.dialect.name == "postgresql":
             for table in ("artifact", "deployment", "audit_event"):
                 connection.execute(text(

@@ -188,6 +188,26 @@ class Deployment(SQLModel, table=True):
     created_by: str = Field(max_length=200)
 
 
+class DeployedPath(SQLModel, table=True):
+    """An active deployment seen from one ancestor of its version (or the version itself).
+
+    Derived from the closure by ``registry.service.deployed_paths`` in the same
+    transaction as every change it depends on; no foreign keys, like ``infection``.
+    """
+
+    __tablename__ = "deployed_path"
+    __table_args__ = (
+        Index("ix_deployed_path_deployment", "deployment_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    ancestor_id: int = Field(primary_key=True)
+    deployment_id: int = Field(primary_key=True)
+    depth: int
+    #: The shortest path from the ancestor down to the deployed version, as references.
+    path: list[str] = Field(sa_column=Column(JSON, nullable=False))
+
+
 class PublisherKey(SQLModel, table=True):
     """A publisher's enrolled Ed25519 public key."""
 

@@ -28,7 +28,15 @@ from registry.schemas import (
     SignatureCheck,
     VerifyReport,
 )
-from registry.service import admission, audit, behavior, ossf_signing, placeholders, policy
+from registry.service import (
+    admission,
+    audit,
+    behavior,
+    deployed_paths,
+    ossf_signing,
+    placeholders,
+    policy,
+)
 from registry.service._tx import mutation
 from registry.service.graph import add_edges
 from registry.service.refs import Ref, ref_of, resolve
@@ -186,6 +194,7 @@ def add_parents(
     if any(parent.id in known for parent, _ in links):
         raise InvalidInput("that edge exists already", hint=f"see mbom ancestors {ref_of(child)}")
     add_edges(session, child, links)
+    deployed_paths.refresh_below(session, child.id or 0)
     changes = recompute(session, [child.id or 0])
     audit.record(
         session,

@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 from registry.errors import AlreadyExists, InvalidInput, NotFound
 from registry.identity import Actor, Role
 from registry.schemas import DeploymentPublic
-from registry.service import audit, policy
+from registry.service import audit, deployed_paths, policy
 from registry.service._tx import mutation
 from registry.service.queries import deployment_public
 from registry.service.refs import ref_of, resolve
@@ -44,6 +44,7 @@ def deploy(
     )
     session.add(deployment)
     session.flush()
+    deployed_paths.add(session, deployment)
     audit.record(
         session,
         actor=actor,
@@ -70,6 +71,7 @@ def undeploy(
         )
     deployment.active = False
     session.flush()
+    deployed_paths.remove(session, deployment)
     audit.record(
         session,
         actor=actor,

@@ -36,7 +36,7 @@ from lineage import Relation
 from registry.errors import AlreadyExists, InvalidInput
 from registry.hf import UNPINNED, HubRef
 from registry.identity import Actor
-from registry.service import audit
+from registry.service import audit, deployed_paths
 from registry.service.refs import check_name, ref_of
 from registry.tables import Artifact, Decision, Edge, utcnow
 
@@ -135,6 +135,8 @@ def fill(
     placeholder.created_at = utcnow()
     session.add(placeholder)
     session.flush()
+    if ref_of(placeholder) != before:  # the paths through it spell its new version
+        deployed_paths.refresh_below(session, placeholder.id or 0)
     audit.record(
         session,
         actor=actor,

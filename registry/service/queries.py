@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlmodel import Session, col, select
+from sqlalchemy import select as core_select
+from sqlmodel import Session, col
 
 from registry.errors import InvalidInput
 from registry.schemas import DeploymentPublic, LineageEntry
@@ -18,7 +19,7 @@ from registry.service.graph import (
     paths_up,
 )
 from registry.service.refs import ref_of, resolve
-from registry.tables import Artifact, Deployment, LineageClosure
+from registry.tables import Artifact, DeployedPath, Deployment
 
 
 def descendants(
@@ -115,49 +116,46 @@ def affected_deployments(
 ) -> list[DeploymentPublic]:
     """Deployments of ``root`` and its descendants, each with the path from ``root``.
 
-    One join driven by the closure index (deployment columns, no entities),
-    then only the hits' paths and labels: the cost follows the deployments hit,
-    not the number of descendants.
+    One range scan of the deployed-path index on ``root``
+    (:mod:`registry.service.deployed_paths`) joined with the deployments and
+    their versions' current status: the cost follows the deployments hit, not
+    the number of descendants.
     """
-    columns = (
-        Deployment.id,
-        Deployment.artifact_id,
-        Deployment.environment,
-        Deployment.team,
-        Deployment.active,
-        Deployment.created_at,
-        Deployment.created_by,
+    query = (
+        core_select(
+            col(Deployment.id),
+            col(Deployment.environment),
+            col(Deployment.team),
+            col(Deployment.active),
+            col(Deployment.created_at),
+            col(Deployment.created_by),
+            col(Artifact.status),
+            col(DeployedPath.path),
+        )
+        .select_from(DeployedPath)
+        .join(Deployment, col(Deployment.id) == col(DeployedPath.deployment_id))
+        .join(Artifact, col(Artifact.id) == col(Deployment.artifact_id))
+        .where(col(DeployedPath.ancestor_id) == root.id)
     )
-    below = (
-        select(*columns)  # type: ignore[call-overload]
-        .select_from(LineageClosure)
-        .join(Deployment, col(Deployment.artifact_id) == col(LineageClosure.descendant_id))
-        .where(LineageClosure.ancestor_id == root.id, Deployment.active)
-    )
-    own = select(*columns).where(Deployment.artifact_id == root.id, Deployment.active)  # type: ignore[call-overload]
     if depth is not None:
-        below = below.where(LineageClosure.depth <= depth)
+        query = query.where(col(DeployedPath.depth) <= depth)
     if team is not None:
-        below, own = below.where(Deployment.team == team), own.where(Deployment.team == team)
-    connection = session.connection()
-    found = [*connection.execute(own).all(), *connection.execute(below).all()]
-    if not found:
-        return []
-    paths, known = labelled_paths(session, root.id or 0, {row[1] for row in found})
-    refs = {node: ref_of(label) for node, label in known.items()}
+        query = query.where(col(Deployment.team) == team)
     deployments = [
         DeploymentPublic(
             id=deployment_id,
-            ref=refs[artifact_id],
+            ref=path[-1],
             environment=environment,
             team=owner,
-            status=known[artifact_id].status,
+            status=status,
             active=active,
             created_at=created_at,
             created_by=created_by,
-            path=[refs[n] for n in paths[artifact_id]],
+            path=path,
         )
-        for deployment_id, artifact_id, environment, owner, active, created_at, created_by in found
+        for deployment_id, environment, owner, active, created_at, created_by, status, path in (
+            session.connection().execute(query).all()
+        )
     ]
     return sorted(deployments, key=lambda d: (len(d.path), d.team, d.environment, d.ref))
 

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, case, delete, exists, insert, literal, not
 from sqlmodel import Session, col, select
 
 from lineage import Reach, Relation, Status, effective_status, propagate_infection
+from registry.service import deployed_paths
 from registry.service._idset import among
 from registry.service.graph import CHUNK, descendant_rows, parent_links
 from registry.tables import (
@@ -307,7 +308,7 @@ def find_inconsistencies(session: Session) -> list[str]:
         )
         if status != expected.value:
             problems.append(f"artifact {node}: stored status {status} != recomputed {expected}")
-    return problems
+    return problems + deployed_paths.differences(session)
 
 
 def source_ids(session: Session, artifact_id: int) -> Sequence[int]:

@@ -242,6 +242,8 @@ def test_a_single_base_becomes_a_placeholder_that_a_later_register_fills(
         0,
     )
     [(placeholder_id, _)] = artifact_id(engine, "model", "acme/base")
+    reg.call("create_team", name="search")
+    reg.call("deploy", f"acme/ft@{commit}", environment="prod", team="search")
 
     filled = register_files(
         reg,
@@ -264,6 +266,9 @@ def test_a_single_base_becomes_a_placeholder_that_a_later_register_fills(
     assert ("placeholder.create", "acme/base@unpinned") in events
     assert ("placeholder.fill", "acme/base@v1") in events
     assert ("hf.import", f"acme/ft@{commit}") in events
+    # The deployment below is reached through the base's registered version.
+    [deployed] = reg.call("deployed_descendants", "acme/base@v1")
+    assert deployed.path == ["acme/base@v1", f"acme/ft@{commit}"]
     assert reg.call("find_inconsistencies") == []
 
 

@@ -391,6 +391,22 @@ class RegistryMachine(RuleBasedStateMachine):
         assert self.admin.call("find_inconsistencies") == []
 
     @invariant()
+    def every_blast_radius_matches_the_model(self) -> None:
+        """``descendants --deployed`` of every node: the deployments of it and its
+        descendants, each with a shortest path that is a real path of the lineage."""
+        graph = self.model.graph()
+        for node in self.model.kinds:
+            reach = nx.single_source_shortest_path_length(graph, node)
+            expected = sorted(
+                (ref, env, reach[ref]) for ref, env in self.model.deployments if ref in reach
+            )
+            answer = self.admin.call("deployed_descendants", node)
+            assert sorted((d.ref, d.environment, len(d.path) - 1) for d in answer) == expected
+            for deployment in answer:
+                assert deployment.path[0] == node
+                assert nx.is_path(graph, deployment.path), deployment.path
+
+    @invariant()
     def the_stored_state_matches_the_model(self) -> None:
         closure = (LineageClosure.ancestor_id, LineageClosure.descendant_id)
         infection = (Infection.source_id, Infection.artifact_id)

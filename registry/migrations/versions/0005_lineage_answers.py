@@ -1,4 +1,9 @@
-"""the lineage closure clustered by (ancestor, descendant)
+"""lineage answers: the closure clustered by its key; the deployed-path index
+
+``deployed_path`` (see ``registry.service.deployed_paths``) answers "which
+deployments descend from X, and how" with one range scan; it is filled here
+from the existing deployments and closure by the service's own derivation
+(the only migration that imports service code: the rows are derived state).
 
 Every lineage answer walks ``lineage_closure`` by its primary key: a base's
 descendants are one key range, a path is a chain of (ancestor, descendant)
@@ -49,6 +54,33 @@ def _rebuild_sqlite(*, clustered: bool) -> None:
 
 
 def upgrade() -> None:
+    _clustered_closure()
+    op.create_table(
+        "deployed_path",
+        sa.Column("ancestor_id", sa.Integer(), nullable=False),
+        sa.Column("deployment_id", sa.Integer(), nullable=False),
+        sa.Column("depth", sa.Integer(), nullable=False),
+        sa.Column("path", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("ancestor_id", "deployment_id"),
+        sqlite_with_rowid=False,
+    )
+    op.create_index("ix_deployed_path_deployment", "deployed_path", ["deployment_id"])
+    from sqlmodel import Session
+
+    from registry.service import deployed_paths
+
+    with Session(bind=op.get_bind()) as session:
+        deployed_paths.rebuild(session)
+        session.flush()
+
+
+def downgrade() -> None:
+    op.drop_index("ix_deployed_path_deployment", table_name="deployed_path")
+    op.drop_table("deployed_path")
+    _unclustered_closure()
+
+
+def _clustered_closure() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "ALTER TABLE lineage_closure DROP CONSTRAINT lineage_closure_pkey, "
@@ -59,7 +91,7 @@ def upgrade() -> None:
         _rebuild_sqlite(clustered=True)
 
 
-def downgrade() -> None:
+def _unclustered_closure() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "ALTER TABLE lineage_closure DROP CONSTRAINT lineage_closure_pkey, "
