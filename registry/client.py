@@ -29,6 +29,7 @@ from registry.schemas import (
     AuditEventPublic,
     AuditVerification,
     BehavioralScanPublic,
+    BlastRadius,
     DecisionPublic,
     DeploymentPublic,
     HfImportResult,
@@ -269,6 +270,11 @@ class RemoteRegistry:
             f"/artifacts/{ref}/deployments",
             list[DeploymentPublic],
             params=_drop_none(filters),
+        )
+
+    def _blast_radius(self, ref: str, **filters: Any) -> BlastRadius:
+        return self._request(
+            "GET", f"/artifacts/{ref}/blast-radius", BlastRadius, params=_drop_none(filters)
         )
 
     def _ancestors(self, ref: str, **filters: Any) -> list[LineageEntry]:

@@ -129,6 +129,25 @@ class DeploymentPublic(PublicModel):
     path: list[str] = Field(default_factory=list)
 
 
+class BlastRadiusGroup(PublicModel):
+    """Deployments of one team in one environment whose version has one status."""
+
+    team: str
+    environment: str
+    status: str
+    deployments: int
+
+
+class BlastRadius(PublicModel):
+    """How far a model or dataset reaches into production, summed up."""
+
+    ref: str
+    deployments: int
+    versions: int
+    groups: list[BlastRadiusGroup]
+    nearest: list[DeploymentPublic]
+
+
 class StatusChange(PublicModel):
     """What a flag, unflag or clearance changed."""
 

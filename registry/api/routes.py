@@ -21,6 +21,7 @@ from registry.schemas import (
     AuditVerification,
     BehavioralReportIn,
     BehavioralScanPublic,
+    BlastRadius,
     DecisionPublic,
     DecisionRequest,
     DeploymentPublic,
@@ -300,6 +301,20 @@ def deployed_descendants(
 ) -> list[DeploymentPublic]:
     """Deployments of the artifact and its descendants, each with its path."""
     return service.deployed_descendants(session, ref, depth=depth, team=team)
+
+
+@router.get("/artifacts/{ref:path}/blast-radius", tags=["lineage"])
+def blast_radius(
+    ref: str,
+    session: SessionDep,
+    _actor: CurrentActor,
+    depth: Depth = None,
+    team: str | None = None,
+    limit: Annotated[int, Query(ge=0, le=10000, description="nearest deployments listed")] = 20,
+) -> BlastRadius:
+    """Deployments below the artifact counted by team, environment and status, and the
+    nearest ``limit`` of them with their paths."""
+    return service.blast_radius(session, ref, depth=depth, team=team, limit=limit)
 
 
 @router.get("/artifacts/{ref:path}/ancestors", tags=["lineage"])

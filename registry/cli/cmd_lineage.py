@@ -14,6 +14,7 @@ from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from registry.schemas import (
+        BlastRadius,
         DeploymentPublic,
         LineageEntry,
         ReplayPublic,
@@ -31,13 +32,8 @@ def _print_change(verb: str, change: StatusChange) -> None:
         ["descendant", "status", "path"],
         [(e.ref, render.status(e.status), render.path(e.path)) for e in change.changed],
     )
-    render.table(
-        f"{len(change.deployments)} deployments descend from {change.ref}",
-        ["model", "environment", "team", "status", "path"],
-        [
-            (d.ref, d.environment, d.team, render.status(d.status), render.path(d.path))
-            for d in change.deployments
-        ],
+    _print_deployments(
+        f"{len(change.deployments)} deployments descend from {change.ref}", change.deployments
     )
 
 
@@ -171,13 +167,38 @@ def descendants(
     deployed: Annotated[
         bool, typer.Option("--deployed", help="List the deployments of it and its descendants.")
     ] = False,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="With --deployed: count the deployments by team, environment and status "
+            "and list only the nearest (--limit); for bases with thousands of deployments.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, help="With --summary: how many nearest to list.")
+    ] = 20,
     team: Annotated[
         str | None, typer.Option("--team", help="Only this team's models (or deployments).")
     ] = None,
     depth: DepthOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Every descendant with depth and path; --deployed: which deployments are hit."""
+    """Every descendant with depth and path; --deployed: which deployments are hit.
+
+    mbom descendants hub/base@1 --deployed --summary   how far a base reaches, in brief
+    """
+    if summary and not deployed:
+        raise InvalidInput("--summary goes with --deployed", hint="add --deployed")
+    if summary:
+        radius: BlastRadius = ctx_of(ctx).call(
+            "blast_radius", ref, depth=depth, team=team, limit=limit
+        )
+        if json_:
+            render.emit_json(radius)
+            return
+        _print_blast_radius(radius)
+        return
     if deployed:
         found: list[DeploymentPublic] = ctx_of(ctx).call(
             "deployed_descendants", ref, depth=depth, team=team
@@ -185,17 +206,34 @@ def descendants(
         if json_:
             render.emit_json(found)
             return
-        render.table(
-            f"{len(found)} deployments descend from {ref}",
-            ["model", "environment", "team", "status", "path"],
-            [
-                (d.ref, d.environment, d.team, render.status(d.status), render.path(d.path))
-                for d in found
-            ],
-        )
+        _print_deployments(f"{len(found)} deployments descend from {ref}", found)
         return
     entries: list[LineageEntry] = ctx_of(ctx).call("descendants", ref, depth=depth, team=team)
     _print_entries(f"{len(entries)} descendants of {ref}", entries, json_)
+
+
+def _print_blast_radius(radius: BlastRadius) -> None:
+    render.table(
+        f"{radius.deployments} deployments of {radius.versions} versions descend from {radius.ref}",
+        ["team", "environment", "status", "deployments"],
+        [
+            (g.team, g.environment, render.status(g.status), str(g.deployments))
+            for g in radius.groups
+        ],
+    )
+    if radius.nearest:
+        _print_deployments(f"the nearest {len(radius.nearest)}", radius.nearest)
+
+
+def _print_deployments(title: str, deployments: list[DeploymentPublic]) -> None:
+    render.table(
+        title,
+        ["model", "environment", "team", "status", "path"],
+        [
+            (d.ref, d.environment, d.team, render.status(d.status), render.path(d.path))
+            for d in deployments
+        ],
+    )
 
 
 @app.command()

@@ -38,7 +38,7 @@ from registry.service.flags import clear, flag, status_report, unflag
 from registry.service.hf_import import import_hf
 from registry.service.ossf_signing import model_signing_bundle, verify_model_signing
 from registry.service.policy import create_team, decide, list_decisions, list_teams
-from registry.service.queries import ancestors, deployed_descendants, descendants
+from registry.service.queries import ancestors, blast_radius, deployed_descendants, descendants
 from registry.service.status import find_inconsistencies
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "decide",
     "deploy",
     "deployed_descendants",
+    "blast_radius",
     "descendants",
     "enroll_key",
     "export_cyclonedx",

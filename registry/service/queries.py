@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from sqlalchemy import Select, distinct, func
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col
 
 from registry.errors import InvalidInput
-from registry.schemas import DeploymentPublic, LineageEntry
+from registry.schemas import BlastRadius, BlastRadiusGroup, DeploymentPublic, LineageEntry
 from registry.service.graph import (
     Label,
     ancestor_rows,
@@ -112,35 +114,39 @@ def deployed_descendants(
 
 
 def affected_deployments(
-    session: Session, root: Artifact, *, depth: int | None = None, team: str | None = None
+    session: Session,
+    root: Artifact,
+    *,
+    depth: int | None = None,
+    team: str | None = None,
+    limit: int | None = None,
 ) -> list[DeploymentPublic]:
-    """Deployments of ``root`` and its descendants, each with the path from ``root``.
+    """Deployments of ``root`` and its descendants, nearest first, each with its path.
 
     One range scan of the deployed-path index on ``root``
     (:mod:`registry.service.deployed_paths`) joined with the deployments and
     their versions' current status: the cost follows the deployments hit, not
-    the number of descendants.
+    the number of descendants. ``limit`` keeps the nearest ones.
     """
-    query = (
-        core_select(
-            col(Deployment.id),
-            col(Deployment.environment),
+    hits = _hits(root, depth=depth, team=team)
+    if limit is not None:
+        hits = hits.order_by(
+            col(DeployedPath.depth),
             col(Deployment.team),
-            col(Deployment.active),
-            col(Deployment.created_at),
-            col(Deployment.created_by),
-            col(Artifact.status),
-            col(DeployedPath.path),
-        )
-        .select_from(DeployedPath)
-        .join(Deployment, col(Deployment.id) == col(DeployedPath.deployment_id))
-        .join(Artifact, col(Artifact.id) == col(Deployment.artifact_id))
-        .where(col(DeployedPath.ancestor_id) == root.id)
+            col(Deployment.environment),
+            col(Artifact.name),
+            col(Artifact.version),
+        ).limit(limit)
+    query = hits.with_only_columns(
+        col(Deployment.id),
+        col(Deployment.environment),
+        col(Deployment.team),
+        col(Deployment.active),
+        col(Deployment.created_at),
+        col(Deployment.created_by),
+        col(Artifact.status),
+        col(DeployedPath.path),
     )
-    if depth is not None:
-        query = query.where(col(DeployedPath.depth) <= depth)
-    if team is not None:
-        query = query.where(col(Deployment.team) == team)
     deployments = [
         DeploymentPublic(
             id=deployment_id,
@@ -158,6 +164,60 @@ def affected_deployments(
         )
     ]
     return sorted(deployments, key=lambda d: (len(d.path), d.team, d.environment, d.ref))
+
+
+def blast_radius(
+    session: Session,
+    ref: str,
+    *,
+    depth: int | None = None,
+    team: str | None = None,
+    limit: int = 20,
+) -> BlastRadius:
+    """How many deployments descend from a model or dataset, by team, environment and
+    status, and the ``limit`` nearest of them: the answer for a base so popular that the
+    full list is thousands long."""
+    _check_depth(depth)
+    if limit < 0:
+        raise InvalidInput(f"--limit must be 0 or more, not {limit}")
+    root = resolve(session, ref)
+    hits = _hits(root, depth=depth, team=team)
+    groups = hits.with_only_columns(
+        col(Deployment.team),
+        col(Deployment.environment),
+        col(Artifact.status),
+        func.count(),
+    ).group_by(col(Deployment.team), col(Deployment.environment), col(Artifact.status))
+    versions = hits.with_only_columns(func.count(distinct(col(Deployment.artifact_id))))
+    connection = session.connection()
+    counted = [
+        BlastRadiusGroup(team=owner, environment=environment, status=status, deployments=n)
+        for owner, environment, status, n in connection.execute(groups).all()
+    ]
+    counted.sort(key=lambda g: (-g.deployments, g.team, g.environment, g.status))
+    return BlastRadius(
+        ref=ref_of(root),
+        deployments=sum(g.deployments for g in counted),
+        versions=connection.execute(versions).scalar_one(),
+        groups=counted,
+        nearest=affected_deployments(session, root, depth=depth, team=team, limit=limit),
+    )
+
+
+def _hits(root: Artifact, *, depth: int | None, team: str | None) -> Select[Any]:
+    """The active deployments below ``root`` (and its own), as a join to pick columns from."""
+    query = (
+        core_select(col(Deployment.id))
+        .select_from(DeployedPath)
+        .join(Deployment, col(Deployment.id) == col(DeployedPath.deployment_id))
+        .join(Artifact, col(Artifact.id) == col(Deployment.artifact_id))
+        .where(col(DeployedPath.ancestor_id) == root.id)
+    )
+    if depth is not None:
+        query = query.where(col(DeployedPath.depth) <= depth)
+    if team is not None:
+        query = query.where(col(Deployment.team) == team)
+    return query
 
 
 def deployment_public(

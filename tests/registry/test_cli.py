@@ -359,6 +359,24 @@ def test_flag_cascade_and_graph_queries(cli: Cli, home_url: str) -> None:
     assert refs(deployed.json()) == ["acme/app@1", "other@1"]
     assert "acme/ft@1 is infected" in refused.error_line()
 
+    summary, summary_text, nearest_only, lone = cli.many(
+        ["descendants", "acme/base@1", "--deployed", "--summary", "--json", 0],
+        ["descendants", "acme/base@1", "--deployed", "--summary", "--limit", "1", 0],
+        ["descendants", "acme/base@1", "--summary", 2],
+        ["descendants", "acme/base@1", "--deployed", "--summary", "--limit", "0", "--json", 0],
+    )
+    radius = summary.json()
+    assert (radius["ref"], radius["deployments"], radius["versions"]) == ("acme/base@1", 2, 2)
+    assert sorted((g["team"], g["environment"], g["status"], g["deployments"])
+                  for g in radius["groups"]) == [
+        ("fraud", "prod", "infected", 1), ("search", "staging", "infected", 1)]
+    assert deployment_rows(radius["nearest"]) == HIT
+    assert "2 deployments of 2 versions descend from acme/base@1" in summary_text.out
+    assert "the nearest 1" in summary_text.out
+    assert "search/app@1" in summary_text.out
+    assert "--summary goes with --deployed" in nearest_only.error_line()
+    assert (lone.json()["deployments"], lone.json()["nearest"]) == (2, [])
+
     cleared, undeployed = cli.many(
         ["clear", "search/app@1", "--reason", "retrained from clean data", "--json", 0],
         ["undeploy", "other@1", "--env", "prod", "--team", "fraud", "--json", 0],
@@ -575,6 +593,9 @@ def test_tokens_and_remote_mode_against_mbom_serve(
             ["tokens", "revoke", str(reader.json()["id"]), "--json", 0],
         )
         assert deployment_rows(hit.json()) == HIT
+        radius = remote("descendants", "acme/base@1", "--deployed", "--summary", "--team",
+                        "search", "--json").json()
+        assert (radius["deployments"], refs(radius["nearest"])) == (1, ["search/app@1"])
         assert "flagged already" in again.error_line()
         assert revoked.json()["revoked"] is True
         by_env = Cli({**cli.env, "MBOM_SERVER": server, "MBOM_TOKEN": reader.json()["token"]},
