@@ -11,10 +11,11 @@ per model verdict, score and time; TPR/FPR at the default threshold and ROC AUC 
 the bases; the replayed rate vs. the real attack success rate of every descendant;
 and the targets of issue 4, met or not.
 
-``--quick`` uses a smaller zoo; ``--calibrate`` scans the *calibration* zoo instead
-and prints the clean-model references (median, 1.4826 * MAD) that
-``scanning/behavioral/_calibration.py`` hard-codes as its defaults, and the replays
-(descendants vs. clean relatives) that set ``INHERITANCE_MARGIN``.
+``--quick`` uses a smaller zoo; ``--zoo holdout`` scans the *holdout* zoo, which
+nothing was chosen on; ``--calibrate`` scans the *calibration* zoo instead and prints
+the clean-model references (median, 1.4826 * MAD, per architecture family and over
+all) that ``scanning/behavioral/_calibration.py`` hard-codes as its defaults, and the
+replays (descendants vs. clean relatives) that set ``INHERITANCE_MARGIN``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,20 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.backdoor_zoo import DEFAULT_CACHE, Data, ZooModel, build_zoo, digits_data, zoo_specs
+from benchmarks.backdoor_zoo import (
+    DEFAULT_CACHE,
+    Data,
+    ZooModel,
+    build_zoo,
+    digits_data,
+    zoo_specs,
+)
+from scanning.behavioral._calibration import ANY_FAMILY, family_references
+from scanning.behavioral._torch_support import architecture_family
 from scanning.behavioral.detect import (
     MAX_MARGIN,
     NEURAL_CLEANSE,
+    PATCH_TRIGGER,
     Budget,
     confirms_inheritance,
     detect,
@@ -121,9 +132,9 @@ def _log_line(scan: Scan) -> str:
 def base_table(scans: Sequence[Scan]) -> list[str]:
     """Markdown rows: every base model with ground truth, mbom's verdict and plain NC."""
     rows = [
-        "| model | trigger | real ASR | verdict | score | class | NC z | MM z | CPU s "
+        "| model | trigger | real ASR | verdict | score | class | NC z | MM z | patch z | CPU s "
         "| plain NC (AI) | plain NC CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scan in scans:
         if not scan.is_base:
@@ -141,7 +152,8 @@ def base_table(scans: Sequence[Scan]) -> list[str]:
         rows.append(
             f"| {spec.name} | {trigger} | {asr} | {_verdict(scan)} | {report.score:.2f} "
             f"| {report.target_class} | {z[NEURAL_CLEANSE]:.1f} | {z[MAX_MARGIN]:.1f} "
-            f"| {scan.cpu:.1f} | {anchor} | {_seconds(scan.plain_cpu)} |"
+            f"| {_fmt(z.get(PATCH_TRIGGER), 1)} | {scan.cpu:.1f} | {anchor} "
+            f"| {_seconds(scan.plain_cpu)} |"
         )
     return rows
 
@@ -341,22 +353,61 @@ def _met(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def calibrate(data: Data) -> None:
-    """Scan the calibration zoo, print the default references its clean bases give, and the
-    replays behind :data:`~scanning.behavioral.detect.INHERITANCE_MARGIN`."""
+def calibrate(data: Data, *, dump: Path | None = None) -> None:
+    """Scan the calibration zoo, print the default references its clean bases give (per
+    architecture family and over all), and the replays behind
+    :data:`~scanning.behavioral.detect.INHERITANCE_MARGIN`; ``dump`` receives every base's
+    statistics as JSON."""
     scans = run(build_zoo(zoo_specs("calibration"), data=data), data, plain=False)
-    print("\n".join(base_table(scans)))
-    print("\n".join(["", *replay_table(replays(scans, data)), ""]))
-    for name in (NEURAL_CLEANSE, MAX_MARGIN):
-        clean = np.array(
-            [_statistic(s, name) for s in scans if s.is_base and not s.model.backdoored_lineage]
-        )
-        center = float(np.median(clean))
-        scale = 1.4826 * float(np.median(np.abs(clean - center)))
-        values = ", ".join(f"{v:.3f}" for v in sorted(clean))
-        print(f"{name}: Reference(center={center:.3f}, scale={scale:.3f})  clean: {values}")
-        bad = sorted(_statistic(s, name) for s in scans if s.is_base and s.model.backdoored_lineage)
-        print(f"{name} backdoored: {', '.join(f'{v:.3f}' for v in bad)}")
+    results = replays(scans, data)
+    print("\n".join(["", *base_table(scans), "", *replay_table(results), ""]))
+    print("\n".join(["", *summary_rows(summary(scans, results)), ""]))
+    bases = [s for s in scans if s.is_base]
+    families = _by_family(bases)
+    for name in (NEURAL_CLEANSE, MAX_MARGIN, PATCH_TRIGGER):
+        clean = {
+            family: [_statistic(s, name) for s in members if not s.model.backdoored_lineage]
+            for family, members in families.items()
+        }
+        for family, reference in family_references(clean).items():
+            bad = [_statistic(s, name) for s in bases if s.model.backdoored_lineage and (
+                family == ANY_FAMILY or _family(s) == family)]  # fmt: skip
+            print(
+                f"{name:15s} {family:13s} ({reference.center:.3f}, {reference.scale:.3f})  "
+                f"clean: {_values(clean.get(family, _all(clean)))}  backdoored: {_values(bad)}"
+            )
+    if dump is not None:
+        dump.write_text(json.dumps([_facts(s) for s in bases], indent=1) + "\n", encoding="utf-8")
+
+
+def _by_family(bases: Sequence[Scan]) -> dict[str, list[Scan]]:
+    families: dict[str, list[Scan]] = {}
+    for scan in bases:
+        families.setdefault(_family(scan), []).append(scan)
+    return families
+
+
+def _family(scan: Scan) -> str:
+    return architecture_family(scan.model.model) or ANY_FAMILY
+
+
+def _all(by_family: dict[str, list[float]]) -> list[float]:
+    return [v for values in by_family.values() for v in values]
+
+
+def _values(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:.3f}" for v in sorted(values))
+
+
+def _facts(scan: Scan) -> dict[str, Any]:
+    spec = scan.model.spec
+    return {
+        "name": spec.name,
+        "family": architecture_family(scan.model.model),
+        "target": None if spec.poison is None else spec.poison.target,
+        "asr": scan.model.asr,
+        "report": scan.report.to_json(),
+    }
 
 
 def _statistic(scan: Scan, name: str) -> float:
@@ -368,22 +419,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Behavioral backdoor scanner benchmark")
     parser.add_argument("--quick", action="store_true", help="a smaller zoo")
     parser.add_argument("--calibrate", action="store_true", help="scan the calibration zoo")
+    parser.add_argument(
+        "--zoo", choices=["evaluation", "holdout"], default="evaluation", help="the zoo to scan"
+    )
     parser.add_argument("--no-plain", action="store_true", help="skip plain Neural Cleanse")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument(
+        "--json", type=Path, help="also write every figure (--calibrate: statistic) to this file"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = digits_data()
     if args.calibrate:
-        calibrate(data)
+        calibrate(data, dump=args.json)
         return
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    models = build_zoo(zoo_specs("evaluation", quick=args.quick), data=data, cache=args.cache)
+    models = build_zoo(zoo_specs(args.zoo, quick=args.quick), data=data, cache=args.cache)
     scans = run(models, data, plain=not args.no_plain)
     results = replays(scans, data)
     figures = summary(scans, results)
-    print(f"\nload average before {load:.1f}, after {os.getloadavg()[0]:.1f}; "
+    print(f"\n{args.zoo} zoo; load average before {load:.1f}, after {os.getloadavg()[0]:.1f}; "
           f"whole run {time.perf_counter() - start:.0f} s\n")  # fmt: skip
     print("\n".join([*base_table(scans), "", *replay_table(results), "", *summary_rows(figures)]))
     if args.json:

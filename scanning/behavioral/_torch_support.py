@@ -155,3 +155,40 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+#: The architecture families the default calibration distinguishes (see ``_calibration``).
+CONVOLUTIONAL = "convolutional"
+DENSE = "dense"
+_CONVOLUTIONS = (
+    torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d,
+    torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d,
+)  # fmt: skip
+
+
+def architecture_family(model: object) -> str | None:
+    """``convolutional`` when the model convolves, ``dense`` when it only has linear
+    layers, ``None`` when its structure cannot be read.
+
+    Reads ``nn.Module`` children (``Conv*d``, ``Linear``) and, for a ``torch.export``
+    program's ``.module()``, whose layers are graph operations, the ``aten`` calls of
+    its graph.
+    """
+    kinds: set[str] = set()
+    modules = getattr(model, "modules", None)
+    if callable(modules):
+        for module in modules():
+            if isinstance(module, _CONVOLUTIONS):
+                kinds.add(CONVOLUTIONAL)
+            elif isinstance(module, torch.nn.Linear):
+                kinds.add(DENSE)
+    graph = getattr(model, "graph", None)
+    for node in getattr(graph, "nodes", ()):
+        target = str(getattr(node, "target", ""))
+        if "convolution" in target or "conv1d" in target or "conv2d" in target:
+            kinds.add(CONVOLUTIONAL)
+        elif target.startswith(("aten.linear", "aten.addmm", "aten.mm")):
+            kinds.add(DENSE)
+    if CONVOLUTIONAL in kinds:
+        return CONVOLUTIONAL
+    return DENSE if DENSE in kinds else None

@@ -4,7 +4,7 @@ Pure numpy + torch: never loads a file, never imports :mod:`registry`. The sandb
 worker loads the model and calls :func:`detect` (admission, ``mbom scan``) or
 :func:`measure_replay` (cascade confirmation, ``mbom replay``).
 
-Two detectors, combined into one calibrated score (:mod:`._calibration`):
+Three detectors, combined into one calibrated score (:mod:`._calibration`):
 
 1. ``neural_cleanse`` — Neural Cleanse trigger reverse-engineering, every class
    optimised in one batch (:mod:`._neural_cleanse`). Its per-class statistic is the
@@ -17,8 +17,17 @@ Two detectors, combined into one calibrated score (:mod:`._calibration`):
    is both cheap and compact.
 2. ``max_margin`` — MM-BD (:mod:`._mmbd`): the log of the largest achievable
    classification margin of the most extreme class over the median class. Needs no
-   data, sees whole-image blended triggers and large patches that a mask-norm test
-   misses.
+   data, sees whole-image blended triggers that a mask-norm test misses.
+3. ``patch_trigger`` — a patch search against a clean reference (:mod:`._patch_search`):
+   for every class and every 4x4 window, a pattern optimised to send the references
+   to the class while two small classifiers fitted to the references at scan time
+   (:mod:`._reference_models`) keep seeing their own labels. Its per-class statistic is
+   how many more references the model sends to the class than the clean classifiers
+   do. It covers what the other two miss on small inputs: 3x3 and 4x4 patches, solid
+   or patterned, that cost Neural Cleanse as much mask as a natural class needs.
+
+Each statistic is judged against clean models of the same architecture family
+(convolutional or dense; :mod:`._calibration`).
 
 The model is only called: an ``nn.Module`` or a ``torch.export`` program's
 ``.module()``, mapping a float32 batch ``(N, *input_shape)`` to ``(N, num_classes)``
@@ -50,8 +59,16 @@ from scanning.behavioral._neural_cleanse import (
     anomaly_indices,
     reverse_engineer,
 )
+from scanning.behavioral._patch_search import (
+    PatchSettings,
+    PatchTriggers,
+    is_searchable,
+    search_patches,
+)
+from scanning.behavioral._reference_models import fit_reference_ensemble
 from scanning.behavioral._torch_support import (
     Classifier,
+    architecture_family,
     check_profile,
     predict,
     put_in_eval_mode,
@@ -69,6 +86,7 @@ from scanning.behavioral.report import (
 __all__ = [
     "MAX_MARGIN",
     "NEURAL_CLEANSE",
+    "PATCH_TRIGGER",
     "PUBLISHED_NC_THRESHOLD",
     "INHERITANCE_MARGIN",
     "Budget",
@@ -81,8 +99,12 @@ __all__ = [
 #: Detector names, the keys of ``DetectorResult.name`` and of a baseline's statistics.
 NEURAL_CLEANSE = "neural_cleanse"
 MAX_MARGIN = "max_margin"
+PATCH_TRIGGER = "patch_trigger"
 #: The anomaly index above which the published Neural Cleanse flags a class.
 PUBLISHED_NC_THRESHOLD = 2.0
+#: A recovered trigger sending fewer references than this to its class is replaced by
+#: the patch search's window for the class when the window does better (see ``_combine``).
+TRIGGER_SUCCESS = 0.9
 #: Weight of a mask's compactness against the log of its cheapness (see module doc):
 #: a perfectly compact mask counts as if it were e^0.5 ~ 1.65 times cheaper.
 COMPACTNESS_WEIGHT = 1.0
@@ -99,22 +121,27 @@ class Budget:
     one step = one forward and backward pass over ``num_classes x batch_size``
     stamped references); it stops earlier once no class's smallest mask improved by
     1% for ``patience`` epochs of ``epoch_steps`` steps. ``margin_steps`` and
-    ``margin_restarts`` bound the max-margin search. ``threads`` is torch's intra-op
-    thread count during the scan (restored after).
+    ``margin_restarts`` bound the max-margin search, ``patch_steps`` and
+    ``patch_batch_size`` the patch search (one step = ``num_classes x windows x
+    patch_batch_size`` stamped references). ``threads`` is torch's intra-op thread
+    count during the scan (restored after).
     """
 
-    max_steps: int = 150
+    max_steps: int = 130
     patience: int = 12
     epoch_steps: int = 5
     batch_size: int = 24
     margin_steps: int = 150
-    margin_restarts: int = 8
+    margin_restarts: int = 6
+    patch_steps: int = 20
+    patch_batch_size: int = 8
     seed: int = 0
     threads: int = 1
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "patience", "epoch_steps", "batch_size", "margin_steps",
-                     "margin_restarts", "threads"):  # fmt: skip
+                     "margin_restarts", "patch_steps", "patch_batch_size",
+                     "threads"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Budget.{name} must be a positive integer, got {value!r}")
@@ -128,13 +155,15 @@ def detect(
     budget: Budget = Budget(),
     progress: Progress | None = None,
 ) -> BehavioralReport:
-    """Scan ``model`` for a backdoor with both detectors and combine them into a verdict.
+    """Scan ``model`` for a backdoor with every detector and combine them into a verdict.
 
     ``baseline`` holds the detector statistics (``{detector name: statistic}``, as in
     :meth:`BehavioralReport.to_json`) of clean, admitted relatives of the same family;
-    with three or more the z-scores are taken against them instead of the default
-    calibration. ``progress(fraction, message)`` is called as the scan advances.
-    Raises ``ValueError`` when the profile does not fit the model or its references.
+    with three or more for a detector its z-score is taken against them instead of the
+    default calibration of the model's architecture family. ``progress(fraction,
+    message)`` is called as the scan advances. The patch search runs on image inputs
+    ``(C, H, W)`` only. Raises ``ValueError`` when the profile does not fit the model
+    or its references.
     """
     start = time.perf_counter()
     report = _Progress(progress)
@@ -146,25 +175,34 @@ def detect(
         reversed_ = reverse_engineer(
             model, x, y, range(profile.num_classes), num_classes=profile.num_classes,
             value_range=profile.value_range, settings=_batched_settings(budget),
-            progress=lambda f: report(0.75 * f, "reverse-engineering triggers"),
+            progress=lambda f: report(0.6 * f, "reverse-engineering triggers"),
         )  # fmt: skip
-        report(0.75, "maximising the margin of every class")
+        report(0.6, "maximising the margin of every class")
         margins = max_margins(
             model, num_classes=profile.num_classes, input_shape=profile.input_shape,
             value_range=profile.value_range, restarts=budget.margin_restarts,
             steps=budget.margin_steps, seed=budget.seed,
-            progress=lambda f: report(0.75 + 0.2 * f, "maximising margins"),
+            progress=lambda f: report(0.6 + 0.15 * f, "maximising margins"),
         )  # fmt: skip
-        references, calibration = references_for(baseline)
-        cleanse = _cleanse_result(reversed_, references[NEURAL_CLEANSE])
-        margin = _margin_result(margins, references[MAX_MARGIN])
+        report(0.75, "searching patches against a clean reference")
+        patches = _search_patches(
+            model, profile, x, y, budget,
+            progress=lambda f: report(0.75 + 0.2 * f, "searching patches"),
+        )  # fmt: skip
+        references, calibration = references_for(baseline, family=architecture_family(model))
+        detectors = [
+            _cleanse_result(reversed_, references[NEURAL_CLEANSE]),
+            _margin_result(margins, references[MAX_MARGIN]),
+        ]
+        if patches is not None:
+            detectors.append(_patch_result(patches, references[PATCH_TRIGGER]))
         report(0.95, "measuring the recovered trigger")
-        outcome = _combine(model, profile, reversed_, cleanse, margin)
+        outcome = _combine(model, profile, reversed_, patches, detectors)
     report(1.0, "done")
     return BehavioralReport(
         verdict=verdict_for(outcome.score),
         score=outcome.score,
-        detectors=(cleanse, margin),
+        detectors=tuple(detectors),
         target_class=outcome.target,
         trigger=outcome.trigger,
         trigger_asr=outcome.trigger_asr,
@@ -211,6 +249,32 @@ def _batched_settings(budget: Budget) -> CleanseSettings:
         stop_patience=budget.patience,
         seed=budget.seed,
     )
+
+
+def _search_patches(
+    model: Classifier,
+    profile: ScanProfile,
+    x: NDArray[np.float32],
+    y: NDArray[np.int64],
+    budget: Budget,
+    *,
+    progress: Callable[[float], None],
+) -> PatchTriggers | None:
+    """The patch search of :mod:`._patch_search` with the budget's steps; ``None`` for
+    inputs that are not images."""
+    if not is_searchable(profile.input_shape):
+        return None
+    reference = fit_reference_ensemble(
+        x, y, num_classes=profile.num_classes, value_range=profile.value_range, seed=budget.seed
+    )
+    settings = PatchSettings(
+        steps=budget.patch_steps, batch_size=budget.patch_batch_size, seed=budget.seed
+    )
+    return search_patches(
+        model, x, y, range(profile.num_classes), num_classes=profile.num_classes,
+        value_range=profile.value_range, reference=reference, settings=settings,
+        progress=progress,
+    )  # fmt: skip
 
 
 def _class_scores(reversed_: ReversedTriggers) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -268,6 +332,26 @@ def _margin_result(margins: NDArray[np.float64], reference: Reference) -> Detect
     )
 
 
+def _patch_result(patches: PatchTriggers, reference: Reference) -> DetectorResult:
+    scores = patches.class_scores()
+    windows = patches.best_windows()
+    rows = range(len(patches.classes))
+    return _detector_result(
+        PATCH_TRIGGER,
+        scores,
+        reference,
+        {
+            "class_scores": _rounded(scores),
+            "window": [list(patches.windows[w]) for w in windows],
+            "side": patches.side,
+            "advantage": _rounded(patches.advantages[rows, windows]),
+            "model_rate": _rounded(patches.model_rates[rows, windows]),
+            "reference_rate": _rounded(patches.reference_rates[rows, windows]),
+            "reference_accuracy": round(patches.reference_accuracy, 4),
+        },
+    )
+
+
 def _detector_result(
     name: str, scores: NDArray[np.float64], reference: Reference, details: dict[str, Any]
 ) -> DetectorResult:
@@ -279,7 +363,7 @@ def _detector_result(
         threshold=reference.center + Z_FLAGGED * reference.scale,
         flagged=bool(reference.z(statistic) >= Z_FLAGGED),
         suspected_classes=_suspects(np.array([reference.z(s) for s in scores])),
-        details={"z": reference.z(statistic), **details},
+        details={"z": reference.z(statistic), "calibration": reference.source, **details},
     )
 
 
@@ -311,29 +395,41 @@ def _combine(
     model: Classifier,
     profile: ScanProfile,
     reversed_: ReversedTriggers,
-    cleanse: DetectorResult,
-    margin: DetectorResult,
+    patches: PatchTriggers | None,
+    detectors: Sequence[DetectorResult],
 ) -> _Outcome:
     """The score is the strongest evidence in units of the flagging z (>= 1 flags).
 
-    When both detectors point at the same class their z-scores are also pooled
-    (Stouffer: ``(z1 + z2) / sqrt(2)``): two independent, individually weak signals on
+    The detectors that point at the same class as the one with the largest z are also
+    pooled (Stouffer: ``sum(z) / sqrt(n)``): independent, individually weak signals on
     one class are stronger evidence than either.
+
+    The recovered trigger is Neural Cleanse's mask and pattern for the suspected class,
+    the smallest trigger found; when it sends fewer than :data:`TRIGGER_SUCCESS` of the
+    references to the class and the patch search's window does better, the window.
     """
-    z_cleanse, z_margin = float(cleanse.details["z"]), float(margin.details["z"])
-    pooled = -math.inf
-    if cleanse.suspected_classes[0] == margin.suspected_classes[0]:
-        pooled = (z_cleanse + z_margin) / math.sqrt(2)
-    best = max(z_cleanse, z_margin, pooled)
-    leader = margin if z_margin > z_cleanse and best != pooled else cleanse
+    z = {d.name: float(d.details["z"]) for d in detectors}
+    leader = max(detectors, key=lambda d: z[d.name])
     target = leader.suspected_classes[0]
+    agreeing = [z[d.name] for d in detectors if d.suspected_classes[0] == target]
+    pooled = sum(agreeing) / math.sqrt(len(agreeing)) if len(agreeing) > 1 else -math.inf
+    best = max(z[leader.name], pooled)
     index = reversed_.classes.index(target)
     trigger = TriggerPattern(
         mask=reversed_.masks[index], pattern=reversed_.patterns[index], target_class=target
     )
-    replay = _replay(model, profile, trigger)
-    asr = replay.target_rate if replay.target_rate is not None else replay.rate
+    asr = _target_rate(model, profile, trigger)
+    if asr < TRIGGER_SUCCESS and patches is not None:
+        window = patches.trigger(target)
+        window_asr = _target_rate(model, profile, window)
+        if window_asr > asr:
+            trigger, asr = window, window_asr
     return _Outcome(score=best / Z_FLAGGED, target=target, trigger=trigger, trigger_asr=asr)
+
+
+def _target_rate(model: Classifier, profile: ScanProfile, trigger: TriggerPattern) -> float:
+    replay = _replay(model, profile, trigger)
+    return replay.target_rate if replay.target_rate is not None else replay.rate
 
 
 def measure_replay(

@@ -19,6 +19,7 @@ from scanning.behavioral.detect import (
     INHERITANCE_MARGIN,
     MAX_MARGIN,
     NEURAL_CLEANSE,
+    PATCH_TRIGGER,
     Budget,
     confirms_inheritance,
     detect,
@@ -161,7 +162,9 @@ def test_budget_limits_the_steps(clean_model: DigitsMLP, profile: ScanProfile) -
     assert cleanse.details["steps"] <= 20
 
 
-@pytest.mark.parametrize("field", ["max_steps", "patience", "batch_size", "threads"])
+@pytest.mark.parametrize(
+    "field", ["max_steps", "patience", "batch_size", "patch_steps", "patch_batch_size", "threads"]
+)
 def test_budget_refuses_non_positive_values(field: str) -> None:
     with pytest.raises(ValueError, match=f"Budget.{field} must be a positive integer"):
         Budget(**{field: 0})
@@ -189,14 +192,17 @@ def test_report_json_is_serialisable_and_round_trips(backdoored_report: Behavior
     data = json.loads(json.dumps(backdoored_report.to_json()))
     again = BehavioralReport.from_json(data, trigger=backdoored_report.trigger)
     assert again.to_json() == backdoored_report.to_json()
-    assert {d["name"] for d in data["detectors"]} == {NEURAL_CLEANSE, MAX_MARGIN}
+    assert {d["name"] for d in data["detectors"]} == {NEURAL_CLEANSE, MAX_MARGIN, PATCH_TRIGGER}
 
 
 def test_relatives_replace_the_default_calibration(
     clean_model: DigitsMLP, profile: ScanProfile
 ) -> None:
-    relatives = [{NEURAL_CLEANSE: 0.25 + 0.01 * i, MAX_MARGIN: 0.3 + 0.02 * i} for i in range(3)]
-    budget = Budget(max_steps=20, margin_steps=10)
+    relatives = [
+        {NEURAL_CLEANSE: 0.25 + 0.01 * i, MAX_MARGIN: 0.3 + 0.02 * i, PATCH_TRIGGER: 1.0 + 0.1 * i}
+        for i in range(3)
+    ]
+    budget = Budget(max_steps=20, margin_steps=10, patch_steps=2)
     report = detect(clean_model, profile, baseline=relatives, budget=budget)
     assert report.calibration == "relatives:3"
     assert detect(clean_model, profile, baseline=relatives[:2], budget=budget).calibration == (
@@ -265,6 +271,7 @@ def test_public_names_are_pinned() -> None:
         "INHERITANCE_MARGIN",
         "MAX_MARGIN",
         "NEURAL_CLEANSE",
+        "PATCH_TRIGGER",
         "PUBLISHED_NC_THRESHOLD",
         "confirms_inheritance",
         "detect",
