@@ -357,9 +357,9 @@ class RemoteRegistry:
             json={"parents": list(parents)},
         )
 
-    def _behavior_baseline(self, reference_digest: str) -> list[dict[str, float]]:
+    def _behavior_baseline(self, reference_digest: str) -> list[dict[str, float | str]]:
         return self._request(
-            "GET", f"/profiles/{reference_digest}/baseline", list[dict[str, float]]
+            "GET", f"/profiles/{reference_digest}/baseline", list[dict[str, float | str]]
         )
 
     def _record_rescan(

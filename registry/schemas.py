@@ -358,6 +358,7 @@ class BehavioralReportIn(PublicModel):
     calibration: str = Field(default="default", max_length=200)
     elapsed_s: FiniteFloat | None = None
     error: str | None = Field(default=None, max_length=10000)
+    family: Literal["convolutional", "dense"] | None = None
     trigger: Base64Bytes | None = None
 
 

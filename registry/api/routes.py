@@ -139,7 +139,7 @@ def behavior_baseline(
     digest: Annotated[str, FastApiPath(pattern=r"^sha256:[0-9a-f]{64}$")],
     session: SessionDep,
     _actor: CurrentActor,
-) -> list[dict[str, float]]:
+) -> list[dict[str, float | str]]:
     """Detector statistics of clean models scanned clean on these references (calibration)."""
     return service.behavior_baseline(session, digest)
 

@@ -152,8 +152,12 @@ def _profile_for(session: Session, artifact_id: int) -> ScanProfilePublic | None
     )
 
 
-def baseline(session: Session, reference_digest: str) -> list[dict[str, float]]:
-    """Detector statistics of clean relatives: clean models scanned clean on these references."""
+def baseline(session: Session, reference_digest: str) -> list[dict[str, float | str]]:
+    """Detector statistics of clean relatives: clean models scanned clean on these references.
+
+    Each carries its architecture ``family`` when its scan recorded one: the scan of
+    a model only calibrates against relatives of its own family.
+    """
     rows = session.exec(
         select(ScanRecord.report)
         .join(Artifact, col(Artifact.id) == col(ScanRecord.artifact_id))
@@ -164,12 +168,17 @@ def baseline(session: Session, reference_digest: str) -> list[dict[str, float]]:
         )
         .order_by(col(ScanRecord.id).desc())
     ).all()
-    stats = [
-        {d["name"]: float(d["statistic"]) for d in report.get("detectors", [])}
-        for report in rows
-        if report.get("reference_digest") == reference_digest
-    ]
-    return [s for s in stats if s][:CALIBRATION_RELATIVES]
+    relatives: list[dict[str, float | str]] = []
+    for report in rows:
+        if report.get("reference_digest") != reference_digest or not report.get("detectors"):
+            continue
+        stats: dict[str, float | str] = {
+            d["name"]: float(d["statistic"]) for d in report["detectors"]
+        }
+        if report.get("family"):
+            stats["family"] = str(report["family"])
+        relatives.append(stats)
+    return relatives[:CALIBRATION_RELATIVES]
 
 
 def check_admission(

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from scanning.behavioral.report import BehaviorVerdict
+from scanning.behavioral.report import BehaviorVerdict, RelativeStatistics
 
 #: z-score at which one detector flags; the score is z / Z_FLAGGED (see module doc).
 Z_FLAGGED = 5.0
@@ -153,7 +153,7 @@ def default_references(family: str | None) -> dict[str, Reference]:
 
 
 def references_for(
-    baseline: Sequence[Mapping[str, float]], *, family: str | None
+    baseline: Sequence[RelativeStatistics], *, family: str | None
 ) -> tuple[dict[str, Reference], str]:
     """The references to judge a model by, and the report's ``calibration`` label.
 
@@ -162,8 +162,11 @@ def references_for(
     detectors that kept the default.
     """
     references = default_references(family)
+    # A relative of another architecture family has another null distribution; one
+    # scanned before families were recorded counts as the registry always counted it.
+    kin = [stats for stats in baseline if stats.get("family", family) == family]
     for name, default in list(references.items()):
-        values = [float(stats[name]) for stats in baseline if name in stats]
+        values = [float(stats[name]) for stats in kin if name in stats]
         if len(values) >= MIN_RELATIVES:
             references[name] = Reference.of(
                 values, source=f"relatives:{len(values)}", floor=SCALE_FLOOR * default.scale

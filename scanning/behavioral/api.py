@@ -25,7 +25,7 @@ import struct
 import tempfile
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from scanning.behavioral.profile import profile_from_npz, profile_hints_from_con
 from scanning.behavioral.report import (
     BehavioralReport,
     BehaviorVerdict,
+    RelativeStatistics,
     ReplayOutcome,
     ReplayReport,
     ScanProfile,
@@ -76,7 +77,7 @@ def scan_model(
     path: Path,
     profile: ScanProfile,
     *,
-    baseline: Sequence[Mapping[str, float]] = (),
+    baseline: Sequence[RelativeStatistics] = (),
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
 ) -> BehavioralReport:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,7 @@ from scanning.behavioral.inheritance import INHERITANCE_MARGIN, confirms_inherit
 from scanning.behavioral.report import (
     BehavioralReport,
     DetectorResult,
+    RelativeStatistics,
     ReplayMeasure,
     ScanProfile,
     TriggerPattern,
@@ -151,7 +152,7 @@ def detect(
     model: Classifier,
     profile: ScanProfile,
     *,
-    baseline: Sequence[Mapping[str, float]] = (),
+    baseline: Sequence[RelativeStatistics] = (),
     budget: Budget = Budget(),
     progress: Progress | None = None,
 ) -> BehavioralReport:
@@ -189,7 +190,8 @@ def detect(
             model, profile, x, y, budget,
             progress=lambda f: report(0.75 + 0.2 * f, "searching patches"),
         )  # fmt: skip
-        references, calibration = references_for(baseline, family=architecture_family(model))
+        family = architecture_family(model)
+        references, calibration = references_for(baseline, family=family)
         detectors = [
             _cleanse_result(reversed_, references[NEURAL_CLEANSE]),
             _margin_result(margins, references[MAX_MARGIN]),
@@ -208,6 +210,7 @@ def detect(
         trigger_asr=outcome.trigger_asr,
         calibration=calibration,
         elapsed_s=time.perf_counter() - start,
+        family=family,
     )
 
 

@@ -144,6 +144,11 @@ class DetectorResult:
         )
 
 
+#: A clean relative's scan as calibration: its statistic per detector name, and its
+#: architecture ``family`` when known (only relatives of the scanned model's family count).
+RelativeStatistics = Mapping[str, float | str]
+
+
 @dataclass(frozen=True)
 class BehavioralReport:
     """The combined verdict of the detectors on one model.
@@ -163,6 +168,8 @@ class BehavioralReport:
     calibration: str = "default"
     elapsed_s: float | None = None
     error: str | None = None
+    #: ``convolutional`` or ``dense`` (the calibration family), ``None`` when unknown.
+    family: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict without the trigger arrays (``trigger`` says whether one exists)."""
@@ -176,6 +183,7 @@ class BehavioralReport:
             "calibration": self.calibration,
             "elapsed_s": self.elapsed_s,
             "error": self.error,
+            "family": self.family,
         }
 
     @classmethod
@@ -191,6 +199,7 @@ class BehavioralReport:
             trigger=trigger,
             trigger_asr=data.get("trigger_asr"),
             calibration=str(data.get("calibration", "default")),
+            family=data.get("family"),
             elapsed_s=data.get("elapsed_s"),
             error=data.get("error"),
         )

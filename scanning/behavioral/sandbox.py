@@ -45,6 +45,7 @@ from scanning.behavioral import worker
 from scanning.behavioral.profile import profile_to_npz
 from scanning.behavioral.report import (
     BehavioralReport,
+    RelativeStatistics,
     ReplayMeasure,
     ScanProfile,
     TriggerPattern,
@@ -119,7 +120,7 @@ def scan_in_sandbox(
     profile: ScanProfile,
     *,
     workdir: Path,
-    baseline: Sequence[Mapping[str, float]] = (),
+    baseline: Sequence[RelativeStatistics] = (),
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
 ) -> BehavioralReport:
@@ -171,7 +172,7 @@ def _write_request(
     model: Path,
     profile: ScanProfile,
     *,
-    baseline: Sequence[Mapping[str, float]] = (),
+    baseline: Sequence[RelativeStatistics] = (),
 ) -> None:
     for stale in (worker.RESULT_FILE, worker.TRIGGER_OUT_FILE):
         (workdir / stale).unlink(missing_ok=True)

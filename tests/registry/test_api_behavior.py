@@ -476,6 +476,14 @@ BAD_REQUESTS: list[Any] = [
         "invalid-request",
         id="behavioral-extra-field",
     ),
+    pytest.param(
+        "POST",
+        "/models",
+        model_with(behavioral={**REPORT, "family": "quantum"}),
+        422,
+        "invalid-request",
+        id="behavioral-unknown-family",
+    ),
     # rescan
     pytest.param(
         "POST",

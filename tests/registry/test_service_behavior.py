@@ -7,6 +7,8 @@ PostgreSQL without loading a model.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -136,6 +138,10 @@ def test_clean_relatives_on_the_same_references_calibrate(reg: LocalRegistry) ->
     register(reg, "zoo/bad@1", profile=profile(), behavioral=report(BehaviorVerdict.COMPROMISED))
     digest = reg.call("profile_of", "zoo/m0@1").reference_digest
     assert reg.call("behavior_baseline", digest) == [{"neural_cleanse": 0.1}] * 3
+    dense = dataclasses.replace(clean, family="dense")
+    register(reg, "zoo/mlp@1", profile=profile(), behavioral=dense)
+    newest = reg.call("behavior_baseline", digest)[0]
+    assert newest == {"neural_cleanse": 0.1, "family": "dense"}  # the scan filters by it
 
 
 def lineage_with_trigger(reg: LocalRegistry) -> int:

@@ -273,6 +273,17 @@ def test_relatives_replace_the_default_detector_by_detector() -> None:
     assert references_for(full, family="convolutional")[1] == "relatives:3"
 
 
+def test_only_relatives_of_the_scanned_models_family_calibrate() -> None:
+    stats = {NEURAL_CLEANSE: 0.2, MAX_MARGIN: 0.3, PATCH_TRIGGER: 0.5}
+    dense = [{**stats, "family": "dense"}] * 3
+    convolutional = [{**stats, "family": "convolutional"}] * 3
+    unrecorded = [stats] * 3  # scanned before reports named the family: counted as before
+    assert references_for(dense, family="convolutional")[1] == "default"
+    assert references_for(dense + convolutional, family="convolutional")[1] == "relatives:3"
+    assert references_for(dense + unrecorded, family="dense")[1] == "relatives:6"
+    assert references_for(dense, family=None)[1] == "default"
+
+
 def test_relatives_scale_is_floored_at_half_the_default() -> None:
     same = [{NEURAL_CLEANSE: 0.3, MAX_MARGIN: 0.3, PATCH_TRIGGER: 0.8} for _ in range(5)]
     references, _ = references_for(same, family="dense")
