@@ -182,7 +182,10 @@ def _write_request(
         "input_shape": list(profile.input_shape),
         "value_range": list(profile.value_range),
         "num_classes": profile.num_classes,
-        "baseline": [{str(k): float(v) for k, v in entry.items()} for entry in baseline],
+        "baseline": [
+            {str(k): v if isinstance(v, str) else float(v) for k, v in entry.items()}
+            for entry in baseline
+        ],
     }
     (workdir / worker.REQUEST_FILE).write_text(json.dumps(request), encoding="utf-8")
     (workdir / worker.REFERENCE_FILE).write_bytes(profile_to_npz(profile))

@@ -585,6 +585,19 @@ def test_the_real_worker_is_stopped_at_its_timeout(
     assert "longer than the 0.5 s limit" in report.error
 
 
+def test_relatives_of_the_models_family_calibrate_a_sandboxed_scan(
+    models: dict[str, Path], profile: ScanProfile
+) -> None:
+    stats = {"neural_cleanse": 0.3, "max_margin": 0.3, "patch_trigger": 0.9}
+    relatives = [
+        {**stats, "family": family} for family in ("convolutional", "dense") for _ in range(3)
+    ]
+    report = api.scan_model(models["clean_dir"], profile, baseline=relatives)
+    assert report.error is None, report.error
+    assert report.family in ("convolutional", "dense")
+    assert report.calibration == "relatives:3"  # the three of its own family, not all six
+
+
 def test_scan_finds_the_backdoor_and_its_trigger_in_the_sandbox(
     models: dict[str, Path], profile: ScanProfile, tmp_path: Path
 ) -> None:
