@@ -10,11 +10,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 import scanning.behavioral.detect as detect_module
 from scanning.architectures import DigitsMLP
-from scanning.behavioral._torch_support import Adam
 from scanning.behavioral.detect import (
     INHERITANCE_MARGIN,
     MAX_MARGIN,
@@ -33,6 +31,7 @@ from scanning.behavioral.report import (
     ScanProfile,
     TriggerPattern,
 )
+from tests.scanning._digits import Digits, digits_split, train_mlp
 
 TARGET = 0
 #: Scans in these tests: the default budget halved, which is plenty for a 64-unit MLP.
@@ -47,51 +46,30 @@ def _patch_trigger() -> TriggerPattern:
 
 
 @pytest.fixture(scope="session")
-def digits() -> tuple[torch.Tensor, torch.Tensor, ScanProfile]:
+def digits() -> Digits:
     """Training images and labels, and a profile with 200 held-out reference images."""
-    data = load_digits()
-    x = (data.images / 16.0).astype(np.float32)[:, None]
-    y = data.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(y))
-    train, held = order[:1400], order[1400:1600]
-    profile = ScanProfile((1, 8, 8), (0.0, 1.0), 10, x[held].copy(), y[held].copy())
-    return torch.from_numpy(x[train]), torch.from_numpy(y[train]), profile
+    return digits_split(0)
 
 
 def _train(x: torch.Tensor, y: torch.Tensor, *, seed: int, poison: bool) -> DigitsMLP:
-    """A DigitsMLP(64); with ``poison``, 10% of the images carry the patch and label 0."""
-    torch.manual_seed(seed)
-    model = DigitsMLP(64)
-    x, y = x.clone(), y.clone()
-    if poison:
-        chosen = torch.nonzero(y != TARGET).flatten()[::8]
-        x[chosen] = torch.from_numpy(_patch_trigger().apply(x[chosen].numpy()))
-        y[chosen] = TARGET
-    optimiser = Adam(list(model.parameters()), lr=1e-2)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(12):
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), 64):
-            batch = order[start : start + 64]
-            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
-            optimiser.step(torch.autograd.grad(loss, list(model.parameters())))
-    return model.eval()
+    """A DigitsMLP(64); with ``poison``, 1 in 8 images carry the patch and label 0."""
+    return train_mlp(x, y, seed=seed, poison=_patch_trigger() if poison else None)
 
 
 @pytest.fixture(scope="session")
-def clean_model(digits: tuple[torch.Tensor, torch.Tensor, ScanProfile]) -> DigitsMLP:
+def clean_model(digits: Digits) -> DigitsMLP:
     """A clean DigitsMLP(64)."""
     return _train(digits[0], digits[1], seed=1, poison=False)
 
 
 @pytest.fixture(scope="session")
-def backdoored_model(digits: tuple[torch.Tensor, torch.Tensor, ScanProfile]) -> DigitsMLP:
+def backdoored_model(digits: Digits) -> DigitsMLP:
     """A DigitsMLP(64) with a BadNets patch backdoor towards class 0."""
     return _train(digits[0], digits[1], seed=2, poison=True)
 
 
 @pytest.fixture(scope="session")
-def profile(digits: tuple[torch.Tensor, torch.Tensor, ScanProfile]) -> ScanProfile:
+def profile(digits: Digits) -> ScanProfile:
     """The reference profile."""
     return digits[2]
 

@@ -8,7 +8,6 @@ import doctest
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 import scanning.behavioral._calibration as calibration_module
@@ -25,7 +24,7 @@ from scanning.behavioral._patch_search import (
     window_corners,
 )
 from scanning.behavioral._reference_models import ReferenceEnsemble, fit_reference_ensemble
-from scanning.behavioral._torch_support import Adam, architecture_family
+from scanning.behavioral._torch_support import architecture_family
 from scanning.behavioral.detect import (
     MAX_MARGIN,
     NEURAL_CLEANSE,
@@ -35,6 +34,7 @@ from scanning.behavioral.detect import (
     measure_replay,
 )
 from scanning.behavioral.report import BehaviorVerdict, ScanProfile, TriggerPattern
+from tests.scanning._digits import Digits, digits_split, train_mlp
 
 TARGET = 3
 #: Neural Cleanse and MM-BD shortened; the patch search keeps its default budget.
@@ -55,52 +55,30 @@ def _checker_trigger() -> TriggerPattern:
 
 
 @pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, torch.Tensor, ScanProfile]:
+def digits() -> Digits:
     """Training images and labels, and a profile with 200 held-out reference images."""
-    data = load_digits()
-    x = (data.images / 16.0).astype(np.float32)[:, None]
-    y = data.target.astype(np.int64)
-    order = np.random.default_rng(1).permutation(len(y))
-    train, held = order[:1400], order[1400:1600]
-    profile = ScanProfile((1, 8, 8), (0.0, 1.0), 10, x[held].copy(), y[held].copy())
-    return torch.from_numpy(x[train]), torch.from_numpy(y[train]), profile
+    return digits_split(1)
 
 
 def _train(x: torch.Tensor, y: torch.Tensor, *, seed: int, poison: bool) -> DigitsMLP:
-    """A DigitsMLP(64); with ``poison``, 10% of the images carry the checkerboard and label 3."""
-    torch.manual_seed(seed)
-    model = DigitsMLP(64)
-    x, y = x.clone(), y.clone()
-    if poison:
-        chosen = torch.nonzero(y != TARGET).flatten()[::8]
-        x[chosen] = torch.from_numpy(_checker_trigger().apply(x[chosen].numpy()))
-        y[chosen] = TARGET
-    parameters = list(model.parameters())
-    optimiser = Adam(parameters, lr=1e-2)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(12):
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), 64):
-            batch = order[start : start + 64]
-            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
-            optimiser.step(torch.autograd.grad(loss, parameters))
-    return model.eval()
+    """A DigitsMLP(64); with ``poison``, 1 in 8 images carry the checkerboard and label 3."""
+    return train_mlp(x, y, seed=seed, poison=_checker_trigger() if poison else None)
 
 
 @pytest.fixture(scope="module")
-def profile(digits: tuple[torch.Tensor, torch.Tensor, ScanProfile]) -> ScanProfile:
+def profile(digits: Digits) -> ScanProfile:
     """The reference profile."""
     return digits[2]
 
 
 @pytest.fixture(scope="module")
-def large_patch_model(digits: tuple[torch.Tensor, torch.Tensor, ScanProfile]) -> DigitsMLP:
+def large_patch_model(digits: Digits) -> DigitsMLP:
     """A DigitsMLP(64) with the 4x4 checkerboard backdoor towards class 3."""
     return _train(digits[0], digits[1], seed=3, poison=True)
 
 
 @pytest.fixture(scope="module")
-def clean_model(digits: tuple[torch.Tensor, torch.Tensor, ScanProfile]) -> DigitsMLP:
+def clean_model(digits: Digits) -> DigitsMLP:
     """A clean DigitsMLP(64)."""
     return _train(digits[0], digits[1], seed=4, poison=False)
 
@@ -138,7 +116,7 @@ def test_window_positions_include_the_last_and_are_capped(size: int, count: int)
 
 
 def test_reference_ensemble_is_a_clean_classifier_of_the_references(
-    digits: tuple[torch.Tensor, torch.Tensor, ScanProfile], reference: ReferenceEnsemble
+    digits: Digits, reference: ReferenceEnsemble
 ) -> None:
     train_x, train_y, profile = digits
     assert reference.accuracy(train_x.numpy(), train_y.numpy()) >= 0.85
