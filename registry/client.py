@@ -180,13 +180,22 @@ class RemoteRegistry:
         return self._request("POST", "/models", ArtifactPublic, json=_drop_none(body))
 
     def _import_hf(
-        self, plan: ImportPlan, *, manifest: Manifest, scan: ScanReport | None = None, **fields: Any
+        self,
+        plan: ImportPlan,
+        *,
+        manifest: Manifest,
+        scan: ScanReport | None = None,
+        profile: ScanProfile | None = None,
+        behavioral: BehavioralReport | None = None,
+        **fields: Any,
     ) -> HfImportResult:
         body = {
             **fields,
             "plan": plan.to_json(),
             "manifest": manifest_in(manifest).model_dump(),
             "scan": scan.to_json() if scan else None,
+            "profile": _profile_json(profile) if profile is not None else None,
+            "behavioral": _behavioral_json(behavioral) if behavioral is not None else None,
         }
         return self._request("POST", "/models/hf", HfImportResult, json=_drop_none(body))
 

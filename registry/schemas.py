@@ -523,6 +523,9 @@ class HfImportRequest(PublicModel):
     allow_duplicate_content: bool = False
     override: str | None = None
     scan: dict[str, Any] | None = None
+    #: As for ``POST /models``: the snapshot's own scan profile and its admission scan.
+    profile: Base64Bytes | None = None
+    behavioral: BehavioralReportIn | None = None
 
 
 class Problem(PublicModel):

@@ -97,6 +97,8 @@ def import_hf(body: HfImportRequest, session: SessionDep, actor: CurrentActor) -
         publisher=body.publisher,
         allow_duplicate_content=body.allow_duplicate_content,
         override=body.override,
+        profile=scan_profile(body.profile) if body.profile is not None else None,
+        behavioral=behavioral_report(body.behavioral) if body.behavioral else None,
     )
 
 

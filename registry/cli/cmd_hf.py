@@ -16,7 +16,15 @@ from rich.text import Text
 
 from registry.cli import render
 from registry.cli.cmd_scan import print_report, run_static_scan
-from registry.cli.main import JsonOpt, OverrideOpt, app, ctx_of, hash_path
+from registry.cli.main import (
+    JsonOpt,
+    OverrideOpt,
+    ReferenceOpt,
+    ScanTimeoutOpt,
+    app,
+    ctx_of,
+    hash_path,
+)
 from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -75,6 +83,8 @@ def import_hf(
         bool,
         typer.Option("--skip-scan", help="Do not scan the files (the finding stays unscanned)."),
     ] = False,
+    reference: ReferenceOpt = None,
+    scan_timeout: ScanTimeoutOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Register a Hugging Face model with the lineage its model card declares, offline.
@@ -85,7 +95,9 @@ def import_hf(
     pipeline_tag. Bases and datasets the registry does not know become
     placeholders (NAME@unpinned, source hf://NAME) that a later registration
     fills. The files are hashed (cache symlinks may lead into the repository's
-    blobs/ only) and scanned as by register.
+    blobs/ only) and scanned as by register: statically, then, with --reference,
+    behaviorally in the sandbox (a backdoor registers it flagged; a suspicious or
+    failed scan needs --override).
     """
     os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is first imported
     from registry.hf import locate_snapshot, plan_import
@@ -96,6 +108,22 @@ def import_hf(
         render.err.print(f"mbom: warning: {warning}")
     manifest = hash_path(snapshot.path, allowed_roots=snapshot.allowed_roots)
     report = None if skip_scan else run_static_scan(snapshot.path)
+    profile, behavioral = None, None
+    if reference is not None and report is not None and report.verdict.value != "malicious":
+        from registry.cli.cmd_behavior import admission_scan, limits_of
+
+        # Only the snapshot's own profile: the card names its bases without versions.
+        profile, behavioral = admission_scan(
+            ctx_of(ctx),
+            snapshot.path,
+            reference=reference,
+            parents=[],
+            limits=limits_of(scan_timeout, None),
+        )
+    elif reference is not None and skip_scan:
+        from registry.cli.cmd_scan import read_profile_option
+
+        profile = read_profile_option(reference, snapshot.path)
     result: HfImportResult = ctx_of(ctx).call(
         "import_hf",
         plan,
@@ -104,6 +132,8 @@ def import_hf(
         team=team,
         publisher=publisher,
         override=override,
+        profile=profile,
+        behavioral=behavioral,
     )
     if json_:
         render.emit_json(result)
@@ -112,8 +142,13 @@ def import_hf(
         if report is not None and report.findings:
             print_report(report)
     if result.model.status == "compromised":
+        why = (
+            "the behavioral scan found a backdoor"
+            if behavioral is not None and behavioral.verdict.value == "compromised"
+            else "the static scan found malicious content"
+        )
         render.error_line(
-            f"{result.model.ref} is quarantined: the static scan found malicious content "
+            f"{result.model.ref} is quarantined: {why} "
             "(it is recorded as compromised and blocked for every team)"
         )
         raise typer.Exit(1)

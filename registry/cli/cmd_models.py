@@ -16,6 +16,8 @@ from registry.cli.main import (
     JsonOpt,
     OverrideOpt,
     RefArg,
+    ReferenceOpt,
+    ScanTimeoutOpt,
     app,
     ctx_of,
     dataset_app,
@@ -134,19 +136,8 @@ def register(
         bool,
         typer.Option("--skip-scan", help="Do not scan the files (the finding stays unscanned)."),
     ] = False,
-    reference: Annotated[
-        Path | None,
-        typer.Option(
-            "--reference",
-            metavar="REF.npz",
-            help="Clean reference inputs (x float32, y int64): the model's behavioral scan "
-            "profile, inherited by its descendants.",
-        ),
-    ] = None,
-    scan_timeout: Annotated[
-        float | None,
-        typer.Option("--scan-timeout", metavar="S", help="Behavioral scan wall-time limit (300)."),
-    ] = None,
+    reference: ReferenceOpt = None,
+    scan_timeout: ScanTimeoutOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Scan, hash and register PATH as NAME@VERSION with its lineage.

@@ -57,6 +57,19 @@ RefArg = Annotated[
 ]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 TeamOpt = Annotated[str, typer.Option("--team", help="The team.")]
+ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference",
+        metavar="REF.npz",
+        help="Clean reference inputs (x float32, y int64): the model's behavioral scan "
+        "profile, inherited by its descendants.",
+    ),
+]
+ScanTimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--scan-timeout", metavar="S", help="Behavioral scan wall-time limit (300)."),
+]
 DepthOpt = Annotated[
     int | None, typer.Option("--depth", min=1, help="Only relatives within K edges.")
 ]

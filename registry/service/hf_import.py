@@ -16,6 +16,7 @@ from registry.service._tx import mutation
 from registry.service.artifacts import register_model
 from registry.service.refs import ref_of
 from registry.tables import Artifact
+from scanning.behavioral.report import BehavioralReport, ScanProfile
 from scanning.report import ScanReport
 
 __all__ = ["import_hf"]
@@ -33,6 +34,8 @@ def import_hf(
     publisher: str | None = None,
     allow_duplicate_content: bool = False,
     override: str | None = None,
+    profile: ScanProfile | None = None,
+    behavioral: BehavioralReport | None = None,
 ) -> HfImportResult:
     """Register the snapshot ``plan`` describes, with its bases and datasets, in one transaction.
 
@@ -72,6 +75,8 @@ def import_hf(
         allow_duplicate_content=allow_duplicate_content,
         override=override,
         scan=scan,
+        profile=profile,
+        behavioral=behavioral,
     )
     _audit(session, plan, model.ref, links, filled_ref, actor=actor)
     return HfImportResult(

@@ -19,7 +19,8 @@ import pytest
 from registry import demo_training as dt
 from scanning.behavioral.profile import profile_to_npz
 from scanning.behavioral.report import ScanProfile, TriggerPattern
-from tests.registry.test_cli import Cli, cli_env
+from tests.registry.live_server import serve_in_thread
+from tests.registry.test_cli import Cli, cli_env, local_registry
 
 TRIGGER = dt.Trigger(target=3, size=2, row=6, col=6)
 
@@ -101,6 +102,48 @@ def test_backdoored_is_caught_and_clean_passes(
     assert (ok["target_class"], ok["trigger"], ok["trigger_asr"]) == (None, None, None)
     assert ok["behavioral"]["verdict"] == "clean"
     assert not (cli.cwd / "clean-trigger").exists()
+
+
+def test_import_hf_with_a_reference_scans_the_snapshot_on_admission(
+    cli: Cli, zoo: dict[str, Path]
+) -> None:
+    ref = zoo["reference"]
+    backdoored, clean = cli.many(
+        ["import-hf", zoo["backdoored"], "--name", "acme/bd", "--version", "1",
+         "--reference", ref, "--json", 1],
+        ["import-hf", zoo["clean"], "--name", "acme/ok", "--version", "1",
+         "--reference", ref, "--json", 0],
+    )  # fmt: skip
+    assert backdoored.json()["model"]["status"] == "compromised"
+    assert "acme/bd@1 is quarantined: the behavioral scan found a backdoor" in (
+        backdoored.error_line()
+    )
+    assert clean.json()["model"]["status"] == "clean"
+    evidence, profile = cli.many(
+        ["status", "acme/bd@1", "--json", 0],
+        ["rescan", "acme/ok@1", zoo["clean"], "--json", 0],  # the stored profile is used
+    )
+    assert evidence.json()["status"] == "compromised"
+    assert profile.json()["verdict"] == "clean"
+
+
+def test_import_hf_with_a_reference_through_a_server(
+    cli: Cli, zoo: dict[str, Path], tmp_path: Path
+) -> None:
+    from registry.api import create_app
+    from registry.identity import Role
+    from registry.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'home' / 'registry.db'}"
+    reg = local_registry(url)
+    token = reg.call("create_token", user="ci", role=Role.PUBLISHER).token
+    with serve_in_thread(create_app(Settings(database_url=url), engine=reg.engine)) as server:
+        remote = cli.remote(server, token)
+        result = remote("import-hf", zoo["backdoored"], "--name", "acme/bd", "--version", "1",
+                        "--reference", zoo["reference"], "--json", code=1).json()
+    assert (result["model"]["status"], result["model"]["created_by"]) == ("compromised", "ci")
+    assert reg.call("profile_of", "acme/bd@1") is not None
+    reg.engine.dispose()
 
 
 def test_a_statically_malicious_model_is_compromised_without_loading(
