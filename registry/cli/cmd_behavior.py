@@ -7,13 +7,14 @@ The scans run here, next to the model files, each in the sandboxed worker of
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from registry.cli import render
-from registry.cli.cmd_scan import BehavioralProgress, read_profile_option
+from registry.cli.cmd_scan import BehavioralProgress, read_profile_option, run_static_scan
 from registry.cli.context import CliContext
 from registry.cli.main import JsonOpt, RefArg, app, ctx_of, hash_path
 from registry.errors import InvalidInput, NotFound
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     )
     from scanning.behavioral.api import Limits
     from scanning.behavioral.report import BehavioralReport, ScanProfile
+    from scanning.report import ScanReport
 
 TimeoutOpt = Annotated[
     float | None,
@@ -79,6 +81,8 @@ def admission_scan(
     from scanning.behavioral.api import scan_model
     from scanning.behavioral.profile import profile_to_npz, reference_digest
 
+    if reference is None and not parents:
+        return None, None  # nothing to inherit from
     own = read_profile_option(reference, path) if reference is not None else None
     if own is not None:
         profile, digest = own, reference_digest(profile_to_npz(own))
@@ -91,6 +95,59 @@ def admission_scan(
     with BehavioralProgress(path.name or str(path)) as progress:
         report = scan_model(path, profile, baseline=baseline, limits=limits, progress=progress)
     return own, report
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a registration's scans found: static, then the model's own profile and the
+    behavioral scan (``None`` when it did not run)."""
+
+    static: ScanReport | None
+    profile: ScanProfile | None
+    behavioral: BehavioralReport | None
+
+    def exit_if_quarantined(self, ref: str, status: str) -> None:
+        """One error line and exit 1 when the registration was quarantined."""
+        if status != "compromised":
+            return
+        why = (
+            "the behavioral scan found a backdoor"
+            if self.behavioral is not None and self.behavioral.verdict.value == "compromised"
+            else "the static scan found malicious content"
+        )
+        render.error_line(
+            f"{ref} is quarantined: {why} "
+            "(it is recorded as compromised and blocked for every team)"
+        )
+        raise typer.Exit(1)
+
+
+def admission_scans(
+    cli: CliContext,
+    path: Path,
+    *,
+    skip_scan: bool,
+    reference: Path | None,
+    parents: Sequence[str],
+    scan_timeout: float | None,
+) -> Admission:
+    """The scans ``register`` and ``import-hf`` run before they call the registry.
+
+    The static scan first; unless it found malicious content, the behavioral scan
+    with ``--reference`` or a profile inherited from ``parents``. With
+    ``skip_scan`` neither runs, but a ``--reference`` is still kept as the
+    model's profile (for ``mbom rescan`` and ``mbom replay``).
+    """
+    if skip_scan:
+        profile = read_profile_option(reference, path) if reference is not None else None
+        return Admission(None, profile, None)
+    static = run_static_scan(path)
+    if static.verdict.value == "malicious":
+        return Admission(static, None, None)
+    profile, behavioral = admission_scan(
+        cli, path, reference=reference, parents=parents, limits=limits_of(scan_timeout, None)
+    )
+    return Admission(static, profile, behavioral)
 
 
 @app.command()
@@ -179,7 +236,7 @@ def rescan(
     else:
         _print_rescan(result, report, trigger_files)
         if replayed is not None:
-            _print_replays(*replayed)
+            print_replays(*replayed)
     raise typer.Exit(report.verdict.exit_code)
 
 
@@ -272,7 +329,7 @@ def replay(
         data["skipped"] = skipped
         render.emit_json(data)
     else:
-        _print_replays(summary, skipped)
+        print_replays(summary, skipped)
     failed = skipped or any(r.outcome != "measured" for r in summary.results)
     raise typer.Exit(1 if failed else 0)
 
@@ -306,11 +363,6 @@ def replay_after_flag(
     if not plan.descendants:
         return None
     return run_replay(cli, plan, 0.5, limits_of(None, None))
-
-
-def print_replays(summary: ReplaySummary, skipped: list[dict[str, str]]) -> None:
-    """The replay table, the baseline and the notes."""
-    _print_replays(summary, skipped)
 
 
 def _parse_paths(items: Sequence[str]) -> dict[str, Path]:
@@ -362,7 +414,8 @@ def _profile(plan: ReplayPlan, target: ReplayTarget) -> ScanProfile:
     return stored_profile(plan.profiles[target.profile])
 
 
-def _print_replays(summary: ReplaySummary, skipped: list[dict[str, str]]) -> None:
+def print_replays(summary: ReplaySummary, skipped: list[dict[str, str]]) -> None:
+    """The replay table, the baseline and the notes."""
     rows = [
         (
             r.ref,

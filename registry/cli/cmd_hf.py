@@ -15,7 +15,7 @@ import typer
 from rich.text import Text
 
 from registry.cli import render
-from registry.cli.cmd_scan import print_report, run_static_scan
+from registry.cli.cmd_scan import print_report
 from registry.cli.main import (
     JsonOpt,
     OverrideOpt,
@@ -107,51 +107,35 @@ def import_hf(
     for warning in plan.warnings:
         render.err.print(f"mbom: warning: {warning}")
     manifest = hash_path(snapshot.path, allowed_roots=snapshot.allowed_roots)
-    report = None if skip_scan else run_static_scan(snapshot.path)
-    profile, behavioral = None, None
-    if reference is not None and report is not None and report.verdict.value != "malicious":
-        from registry.cli.cmd_behavior import admission_scan, limits_of
+    from registry.cli.cmd_behavior import admission_scans
 
-        # Only the snapshot's own profile: the card names its bases without versions.
-        profile, behavioral = admission_scan(
-            ctx_of(ctx),
-            snapshot.path,
-            reference=reference,
-            parents=[],
-            limits=limits_of(scan_timeout, None),
-        )
-    elif reference is not None and skip_scan:
-        from registry.cli.cmd_scan import read_profile_option
-
-        profile = read_profile_option(reference, snapshot.path)
+    # Only the snapshot's own profile: the card names its bases without versions.
+    scans = admission_scans(
+        ctx_of(ctx),
+        snapshot.path,
+        skip_scan=skip_scan,
+        reference=reference,
+        parents=[],
+        scan_timeout=scan_timeout,
+    )
     result: HfImportResult = ctx_of(ctx).call(
         "import_hf",
         plan,
         manifest=manifest,
-        scan=report,
+        scan=scans.static,
         team=team,
         publisher=publisher,
         override=override,
-        profile=profile,
-        behavioral=behavioral,
+        profile=scans.profile,
+        behavioral=scans.behavioral,
     )
     if json_:
         render.emit_json(result)
     else:
         _print_import(result)
-        if report is not None and report.findings:
-            print_report(report)
-    if result.model.status == "compromised":
-        why = (
-            "the behavioral scan found a backdoor"
-            if behavioral is not None and behavioral.verdict.value == "compromised"
-            else "the static scan found malicious content"
-        )
-        render.error_line(
-            f"{result.model.ref} is quarantined: {why} "
-            "(it is recorded as compromised and blocked for every team)"
-        )
-        raise typer.Exit(1)
+        if scans.static is not None and scans.static.findings:
+            print_report(scans.static)
+    scans.exit_if_quarantined(result.model.ref, result.model.status)
 
 
 def _print_import(result: HfImportResult) -> None:

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from registry.cli import model_signing_opts, render
 from registry.cli.cmd_hf import HfHashesOpt, verify_hub_hashes
-from registry.cli.cmd_scan import print_report, run_static_scan
+from registry.cli.cmd_scan import print_report
 from registry.cli.main import (
     JsonOpt,
     OverrideOpt,
@@ -156,22 +156,16 @@ def register(
     out of PATH, special files, and parents that are tainted, blocked for the
     team or not approved where approval is required.
     """
-    report = None if skip_scan else run_static_scan(path)
-    profile, behavioral = None, None
-    if not skip_scan and report is not None and report.verdict.value != "malicious":
-        from registry.cli.cmd_behavior import admission_scan, limits_of
+    from registry.cli.cmd_behavior import admission_scans
 
-        profile, behavioral = admission_scan(
-            ctx_of(ctx),
-            path,
-            reference=reference,
-            parents=parent or [],
-            limits=limits_of(scan_timeout, None),
-        )
-    elif reference is not None and skip_scan:
-        from registry.cli.cmd_scan import read_profile_option
-
-        profile = read_profile_option(reference, path)  # kept for mbom rescan and mbom replay
+    scans = admission_scans(
+        ctx_of(ctx),
+        path,
+        skip_scan=skip_scan,
+        reference=reference,
+        parents=parent or [],
+        scan_timeout=scan_timeout,
+    )
     signed_files = model_signing_opts.for_registration(
         path,
         hash_path(path),
@@ -203,28 +197,18 @@ def register(
         signature=signature,
         allow_duplicate_content=allow_duplicate_content,
         override=override,
-        scan=report,
+        scan=scans.static,
         model_signing_bundle=signed_files.bundle,
         model_signing_public_key=signed_files.public_key_pem,
-        profile=profile,
-        behavioral=behavioral,
+        profile=scans.profile,
+        behavioral=scans.behavioral,
     )
     signed_files.write()
     if json_:
         render.emit_json(result)
     else:
-        _print_registration(result, report)
-    if result.status == "compromised":
-        why = (
-            "the behavioral scan found a backdoor"
-            if behavioral is not None and behavioral.verdict.value == "compromised"
-            else "the static scan found malicious content"
-        )
-        render.error_line(
-            f"{result.ref} is quarantined: {why} "
-            "(it is recorded as compromised and blocked for every team)"
-        )
-        raise typer.Exit(1)
+        _print_registration(result, scans.static)
+    scans.exit_if_quarantined(result.ref, result.status)
 
 
 def _print_registration(result: ArtifactPublic, report: ScanReport | None) -> None:

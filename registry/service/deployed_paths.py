@@ -16,7 +16,6 @@ from the closure; ``find_inconsistencies`` reports any disagreement.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection, Iterable
 
 from sqlalchemy import delete, insert
@@ -24,7 +23,7 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, col
 
 from registry.service._idset import among
-from registry.service.graph import descendant_rows, labels_of
+from registry.service.graph import descendant_rows, labels_of, paths_up
 from registry.service.refs import ref_of
 from registry.tables import DeployedPath, Deployment, LineageClosure
 
@@ -91,33 +90,21 @@ def _rows(session: Session, deployments: Iterable[tuple[int, int]]) -> list[Row]
     if not targets:
         return []
     closure = LineageClosure.__table__.c  # type: ignore[attr-defined]
-    pairs = core_select(closure.ancestor_id, closure.descendant_id, closure.via_id)
-    connection = session.connection()
-    ancestors: dict[int, list[int]] = defaultdict(list)
-    for ancestor, target, _ in connection.execute(
-        pairs.where(among(closure.descendant_id, targets))
-    ).all():
+    ancestors: dict[int, list[int]] = {target: [] for target in targets}
+    for ancestor, target in session.connection().execute(
+        core_select(closure.ancestor_id, closure.descendant_id).where(
+            among(closure.descendant_id, targets)
+        )
+    ):
         ancestors[target].append(ancestor)
-    # Each hop of a path from ancestor a to target t is a closure row (a, node): the rows
-    # of every node above a target hold all of them.
+    paths = paths_up(session, ancestors)
     above = {a for found in ancestors.values() for a in found} | targets
-    via = {
-        (ancestor, node): parent
-        for ancestor, node, parent in connection.execute(
-            pairs.where(among(closure.descendant_id, above))
-        ).all()
-    }
     refs = {node: ref_of(label) for node, label in labels_of(session, above).items()}
     rows: list[Row] = []
     for deployment, target in deployments:
         rows.append((target, deployment, 0, (refs[target],)))
-        for ancestor in ancestors[target]:
-            path = [target]
-            while path[-1] != ancestor:
-                path.append(via[(ancestor, path[-1])])
-            rows.append(
-                (ancestor, deployment, len(path) - 1, tuple(refs[n] for n in reversed(path)))
-            )
+        for ancestor, path in paths[target].items():
+            rows.append((ancestor, deployment, len(path) - 1, tuple(refs[n] for n in path)))
     return rows
 
 

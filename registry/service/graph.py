@@ -187,26 +187,33 @@ def _via_walk(root: int, targets: Collection[int]) -> Select[int, int]:
     return core_select(walk.c.node, walk.c.via)
 
 
-def paths_up(session: Session, node: int, rows: Mapping[int, ClosureRow]) -> dict[int, list[int]]:
-    """Shortest path from each ancestor in ``rows`` down to ``node``."""
-    if not rows:
-        return {}
-    ancestors = list(rows)
-    pairs = session.exec(
-        select(
-            LineageClosure.ancestor_id, LineageClosure.descendant_id, LineageClosure.via_id
-        ).where(
-            among(LineageClosure.ancestor_id, ancestors),
-            among(LineageClosure.descendant_id, [*ancestors, node]),
+def paths_up(
+    session: Session, ancestors_of: Mapping[int, Collection[int]]
+) -> dict[int, dict[int, list[int]]]:
+    """For each node, the shortest path from each of the given ancestors down to it.
+
+    Every hop of a path from ancestor ``a`` is a closure row ``(a, node)`` with
+    ``node`` on the path, so one query over the pairs among the ancestors and the
+    nodes holds them all, however many nodes are asked about. (It selects by
+    descendant only: every ancestor of those is an ancestor of a node anyway, and
+    the descendant index then drives it.)
+    """
+    above = {ancestor for found in ancestors_of.values() for ancestor in found}
+    via: dict[tuple[int, int], int] = {}
+    if above:
+        closure = LineageClosure.__table__.c  # type: ignore[attr-defined]
+        pairs = core_select(closure.ancestor_id, closure.descendant_id, closure.via_id).where(
+            among(closure.descendant_id, above | set(ancestors_of))
         )
-    )
-    via = {(a, d): v for a, d, v in pairs}
-    result = {}
-    for ancestor in ancestors:
-        path = [node]
-        while path[-1] != ancestor:
-            path.append(via[(ancestor, path[-1])])
-        result[ancestor] = list(reversed(path))
+        via = {(a, d): v for a, d, v in session.connection().execute(pairs).all()}
+    result: dict[int, dict[int, list[int]]] = {}
+    for node, found in ancestors_of.items():
+        paths = result[node] = {}
+        for ancestor in found:
+            path = [node]
+            while path[-1] != ancestor:
+                path.append(via[(ancestor, path[-1])])
+            paths[ancestor] = path[::-1]
     return result
 
 

@@ -56,7 +56,7 @@ def ancestors(session: Session, ref: str, *, depth: int | None = None) -> list[L
     _check_depth(depth)
     node = resolve(session, ref)
     rows = ancestor_rows(session, node.id or 0, max_depth=depth)
-    paths = paths_up(session, node.id or 0, rows)
+    paths = paths_up(session, {node.id or 0: list(rows)})[node.id or 0]
     known = labels_of(session, [*rows, node.id or 0])
     return _entries(known, {a: paths[a] for a in rows}, [(rows[a][0], a) for a in rows])
 
