@@ -203,3 +203,17 @@ class NotInHfCache(NotFound):
         self.repo_id = repo_id
         self.revision = revision
         self.cache_dir = cache_dir
+
+
+class DatabaseBusy(MbomError):
+    """Another writer held the registry's write lock for longer than the busy timeout."""
+
+    code = "database-busy"
+
+    def __init__(self, waited: float, *, retry_after: int = 1) -> None:
+        super().__init__(
+            f"the registry database is busy: another writer held it for more than {waited:g} s",
+            hint="try again shortly; MBOM_BUSY_TIMEOUT sets how long to wait",
+        )
+        self.waited = waited
+        self.retry_after = retry_after

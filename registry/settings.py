@@ -10,6 +10,8 @@ from pathlib import Path
 from registry.errors import ConfigurationError
 
 DEFAULT_DB_FILENAME = "registry.db"
+#: Seconds a writer waits for another writer's lock before giving up (MBOM_BUSY_TIMEOUT).
+DEFAULT_BUSY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -19,15 +21,19 @@ class Settings:
     ``database_url`` is a SQLAlchemy URL; the default is a SQLite file in the
     per-user data directory. ``server`` and ``token`` make the CLI a client of
     a running ``mbom serve`` instead of opening the database itself.
+    ``busy_timeout`` is how many seconds a writer waits for another writer's
+    lock before the operation is refused as busy (readers never wait).
     """
 
     database_url: str
     server: str | None = None
     token: str | None = None
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``MBOM_DATABASE_URL``, ``MBOM_HOME``, ``MBOM_SERVER`` and ``MBOM_TOKEN``."""
+        """Read ``MBOM_DATABASE_URL``, ``MBOM_HOME``, ``MBOM_SERVER``, ``MBOM_TOKEN`` and
+        ``MBOM_BUSY_TIMEOUT``."""
         env = os.environ if environ is None else environ
         url = env.get("MBOM_DATABASE_URL") or _default_sqlite_url(env)
         _check_url(url)
@@ -35,6 +41,7 @@ class Settings:
             database_url=url,
             server=env.get("MBOM_SERVER") or None,
             token=env.get("MBOM_TOKEN") or None,
+            busy_timeout=_busy_timeout(env.get("MBOM_BUSY_TIMEOUT")),
         )
 
 
@@ -50,6 +57,21 @@ def data_directory(environ: Mapping[str, str] | None = None) -> Path:
 
 def _default_sqlite_url(env: Mapping[str, str]) -> str:
     return f"sqlite:///{data_directory(env) / DEFAULT_DB_FILENAME}"
+
+
+def _busy_timeout(value: str | None) -> float:
+    if not value:
+        return DEFAULT_BUSY_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise ConfigurationError(
+            f"MBOM_BUSY_TIMEOUT is not a number of seconds between 0 and 3600: {value!r}",
+            hint="unset it for the default of 30 s, or set e.g. MBOM_BUSY_TIMEOUT=5",
+        )
+    return seconds
 
 
 def _check_url(url: str) -> None:

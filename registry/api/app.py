@@ -14,7 +14,7 @@ from registry.settings import Settings
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """Build the app on its own engine (created from ``settings`` unless given)."""
     settings = settings or Settings.from_env()
-    engine = engine or make_engine(settings.database_url)
+    engine = engine or make_engine(settings.database_url, busy_timeout=settings.busy_timeout)
     migrate(engine)
     app = FastAPI(
         title="mbom",
@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.settings = settings
     problems.install(app)
+    app.add_middleware(problems.UnexpectedErrors)
     app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

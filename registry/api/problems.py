@@ -1,14 +1,24 @@
-"""Domain errors as RFC 9457 problem responses (``application/problem+json``)."""
+"""Domain errors as RFC 9457 problem responses (``application/problem+json``).
+
+Every error is one: a domain error its 4xx (a busy database 503 with ``Retry-After``),
+anything unexpected a 500 whose incident id is also in the server's log.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry import errors
+
+log = logging.getLogger("mbom.api")
 
 _STATUS: tuple[tuple[type[errors.MbomError], int], ...] = (
     (errors.AuthenticationRequired, 401),
@@ -23,6 +33,7 @@ _STATUS: tuple[tuple[type[errors.MbomError], int], ...] = (
     (errors.InvalidInput, 400),
     (errors.UnsafePath, 400),
     (errors.ConfigurationError, 500),
+    (errors.DatabaseBusy, 503),
 )
 
 
@@ -34,7 +45,27 @@ def status_for(error: errors.MbomError) -> int:
     return 400
 
 
-def problem(status: int, code: str, title: str, detail: str, **context: Any) -> JSONResponse:
+class ProblemResponse(JSONResponse):
+    """A problem+json body that always encodes: text the client sent that is not valid
+    Unicode (a lone surrogate) is written as its JSON escape."""
+
+    media_type = "application/problem+json"
+
+    def render(self, content: Any) -> bytes:
+        """The body as UTF-8 JSON, lone surrogates escaped."""
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, default=str)
+        return text.encode("utf-8", "backslashreplace")
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> JSONResponse:
     """A problem+json response."""
     body = {
         "type": f"urn:mbom:problem:{code}",
@@ -44,10 +75,8 @@ def problem(status: int, code: str, title: str, detail: str, **context: Any) -> 
         "code": code,
         "context": context,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        body, status_code=status, media_type="application/problem+json", headers=headers
-    )
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -56,11 +85,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.MbomError)
     async def _domain(_request: Request, error: errors.MbomError) -> JSONResponse:
         context = {k: v for k, v in vars(error).items() if k not in ("message", "hint")}
+        retry = None
+        if isinstance(error, errors.DatabaseBusy):
+            retry = {"Retry-After": str(error.retry_after)}
         return problem(
             status_for(error),
             error.code,
             type(error).__name__,
             error.diagnostics(),
+            headers=retry,
             **{k: v if isinstance(v, str | int | None) else str(v) for k, v in context.items()},
         )
 
@@ -72,3 +105,53 @@ def install(app: FastAPI) -> None:
         return problem(
             422, "invalid-request", "RequestValidationError", detail, errors=str(error.errors()[:5])
         )
+
+
+class UnexpectedErrors:
+    """ASGI middleware: an exception no handler knows becomes a problem+json 500.
+
+    Its incident id is in the answer and in the log (with the traceback), and the
+    connection stays open: Starlette's own last resort answers in plain text and
+    re-raises, and the server then drops the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; answer for it if it fails before it started answering."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as error:
+            incident = uuid.uuid4().hex
+            log.error(
+                "incident %s: unexpected %s on %s %s",
+                incident,
+                type(error).__name__,
+                scope.get("method"),
+                scope.get("path"),
+                exc_info=error,
+            )
+            if started:
+                raise
+            await _internal_error(incident)(scope, receive, send)
+
+
+def _internal_error(incident: str) -> JSONResponse:
+    return problem(
+        500,
+        "internal-error",
+        "InternalServerError",
+        f"the server failed unexpectedly (incident {incident}); nothing was changed",
+        incident=incident,
+    )

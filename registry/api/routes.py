@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from fastapi import Path as FastApiPath
 
 from lineage import Relation
 from registry import service
-from registry.api.deps import CurrentActor, SessionDep
+from registry.api.deps import CurrentActor, SessionDep, check_text_inputs
 from registry.errors import InvalidInput, NotFound
 from registry.identity import Role
 from registry.schemas import (
@@ -59,7 +59,7 @@ from scanning.behavioral.profile import profile_from_npz
 from scanning.behavioral.report import BehavioralReport, ScanProfile, TriggerPattern
 from scanning.report import ScanReport
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(check_text_inputs)])
 Depth = Annotated[int | None, Query(ge=1, description="only relatives within this many edges")]
 
 

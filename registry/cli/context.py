@@ -32,7 +32,7 @@ class CliContext:
             else:
                 from registry.db import make_engine, migrate
 
-                engine = make_engine(settings.database_url)
+                engine = make_engine(settings.database_url, busy_timeout=settings.busy_timeout)
                 migrate(engine)
                 self._registry = LocalRegistry(engine)
         return self._registry

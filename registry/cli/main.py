@@ -113,8 +113,17 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except MbomError as error:
-        render.error_line(error.diagnostics())
+        render.error_line(_printable(error.diagnostics()))
         sys.exit(2 if isinstance(error, InvalidInput) else 1)
+    except UnicodeEncodeError as error:
+        # An argument holding bytes that are not UTF-8 (a lone surrogate after decoding)
+        # met an encoder before the database could refuse it, e.g. the HTTP client's.
+        render.error_line(
+            _printable(
+                f"an argument is not valid UTF-8 text: {error.object[error.start : error.end]!r}"
+            )
+        )
+        sys.exit(2)
     except typer.Abort:
         render.err.print("mbom: aborted")
         sys.exit(1)
@@ -129,6 +138,11 @@ def main() -> None:
             sys.exit(exit_code)
         raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _printable(message: str) -> str:
+    """The message with anything the terminal cannot encode escaped."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # The command modules attach themselves to the apps above.

@@ -17,7 +17,12 @@ R = TypeVar("R")
 def mutation(
     operation: Callable[Concatenate[Session, P], R],
 ) -> Callable[Concatenate[Session, P], R]:
-    """Take the writers' lock before the operation reads anything it will write from."""
+    """Take the writers' lock before the operation reads anything it will write from.
+
+    A mutation nested in another runs in the outer one's transaction and lock; on
+    SQLite a transaction that has only read so far is begun again as a writer (see
+    :func:`registry.db.lock_for_write`).
+    """
 
     @functools.wraps(operation)
     def run(session: Session, /, *args: P.args, **kwargs: P.kwargs) -> R:

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -99,9 +100,18 @@ def serve_in_thread(app: FastAPI) -> Iterator[str]:
             sock.close()
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    """A running ``mbom serve``: its base URL and its process (for fault tests)."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+
 @contextlib.contextmanager
-def serve_in_subprocess(mbom: Path, env: Mapping[str, str], log: Path) -> Iterator[str]:
-    """Run ``mbom serve --port P`` with ``env``; yield its base URL; stop it after."""
+def mbom_serve(mbom: Path, env: Mapping[str, str], log: Path) -> Iterator[ServerProcess]:
+    """Run ``mbom serve --port P`` with ``env``; yield it once healthy; stop it after
+    (unless the test killed it already)."""
     port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -111,7 +121,7 @@ def serve_in_subprocess(mbom: Path, env: Mapping[str, str], log: Path) -> Iterat
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(base_url, alive=process)
-            yield base_url
+            yield ServerProcess(base_url, process)
         finally:
             process.terminate()
             try:
@@ -119,3 +129,10 @@ def serve_in_subprocess(mbom: Path, env: Mapping[str, str], log: Path) -> Iterat
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(mbom: Path, env: Mapping[str, str], log: Path) -> Iterator[str]:
+    """Run ``mbom serve --port P`` with ``env``; yield its base URL; stop it after."""
+    with mbom_serve(mbom, env, log) as server:
+        yield server.base_url
