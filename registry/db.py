@@ -181,8 +181,8 @@ def _shown(exc: UnicodeEncodeError) -> str:
     """Where a string fails to encode, printable (the bad characters escaped)."""
     text_ = exc.object if isinstance(exc.object, str) else str(exc.object)
     start = max(0, exc.start - 20)
-    excerpt = text_[start : exc.end + 20].encode("utf-8", "backslashreplace").decode("utf-8")
-    return f"{excerpt!r} (character {exc.start})"
+    # repr() escapes lone surrogates, so the message itself always encodes.
+    return f"{text_[start : exc.end + 20]!r} (character {exc.start})"
 
 
 def lock_for_write(session: Session) -> None:

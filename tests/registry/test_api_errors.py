@@ -1,0 +1,131 @@
+"""Every failure is a problem answer (issue 10, point 2).
+
+Text the database cannot encode (lone surrogates) is refused as a 400 before it
+reaches the database, on every writing endpoint and on both backends; an error
+nobody expected is a problem+json 500 whose incident id is in the server's log,
+and the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from registry.api import create_app
+from registry.client import LocalRegistry
+from registry.identity import Actor, Role
+from registry.settings import Settings
+from tests.conftest import fake_manifest
+from tests.registry.live_server import serve_in_thread
+from tests.registry.test_api import PROBLEM, assert_problem, model_body
+from tests.registry.test_cli import MBOM, cli_env
+
+BAD = "x\ud800"  # a lone surrogate: json.loads accepts its escape, UTF-8 cannot hold it
+
+#: Writing endpoints and a body whose text field holds the lone surrogate.
+SURROGATE_WRITES: list[tuple[str, dict[str, Any]]] = [
+    ("/teams", {"name": BAD}),
+    ("/models", {**model_body("ok"), "name": BAD}),
+    ("/models", model_body("ok", source=BAD)),
+    ("/datasets", {"name": BAD, "version": "1", "digest": "sha256:" + "d" * 64}),
+    ("/deployments", {"ref": "base@1", "environment": BAD, "team": "t"}),
+    ("/decisions", {"team": "t", "ref": "base@1", "verdict": "approve", "reason": BAD}),
+    ("/tokens", {"user": BAD, "role": "reader"}),
+    ("/keys", {"publisher": BAD, "public_key_pem": "not a key"}),
+    ("/artifacts/base@1/flag", {"reason": BAD}),
+    ("/artifacts/base@1/parents", {"parents": [BAD + "@1"]}),
+    ("/bom/import", {"bomFormat": "CycloneDX", "specVersion": "1.6",
+                     "components": [{"type": "machine-learning-model", "name": BAD,
+                                     "version": "1", "bom-ref": BAD}]}),
+    ("/verify", {"manifest": {"entries": []}, "ref": BAD + "@1"}),
+]
+
+
+@pytest.fixture
+def served(engine: Engine, database_url: str) -> Iterator[tuple[str, str]]:
+    """The app on this test's database, with team t, base@1 and an admin token."""
+    reg = LocalRegistry(engine, Actor("setup", Role.ADMIN))
+    reg.call("create_team", name="t")
+    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
+    token = str(reg.call("create_token", user="root", role=Role.ADMIN).token)
+    with serve_in_thread(create_app(Settings(database_url=database_url), engine=engine)) as url:
+        yield url, token
+
+
+def post(http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST ``body`` as JSON with ASCII escapes (how a lone surrogate travels)."""
+    return http.post(path, content=json.dumps(body).encode(),
+                     headers={"content-type": "application/json"})
+
+
+def client(served: tuple[str, str]) -> httpx.Client:
+    """An admin client of the served app."""
+    url, token = served
+    return httpx.Client(base_url=f"{url}/api/v1", timeout=30,
+                        headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.parametrize(("path", "body"), SURROGATE_WRITES,
+                         ids=[f"{p}-{i}" for i, (p, _) in enumerate(SURROGATE_WRITES)])
+def test_lone_surrogate_is_a_400_problem_not_a_500(
+    served: tuple[str, str], engine: Engine, path: str, body: dict[str, Any]
+) -> None:
+    before = LocalRegistry(engine).call("list_events")
+    with client(served) as http:
+        response = post(http, path, body)
+        problem = assert_problem(response, 400, "invalid-input")
+        assert "not valid Unicode" in problem["detail"]
+        assert "\\ud800" in problem["detail"]
+        # The same connection answers the next request.
+        assert http.get("/teams").status_code == 200
+    assert LocalRegistry(engine).call("list_events") == before
+
+
+def test_lone_surrogate_in_an_invalid_body_is_a_422_problem(served: tuple[str, str]) -> None:
+    with client(served) as http:
+        response = post(http, "/teams", {"name": BAD, "require_approval": "maybe"})
+        assert response.status_code in (400, 422), response.text
+        assert response.headers["content-type"].startswith(PROBLEM)
+
+
+def test_lone_surrogate_in_a_json_key_is_refused(served: tuple[str, str]) -> None:
+    with client(served) as http:
+        response = post(http, "/teams", {"name": "fine", BAD: 1})
+        assert_problem(response, 400, "invalid-input")
+
+
+def test_unexpected_error_is_a_problem_500_with_a_logged_incident(
+    served: tuple[str, str], engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real fault: the table the route reads is gone.
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE deployment"))
+    with client(served) as http, caplog.at_level(logging.ERROR, logger="mbom.api"):
+        response = http.get("/deployments")
+        problem = assert_problem(response, 500, "internal-error")
+        incident = problem["context"]["incident"]
+        assert incident in problem["detail"]
+        assert any(incident in record.getMessage() for record in caplog.records)
+        assert http.get("/teams").status_code == 200
+
+
+@pytest.mark.parametrize("args", [("team", "create", b"x\xff"), ("show", b"x\xff@1"),
+                                  ("flag", b"x\xff@1", "--reason", "r")])
+def test_undecodable_cli_argument_is_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str | bytes, ...]
+) -> None:
+    done = subprocess.run([str(MBOM), *args], env=cli_env(tmp_path), capture_output=True,
+                          timeout=60, check=False)
+    err = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2, err
+    assert err.startswith("mbom: error: "), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "not valid Unicode" in err
