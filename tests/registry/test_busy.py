@@ -25,6 +25,7 @@ from registry import service
 from registry.api import create_app
 from registry.client import LocalRegistry
 from registry.db import make_engine, migrate, unit_of_work
+from registry.errors import ConfigurationError
 from registry.identity import Actor, Role
 from registry.settings import Settings
 from tests.registry.live_server import serve_in_thread
@@ -147,3 +148,18 @@ def test_a_second_mutation_in_one_unit_of_work_does_not_commit_the_first(
         _two_mutations_then_fail(busy_engine)
     names = {t.name for t in LocalRegistry(busy_engine).call("list_teams")}
     assert names == {"t"}
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(None, 30.0), ("", 30.0), ("2.5", 2.5)])
+def test_busy_timeout_is_read_from_the_environment(value: str | None, seconds: float) -> None:
+    env = {"MBOM_DATABASE_URL": "sqlite:///x.db"}
+    if value is not None:
+        env["MBOM_BUSY_TIMEOUT"] = value
+    assert Settings.from_env(env).busy_timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "1e9"])
+def test_a_bad_busy_timeout_is_a_configuration_error(value: str) -> None:
+    env = {"MBOM_DATABASE_URL": "sqlite:///x.db", "MBOM_BUSY_TIMEOUT": value}
+    with pytest.raises(ConfigurationError, match="MBOM_BUSY_TIMEOUT is not a number of seconds"):
+        Settings.from_env(env)
