@@ -25,7 +25,7 @@ from registry.identity import Actor, Role
 from registry.settings import Settings
 from tests.conftest import fake_manifest
 from tests.registry.live_server import mbom_serve, serve_in_thread
-from tests.registry.test_api import model_body
+from tests.registry.test_api import assert_problem, model_body
 from tests.registry.test_cli import MBOM, cli_env
 
 Check = Callable[[LocalRegistry], bool]
@@ -111,3 +111,28 @@ def test_kill_9_right_after_a_2xx_loses_nothing(
             f"{method} {path} answered {response.status_code} but kill -9 lost the change")
     finally:
         engine.dispose()
+
+
+class CommitFailed(Exception):
+    """The database failing at commit (a full disk, an I/O error), injected by the test."""
+
+
+def test_a_failed_commit_is_an_error_response_not_a_2xx(
+    engine: Engine, database_url: str
+) -> None:
+    reg = LocalRegistry(engine, Actor("setup", Role.ADMIN))
+    token = _seed(reg)
+
+    def fail(_connection: Any) -> None:
+        raise CommitFailed("disk I/O error")
+
+    app = create_app(Settings(database_url=database_url), engine=engine)
+    with serve_in_thread(app) as base_url:
+        event.listen(engine, "commit", fail)
+        try:
+            response = httpx.post(f"{base_url}/api/v1/teams", json={"name": "unsaved"},
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        finally:
+            event.remove(engine, "commit", fail)
+    assert_problem(response, 500, "internal-error")
+    assert "unsaved" not in {t.name for t in reg.call("list_teams")}
