@@ -152,6 +152,6 @@ def _internal_error(incident: str) -> JSONResponse:
         500,
         "internal-error",
         "InternalServerError",
-        f"the server failed unexpectedly (incident {incident}); nothing was changed",
+        f"the server failed unexpectedly (incident {incident}); give that id to its operators",
         incident=incident,
     )
