@@ -203,3 +203,7 @@ class NotInHfCache(NotFound):
         self.repo_id = repo_id
         self.revision = revision
         self.cache_dir = cache_dir
+
+
+class AuditKeyError(ConfigurationError):
+    """The audit key is missing, unreadable, or not the key the audit chain was written with."""
