@@ -752,6 +752,7 @@ def test_audit_verify_names_the_first_edited_or_deleted_event(
         copy.execute(*change)
         copy.commit()
         copy.close()
+        shutil.copyfile(tmp_path / "home" / "audit.key", target / "audit.key")
     source.close()
 
     edited_cli = Cli(cli_env(edited, MBOM_HOME=str(edited)), tmp_path)
