@@ -184,3 +184,27 @@ def test_check_finds_a_flag_deactivated_behind_mbom(mbom: Cli, seeded: LocalRegi
     report = mbom("check", "--json", code=1).json()
     assert report["ok"] is False
     assert any("the flags table was changed outside mbom" in p for p in report["problems"])
+
+
+def test_checkpoint_verify_and_anchor_through_a_server(
+    mbom: Cli, seeded: LocalRegistry, home: str, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from registry.api import create_app
+    from registry.settings import Settings
+    from tests.registry.live_server import serve_in_thread
+
+    private, public = keys
+    token = seeded.call("create_token", user="ci", role=Role.ADMIN).token
+    assert token
+    checkpoint = tmp_path / "cp.json"
+    with serve_in_thread(create_app(Settings(database_url=home), engine=seeded.engine)) as server:
+        remote = mbom.remote(server, token)
+        remote("audit", "checkpoint", "-o", checkpoint, "--sign-key", private)
+        held = remote("audit", "verify", "--checkpoint", checkpoint, "--public-key", public)
+        assert "still holds" in held.out
+        with seeded.engine.begin() as conn:
+            conn.execute(delete(EVENTS).where(EVENTS.c.seq > 5))
+        broken = remote("audit", "verify", "--checkpoint", checkpoint, "--json", code=1).json()
+        assert (broken["ok"], broken["first_bad_seq"]) == (False, 7)
+        refused = remote("audit", "anchor", code=1).error_line()
+        assert "the audit log has no unkeyed events to anchor" in refused
