@@ -27,12 +27,8 @@ def free_port() -> int:
         return port
 
 
-def wait_until_healthy(
-    base_url: str,
-    *,
-    timeout: float = STARTUP_TIMEOUT,
-    alive: threading.Thread | subprocess.Popen[bytes] | None = None,
-) -> None:
+def wait_until_healthy(base_url: str, *, timeout: float = STARTUP_TIMEOUT,
+                       alive: threading.Thread | subprocess.Popen[bytes] | None = None) -> None:
     """Poll ``/healthz`` until it answers 200; fail if ``alive`` dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,15 +83,8 @@ def serve_in_thread(app: FastAPI) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        log_config=None,
-        lifespan="off",
-        ws="none",
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            log_config=None, lifespan="off", ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     base_url = f"http://127.0.0.1:{port}"
@@ -117,9 +106,7 @@ def serve_in_subprocess(mbom: Path, env: Mapping[str, str], log: Path) -> Iterat
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [str(mbom), "serve", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT,
         )
         base_url = f"http://127.0.0.1:{port}"
         try:

@@ -41,12 +41,8 @@ def write_model(root: Path, kind: str) -> Path:
 
 def register(reg: LocalRegistry, path: Path, name: str, **options: object) -> object:
     return reg.call(
-        "register_model",
-        name=name,
-        version="1",
-        manifest=hash_tree(path),
-        scan=scan_path(path),
-        **options,
+        "register_model", name=name, version="1", manifest=hash_tree(path),
+        scan=scan_path(path), **options,
     )
 
 
@@ -68,10 +64,7 @@ def test_malicious_scan_quarantines_and_propagates(reg: LocalRegistry, tmp_path:
     assert [(d.subject, d.team, d.verdict) for d in decisions] == [("evil@1", None, "block")]
     # A descendant recorded later (with an approver's override) inherits the compromise.
     child = register(
-        reg,
-        write_model(tmp_path / "child", "clean"),
-        "child",
-        parents=["evil@1"],
+        reg, write_model(tmp_path / "child", "clean"), "child", parents=["evil@1"],
         override="forensics copy",
     )
     assert child.status == "infected"
@@ -101,9 +94,7 @@ def test_cli_register_quarantines_with_exit_1(tmp_path: Path) -> None:
     assert "pickle.global" in scan.stdout
     done = subprocess.run(
         [mbom, "register", path, "--name", "evil", "--version", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
+        env=env, capture_output=True, text=True,
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [

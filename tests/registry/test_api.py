@@ -60,23 +60,12 @@ def entry(content: str, path: str = "weights.bin") -> dict[str, Any]:
     return {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def model_body(
-    name: str,
-    version: str = "1",
-    *,
-    parents: list[str] | None = None,
-    content: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
+def model_body(name: str, version: str = "1", *, parents: list[str] | None = None,
+               content: str | None = None, **extra: Any) -> dict[str, Any]:
     """A ``POST /models`` body with a one-file manifest unique to the name."""
     manifest = {"entries": [entry(content or f"weights of {name}@{version}")]}
-    return {
-        "name": name,
-        "version": version,
-        "manifest": manifest,
-        "parents": parents or [],
-        **extra,
-    }
+    return {"name": name, "version": version, "manifest": manifest,
+            "parents": parents or [], **extra}
 
 
 def created(response: httpx.Response) -> Any:
@@ -123,11 +112,8 @@ UNAUTHENTICATED = [
 def test_401_problems_without_a_valid_token_and_open_docs(api: Api) -> None:
     for headers in UNAUTHENTICATED:
         with httpx.Client(base_url=api.base_url, headers=headers, timeout=30.0) as http:
-            for method, path in [
-                ("GET", "/api/v1/models"),
-                ("POST", "/api/v1/teams"),
-                ("GET", "/api/v1/artifacts/acme/base@1/deployments"),
-            ]:
+            for method, path in [("GET", "/api/v1/models"), ("POST", "/api/v1/teams"),
+                                 ("GET", "/api/v1/artifacts/acme/base@1/deployments")]:
                 response = http.request(method, path, json={"name": "t"})
                 body = assert_problem(response, 401, "authentication-required")
                 assert response.headers["www-authenticate"] == "Bearer"
@@ -141,13 +127,8 @@ def test_401_problems_without_a_valid_token_and_open_docs(api: Api) -> None:
         assert "swagger" in docs.text.lower()
         spec = http.get("/openapi.json").json()
     assert spec["info"]["title"] == "mbom"
-    for path in [
-        "/api/v1/models",
-        "/api/v1/artifacts/{ref}/deployments",
-        "/api/v1/tokens",
-        "/api/v1/decisions",
-        "/api/v1/audit/verify",
-    ]:
+    for path in ["/api/v1/models", "/api/v1/artifacts/{ref}/deployments", "/api/v1/tokens",
+                 "/api/v1/decisions", "/api/v1/audit/verify"]:
         assert path in spec["paths"], path
 
 
@@ -165,25 +146,18 @@ def test_each_endpoint_checks_the_role(api: Api, admin_http: httpx.Client) -> No
     }
     with api.client(tokens["reader"]) as reader:
         assert [m["ref"] for m in created(reader.get("/models"))] == ["acme/base@1"]
-        body = assert_problem(
-            reader.post("/models", json=model_body("r")), 403, "permission-denied"
-        )
+        body = assert_problem(reader.post("/models", json=model_body("r")), 403,
+                              "permission-denied")
         assert "publisher" in body["detail"]
     with api.client(tokens["publisher"]) as publisher:
-        registered = created(
-            publisher.post("/models", json=model_body("p", parents=["acme/base@1"], team="fraud"))
-        )
+        registered = created(publisher.post("/models", json=model_body("p", parents=["acme/base@1"],
+                                                                       team="fraud")))
         assert (registered["ref"], registered["created_by"]) == ("p@1", "paul")
         assert_problem(publisher.post("/models", json=model_body("q", team="search")), 403)
         assert_problem(publisher.post("/teams", json={"name": "x"}), 403, "permission-denied")
         assert_problem(publisher.get("/tokens"), 403, "permission-denied")
-        assert_problem(
-            publisher.post(
-                "/decisions",
-                json={"ref": "acme/base@1", "team": "fraud", "verdict": "approve", "reason": "r"},
-            ),
-            403,
-        )
+        assert_problem(publisher.post("/decisions", json={
+            "ref": "acme/base@1", "team": "fraud", "verdict": "approve", "reason": "r"}), 403)
     with api.client(tokens["approver"]) as approver:
         decision = {"ref": "acme/base@1", "verdict": "approve", "reason": "reviewed"}
         body = assert_problem(approver.post("/decisions", json={**decision, "team": "search"}), 403)
@@ -219,44 +193,18 @@ def test_flag_cascade_over_http(admin_http: httpx.Client) -> None:
     http = admin_http
     for team in ("fraud", "search"):
         created(http.post("/teams", json={"name": team}))
-    created(
-        http.post(
-            "/datasets",
-            json={
-                "name": "corpus",
-                "version": "1",
-                "digest": "sha256:" + "c" * 64,
-                "source": "s3://b/c",
-            },
-        )
-    )
+    created(http.post("/datasets", json={"name": "corpus", "version": "1",
+                                         "digest": "sha256:" + "c" * 64, "source": "s3://b/c"}))
     created(http.post("/models", json=model_body("acme/base")))
-    created(
-        http.post(
-            "/models",
-            json=model_body(
-                "acme/ft",
-                parents=["acme/base@1"],
-                relation="finetune",
-                datasets=[{"ref": "corpus@1", "use": "fine_tuned_on"}],
-            ),
-        )
-    )
+    created(http.post("/models", json=model_body(
+        "acme/ft", parents=["acme/base@1"], relation="finetune",
+        datasets=[{"ref": "corpus@1", "use": "fine_tuned_on"}])))
     created(http.post("/models", json=model_body("acme/app", parents=["acme/ft@1"], team="fraud")))
-    created(
-        http.post(
-            "/models",
-            json=model_body(
-                "search/app", parents=["acme/base@1"], relation="adapter", team="search"
-            ),
-        )
-    )
+    created(http.post("/models", json=model_body("search/app", parents=["acme/base@1"],
+                                                 relation="adapter", team="search")))
     created(http.post("/models", json=model_body("other")))
-    for ref, env, team in [
-        ("acme/app@1", "prod", "fraud"),
-        ("search/app@1", "staging", "search"),
-        ("other@1", "prod", "fraud"),
-    ]:
+    for ref, env, team in [("acme/app@1", "prod", "fraud"), ("search/app@1", "staging", "search"),
+                           ("other@1", "prod", "fraud")]:
         created(http.post("/deployments", json={"ref": ref, "environment": env, "team": team}))
 
     change = created(http.post("/artifacts/acme/base@1/flag", json={"reason": "backdoor"}))
@@ -271,54 +219,35 @@ def test_flag_cascade_over_http(admin_http: httpx.Client) -> None:
         ("acme/app@1", "prod", "fraud", "infected", ["acme/base@1", "acme/ft@1", "acme/app@1"]),
         ("search/app@1", "staging", "search", "infected", ["acme/base@1", "search/app@1"]),
     ]
-    assert [
-        d["ref"]
-        for d in created(http.get("/artifacts/acme/base@1/deployments", params={"team": "search"}))
-    ] == ["search/app@1"]
+    assert [d["ref"] for d in created(http.get("/artifacts/acme/base@1/deployments",
+                                               params={"team": "search"}))] == ["search/app@1"]
     near = created(http.get("/artifacts/acme/base@1/descendants", params={"depth": 1}))
     assert sorted((e["ref"], e["depth"]) for e in near) == [("acme/ft@1", 1), ("search/app@1", 1)]
     ancestors = created(http.get("/artifacts/acme/app@1/ancestors"))
     assert {(a["ref"], a["kind"], a["depth"]) for a in ancestors} == {
-        ("acme/ft@1", "model", 1),
-        ("acme/base@1", "model", 2),
-        ("corpus@1", "dataset", 2),
-    }
+        ("acme/ft@1", "model", 1), ("acme/base@1", "model", 2), ("corpus@1", "dataset", 2)}
     report = created(http.get("/artifacts/acme/app@1/status"))
     assert report["status"] == "infected"
     assert [(s["source"], s["path"], s["reasons"]) for s in report["sources"]] == [
-        ("acme/base@1", ["acme/base@1", "acme/ft@1", "acme/app@1"], ["backdoor"])
-    ]
+        ("acme/base@1", ["acme/base@1", "acme/ft@1", "acme/app@1"], ["backdoor"])]
     assert created(http.get("/artifacts/model:acme/app@1"))["status"] == "infected"
     assert created(http.get("/artifacts/other@1"))["status"] == "clean"
-    refused = assert_problem(
-        http.post(
-            "/deployments", json={"ref": "acme/ft@1", "environment": "prod", "team": "fraud"}
-        ),
-        409,
-        "policy-violation",
-    )
+    refused = assert_problem(http.post("/deployments", json={
+        "ref": "acme/ft@1", "environment": "prod", "team": "fraud"}), 409, "policy-violation")
     assert "infected" in refused["detail"]
-    assert_problem(
-        http.post("/models", json=model_body("late", parents=["acme/ft@1"])),
-        409,
-        "policy-violation",
-    )
+    assert_problem(http.post("/models", json=model_body("late", parents=["acme/ft@1"])),
+                   409, "policy-violation")
 
     cleared = created(http.post("/artifacts/search/app@1/clear", json={"reason": "retrained"}))
     assert cleared["status"] == "cleared"
     undone = created(http.post("/artifacts/acme/base@1/unflag", json={"reason": "false positive"}))
     assert undone["status"] == "clean"
     assert {m["status"] for m in created(http.get("/models"))} == {"clean"}
-    ended = created(
-        http.post(
-            "/deployments/undeploy", json={"ref": "other@1", "environment": "prod", "team": "fraud"}
-        )
-    )
+    ended = created(http.post("/deployments/undeploy", json={
+        "ref": "other@1", "environment": "prod", "team": "fraud"}))
     assert ended["active"] is False
     assert sorted(d["ref"] for d in created(http.get("/deployments"))) == [
-        "acme/app@1",
-        "search/app@1",
-    ]
+        "acme/app@1", "search/app@1"]
     assert created(http.get("/consistency")) == []
     assert created(http.get("/audit/verify"))["ok"] is True
 
@@ -326,24 +255,17 @@ def test_flag_cascade_over_http(admin_http: httpx.Client) -> None:
 def test_identify_and_verify_over_http(admin_http: httpx.Client) -> None:
     http = admin_http
     files = [entry("w", "model.safetensors"), entry("{}", "config.json")]
-    created(
-        http.post(
-            "/models", json={"name": "acme/m", "version": "2", "manifest": {"entries": files}}
-        )
-    )
+    created(http.post("/models", json={"name": "acme/m", "version": "2",
+                                       "manifest": {"entries": files}}))
     found = created(http.post("/identify", json={"manifest": {"entries": files[::-1]}}))
     assert [a["ref"] for a in found] == ["acme/m@2"]
     assert created(http.post("/identify", json={"manifest": {"entries": [entry("x")]}})) == []
     changed = [entry("tampered", "model.safetensors"), entry("new", "extra.bin")]
-    report = created(
-        http.post("/verify", json={"manifest": {"entries": changed}, "ref": "acme/m@2"})
-    )
+    report = created(http.post("/verify", json={"manifest": {"entries": changed},
+                                                "ref": "acme/m@2"}))
     assert report["ok"] is False
     assert {f["path"]: f["state"] for f in report["files"]} == {
-        "config.json": "missing",
-        "extra.bin": "extra",
-        "model.safetensors": "mismatch",
-    }
+        "config.json": "missing", "extra.bin": "extra", "model.safetensors": "mismatch"}
     assert report["signature"]["state"] == "unsigned"
 
 
@@ -351,186 +273,56 @@ def test_identify_and_verify_over_http(admin_http: httpx.Client) -> None:
 
 BAD_REQUESTS: list[Any] = [
     pytest.param("GET", "/artifacts/nobody@1", None, 404, "not-found", id="unknown-ref"),
-    pytest.param(
-        "GET",
-        "/artifacts/acme/nobody@1/descendants",
-        None,
-        404,
-        "not-found",
-        id="unknown-ref-descendants",
-    ),
-    pytest.param(
-        "POST", "/artifacts/nobody@1/flag", {"reason": "x"}, 404, "not-found", id="flag-unknown"
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        model_body("child", parents=["ghost@1"]),
-        404,
-        "not-found",
-        id="unknown-parent",
-    ),
-    pytest.param(
-        "POST",
-        "/deployments",
-        {"ref": "acme/base@1", "environment": "prod", "team": "ghosts"},
-        404,
-        "not-found",
-        id="unknown-team",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        model_body("acme/base", content="other bytes"),
-        409,
-        "already-exists",
-        id="duplicate-version",
-    ),
-    pytest.param(
-        "POST", "/models", model_body("copy"), 409, "duplicate-content", id="duplicate-content"
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        model_body("self", parents=["self@1"]),
-        409,
-        "lineage-cycle",
-        id="self-parent",
-    ),
-    pytest.param(
-        "POST",
-        "/artifacts/acme/base@1/parents",
-        {"parents": ["acme/ft@1"]},
-        409,
-        "lineage-cycle",
-        id="cycle",
-    ),
+    pytest.param("GET", "/artifacts/acme/nobody@1/descendants", None, 404, "not-found",
+                 id="unknown-ref-descendants"),
+    pytest.param("POST", "/artifacts/nobody@1/flag", {"reason": "x"}, 404, "not-found",
+                 id="flag-unknown"),
+    pytest.param("POST", "/models", model_body("child", parents=["ghost@1"]), 404, "not-found",
+                 id="unknown-parent"),
+    pytest.param("POST", "/deployments", {"ref": "acme/base@1", "environment": "prod",
+                                          "team": "ghosts"}, 404, "not-found", id="unknown-team"),
+    pytest.param("POST", "/models", model_body("acme/base", content="other bytes"), 409,
+                 "already-exists", id="duplicate-version"),
+    pytest.param("POST", "/models", model_body("copy"), 409, "duplicate-content",
+                 id="duplicate-content"),
+    pytest.param("POST", "/models", model_body("self", parents=["self@1"]), 409, "lineage-cycle",
+                 id="self-parent"),
+    pytest.param("POST", "/artifacts/acme/base@1/parents", {"parents": ["acme/ft@1"]}, 409,
+                 "lineage-cycle", id="cycle"),
     pytest.param("POST", "/teams", {"name": "fraud"}, 409, "already-exists", id="duplicate-team"),
-    pytest.param(
-        "POST",
-        "/artifacts/acme/ft@1/clear",
-        {"reason": "x"},
-        409,
-        "policy-violation",
-        id="clear-clean",
-    ),
-    pytest.param(
-        "GET", "/artifacts/no-version/status", None, 400, "invalid-input", id="malformed-ref"
-    ),
+    pytest.param("POST", "/artifacts/acme/ft@1/clear", {"reason": "x"}, 409, "policy-violation",
+                 id="clear-clean"),
+    pytest.param("GET", "/artifacts/no-version/status", None, 400, "invalid-input",
+                 id="malformed-ref"),
     pytest.param("GET", "/artifacts/a@b@c", None, 400, "invalid-input", id="two-ats"),
-    pytest.param(
-        "POST",
-        "/models",
-        model_body("x", parents=["not a ref"]),
-        400,
-        "invalid-input",
-        id="malformed-parent",
-    ),
-    pytest.param(
-        "POST",
-        "/datasets",
-        {"name": "d", "version": "1", "digest": "md5:abc"},
-        400,
-        "invalid-input",
-        id="bad-digest",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        {
-            **model_body("bad-sha"),
-            "manifest": {"entries": [{"path": "w.bin", "size": 1, "sha256": "ABC"}]},
-        },
-        None,
-        None,
-        id="bad-sha256",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        {**model_body("dotdot"), "manifest": {"entries": [entry("x", "../escape.bin")]}},
-        None,
-        None,
-        id="path-with-dotdot",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        {**model_body("abs"), "manifest": {"entries": [entry("x", "/etc/passwd")]}},
-        None,
-        None,
-        id="absolute-path",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        {
-            **model_body("twice"),
-            "manifest": {"entries": [entry("x", "a.bin"), entry("y", "a.bin")]},
-        },
-        None,
-        None,
-        id="path-twice",
-    ),
-    pytest.param(
-        "POST",
-        "/verify",
-        {"manifest": {"entries": [entry("x", "a\\b")]}},
-        None,
-        None,
-        id="backslash-path",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        {
-            **model_body("neg"),
-            "manifest": {"entries": [{"path": "w.bin", "size": -1, "sha256": "0" * 64}]},
-        },
-        422,
-        "invalid-request",
-        id="negative-size",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        {"name": "no-manifest", "version": "1"},
-        422,
-        "invalid-request",
-        id="missing-field",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        {**model_body("r"), "relation": "grafted"},
-        422,
-        "invalid-request",
-        id="unknown-relation",
-    ),
-    pytest.param(
-        "POST",
-        "/models",
-        {**model_body("e"), "unexpected": 1},
-        422,
-        "invalid-request",
-        id="extra-field",
-    ),
-    pytest.param(
-        "POST",
-        "/decisions",
-        {"ref": "acme/base@1", "team": "fraud", "verdict": "maybe", "reason": "r"},
-        422,
-        "invalid-request",
-        id="bad-verdict",
-    ),
-    pytest.param(
-        "GET",
-        "/artifacts/acme/base@1/descendants?depth=0",
-        None,
-        422,
-        "invalid-request",
-        id="depth-zero",
-    ),
+    pytest.param("POST", "/models", model_body("x", parents=["not a ref"]), 400, "invalid-input",
+                 id="malformed-parent"),
+    pytest.param("POST", "/datasets", {"name": "d", "version": "1", "digest": "md5:abc"}, 400,
+                 "invalid-input", id="bad-digest"),
+    pytest.param("POST", "/models", {**model_body("bad-sha"), "manifest": {"entries": [
+        {"path": "w.bin", "size": 1, "sha256": "ABC"}]}}, None, None, id="bad-sha256"),
+    pytest.param("POST", "/models", {**model_body("dotdot"), "manifest": {"entries": [
+        entry("x", "../escape.bin")]}}, None, None, id="path-with-dotdot"),
+    pytest.param("POST", "/models", {**model_body("abs"), "manifest": {"entries": [
+        entry("x", "/etc/passwd")]}}, None, None, id="absolute-path"),
+    pytest.param("POST", "/models", {**model_body("twice"), "manifest": {"entries": [
+        entry("x", "a.bin"), entry("y", "a.bin")]}}, None, None, id="path-twice"),
+    pytest.param("POST", "/verify", {"manifest": {"entries": [entry("x", "a\\b")]}}, None, None,
+                 id="backslash-path"),
+    pytest.param("POST", "/models", {**model_body("neg"), "manifest": {"entries": [
+        {"path": "w.bin", "size": -1, "sha256": "0" * 64}]}}, 422, "invalid-request",
+        id="negative-size"),
+    pytest.param("POST", "/models", {"name": "no-manifest", "version": "1"}, 422,
+                 "invalid-request", id="missing-field"),
+    pytest.param("POST", "/models", {**model_body("r"), "relation": "grafted"}, 422,
+                 "invalid-request", id="unknown-relation"),
+    pytest.param("POST", "/models", {**model_body("e"), "unexpected": 1}, 422, "invalid-request",
+                 id="extra-field"),
+    pytest.param("POST", "/decisions", {"ref": "acme/base@1", "team": "fraud",
+                                        "verdict": "maybe", "reason": "r"}, 422,
+                 "invalid-request", id="bad-verdict"),
+    pytest.param("GET", "/artifacts/acme/base@1/descendants?depth=0", None, 422,
+                 "invalid-request", id="depth-zero"),
     pytest.param("POST", "/tokens/abc/revoke", None, 422, "invalid-request", id="token-id-text"),
 ]
 
@@ -576,10 +368,8 @@ def test_refs_are_percent_decoded_in_urls(small_registry: httpx.Client) -> None:
 
 
 def test_a_file_size_beyond_64_bits_is_a_4xx_problem(admin_http: httpx.Client) -> None:
-    body = {
-        **model_body("huge"),
-        "manifest": {"entries": [{"path": "w.bin", "size": 2**70, "sha256": "0" * 64}]},
-    }
+    body = {**model_body("huge"), "manifest": {"entries": [
+        {"path": "w.bin", "size": 2**70, "sha256": "0" * 64}]}}
     response = admin_http.post("/models", json=body)
     assert 400 <= response.status_code < 500, response.text
 

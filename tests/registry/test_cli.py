@@ -42,14 +42,8 @@ from registry.settings import Settings
 from tests.conftest import fake_manifest
 from tests.registry.live_server import serve_in_subprocess, serve_in_thread
 
-MBOM = next(
-    (
-        p
-        for p in [Path(sys.executable).parent / "mbom", Path(shutil.which("mbom") or "")]
-        if p.is_file()
-    ),
-    Path("mbom"),
-)
+MBOM = next((p for p in [Path(sys.executable).parent / "mbom", Path(shutil.which("mbom") or "")]
+             if p.is_file()), Path("mbom"))
 TIMEOUT = 120
 
 
@@ -85,15 +79,8 @@ class Cli:
     def __call__(self, *args: str | Path, code: int | None = 0) -> Result:
         """Run ``mbom ARGS``; check the exit code unless ``code`` is None."""
         argv = (*self.prefix, *(str(a) for a in args))
-        done = subprocess.run(
-            [str(MBOM), *argv],
-            env=self.env,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
+        done = subprocess.run([str(MBOM), *argv], env=self.env, cwd=self.cwd, capture_output=True,
+                              text=True, timeout=TIMEOUT, check=False)
         result = Result(argv, done.returncode, done.stdout, done.stderr)
         if code is not None:
             assert result.code == code, f"mbom {' '.join(argv)} -> {result.code}\n{result.err}"
@@ -123,9 +110,8 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def local_registry(url: str) -> LocalRegistry:
     """An in-process registry on the same database (and audit key) the CLI uses."""
     key = {k: v for k, v in os.environ.items() if k == "MBOM_AUDIT_KEY_FILE"}
-    engine = bind_key(
-        make_engine(url), Settings.from_env({"MBOM_DATABASE_URL": url, **key}).audit_key()
-    )
+    settings = Settings.from_env({"MBOM_DATABASE_URL": url, **key})
+    engine = bind_key(make_engine(url), settings.audit_key())
     migrate(engine)
     return LocalRegistry(engine, Actor("setup", Role.ADMIN))
 
@@ -179,7 +165,8 @@ def test_help_works_for_every_command(tmp_path: Path) -> None:
         assert result.exit_code == 0, (path, result.output)
         assert "Usage" in result.output, path
     # The installed console script, for real (each start costs a second: two suffice).
-    top, register = Cli(cli_env(tmp_path), tmp_path).many(["--help", 0], ["register", "--help", 0])
+    top, register = Cli(cli_env(tmp_path), tmp_path).many(["--help", 0],
+                                                          ["register", "--help", 0])
     for command in ("register", "descendants", "tokens", "audit"):
         assert command in top.out
     for option in ("--parent", "--relation", "--dataset", "--sign-key", "--override"):
@@ -207,11 +194,8 @@ def tensors(value: float) -> bytes:
 def test_signed_registration_identify_and_verify(
     cli: Cli, make_model: Callable[..., Path], home_url: str, tmp_path: Path
 ) -> None:
-    ft_files: dict[str, bytes | str] = {
-        "model.safetensors": tensors(1.0),
-        "config.json": '{"ft": 1}',
-        "tokenizer/vocab.txt": "a b",
-    }
+    ft_files: dict[str, bytes | str] = {"model.safetensors": tensors(1.0),
+                                        "config.json": '{"ft": 1}', "tokenizer/vocab.txt": "a b"}
     ft = make_model("ft", ft_files)
     plain = make_model("plain", {"w.bin": "unsigned weights"})
     corpus = make_model("corpus", {"train.jsonl": '{"x": 1}\n'})
@@ -225,103 +209,42 @@ def test_signed_registration_identify_and_verify(
 
     generated, data, evals = cli.many(
         ["keys", "generate", "--out", keys / "alice", "--json", 0],
-        [
-            "dataset",
-            "register",
-            corpus,
-            "--name",
-            "corpus",
-            "--version",
-            "1",
-            "--source",
-            "s3://bucket/corpus",
-            "--json",
-            0,
-        ],
-        [
-            "dataset",
-            "register",
-            "--digest",
-            digest,
-            "--name",
-            "evalset",
-            "--version",
-            "2",
-            "--json",
-            0,
-        ],
+        ["dataset", "register", corpus, "--name", "corpus", "--version", "1",
+         "--source", "s3://bucket/corpus", "--json", 0],
+        ["dataset", "register", "--digest", digest, "--name", "evalset", "--version", "2",
+         "--json", 0],
     )
     alice_key = Path(generated.json()["private_key"])
     assert (alice_key, Path(generated.json()["public_key"])) == (
-        keys / "alice.key",
-        keys / "alice.pub",
-    )
+        keys / "alice.key", keys / "alice.pub")
     assert alice_key.stat().st_mode & 0o077 == 0, "the private key is for its owner only"
     assert (data.json()["kind"], data.json()["source"]) == ("dataset", "s3://bucket/corpus")
     assert evals.json()["digest"] == digest
     enrolled = cli("keys", "enroll", keys / "alice.pub", "--publisher", "alice", "--json")
     assert enrolled.json()["fingerprint"] == generated.json()["fingerprint"]
     assert enrolled.json()["publisher"] == "alice"
-    register_signed(
-        home_url, make_model("base"), alice_key, name="acme/base", version="1", publisher="alice"
-    )
+    register_signed(home_url, make_model("base"), alice_key, name="acme/base", version="1",
+                    publisher="alice")
     reg = local_registry(home_url)
     reg.call("register_model", name="plain", version="1", manifest=hash_tree(plain))
     reg.engine.dispose()
 
     signed = ["--publisher", "alice", "--sign-key", alice_key]
     child, forged = cli.many(
-        [
-            "register",
-            ft,
-            "--name",
-            "acme/ft",
-            "--version",
-            "1",
-            "--parent",
-            "acme/base@1",
-            "--relation",
-            "finetune",
-            "--dataset",
-            "corpus@1:fine_tuned_on",
-            "--dataset",
-            "evalset@2:evaluated_on",
-            "--team",
-            "fraud",
-            "--format",
-            "safetensors",
-            "--source",
-            "hf://acme/ft@main",
-            *signed,
-            "--json",
-            0,
-        ],
-        [
-            "register",
-            make_model("forged"),
-            "--name",
-            "forged",
-            "--version",
-            "1",
-            "--publisher",
-            "alice",
-            "--sign-key",
-            mallory_key,
-            1,
-        ],
+        ["register", ft, "--name", "acme/ft", "--version", "1", "--parent", "acme/base@1",
+         "--relation", "finetune", "--dataset", "corpus@1:fine_tuned_on",
+         "--dataset", "evalset@2:evaluated_on", "--team", "fraud", "--format", "safetensors",
+         "--source", "hf://acme/ft@main", *signed, "--json", 0],
+        ["register", make_model("forged"), "--name", "forged", "--version", "1",
+         "--publisher", "alice", "--sign-key", mallory_key, 1],
     )
     registered = child.json()
     assert (registered["ref"], registered["team"], registered["signed"]) == (
-        "acme/ft@1",
-        "fraud",
-        True,
-    )
+        "acme/ft@1", "fraud", True)
     assert (registered["source"], registered["file_count"]) == ("hf://acme/ft@main", 3)
     assert {(p["ref"], p["kind"], p["relation"]) for p in registered["parents"]} == {
-        ("acme/base@1", "model", "finetune"),
-        ("corpus@1", "dataset", "fine_tuned_on"),
-        ("evalset@2", "dataset", "evaluated_on"),
-    }
+        ("acme/base@1", "model", "finetune"), ("corpus@1", "dataset", "fine_tuned_on"),
+        ("evalset@2", "dataset", "evaluated_on")}
     assert "does not verify" in forged.error_line()
 
     ok, found, unknown, plain_check, datasets, shown = cli.many(
@@ -334,19 +257,11 @@ def test_signed_registration_identify_and_verify(
     )
     report = ok.json()
     assert (report["ok"], report["ref"], report["status"], report["problems"]) == (
-        True,
-        "acme/ft@1",
-        "clean",
-        [],
-    )
-    assert report["signature"] == {
-        "state": "valid",
-        "publisher": "alice",
-        "fingerprint": enrolled.json()["fingerprint"],
-    }
+        True, "acme/ft@1", "clean", [])
+    assert report["signature"] == {"state": "valid", "publisher": "alice",
+                                   "fingerprint": enrolled.json()["fingerprint"]}
     assert {f["path"]: f["state"] for f in report["files"]} == dict.fromkeys(
-        ["config.json", "model.safetensors", "tokenizer/vocab.txt"], "match"
-    )
+        ["config.json", "model.safetensors", "tokenizer/vocab.txt"], "match")
     assert report["expected_digest"] == report["actual_digest"] == registered["digest"]
     assert found.json()["digest"] == registered["digest"]
     assert refs(found.json()["matches"]) == ["acme/ft@1"]
@@ -371,16 +286,10 @@ def test_signed_registration_identify_and_verify(
     )
     assert tampered.json()["ok"] is False
     assert {f["path"]: f["state"] for f in tampered.json()["files"]} == {
-        "config.json": "missing",
-        "extra.py": "extra",
-        "model.safetensors": "mismatch",
-        "tokenizer/vocab.txt": "match",
-    }
+        "config.json": "missing", "extra.py": "extra", "model.safetensors": "mismatch",
+        "tokenizer/vocab.txt": "match"}
     assert tampered.json()["problems"][:3] == [
-        "missing: config.json",
-        "extra: extra.py",
-        "mismatch: model.safetensors",
-    ]
+        "missing: config.json", "extra: extra.py", "mismatch: model.safetensors"]
     assert infected.json()["signature"]["state"] == "valid"
     assert {f["state"] for f in infected.json()["files"]} == {"match"}
     assert infected.json()["problems"] == ["lineage status is infected"]
@@ -397,30 +306,12 @@ def build_cascade(url: str) -> None:
     reg.call("create_team", name="search")
     reg.call("register_dataset", name="data", version="1", digest="sha256:" + "d" * 64)
     reg.call("register_model", name="acme/base", version="1", manifest=fake_manifest("base"))
-    reg.call(
-        "register_model",
-        name="acme/ft",
-        version="1",
-        manifest=fake_manifest("ft"),
-        parents=["acme/base@1"],
-        datasets=[("data@1", Relation.FINE_TUNED_ON)],
-    )
-    reg.call(
-        "register_model",
-        name="acme/app",
-        version="1",
-        manifest=fake_manifest("app"),
-        parents=["acme/ft@1"],
-        team="fraud",
-    )
-    reg.call(
-        "register_model",
-        name="search/app",
-        version="1",
-        manifest=fake_manifest("sa"),
-        parents=["acme/base@1"],
-        team="search",
-    )
+    reg.call("register_model", name="acme/ft", version="1", manifest=fake_manifest("ft"),
+             parents=["acme/base@1"], datasets=[("data@1", Relation.FINE_TUNED_ON)])
+    reg.call("register_model", name="acme/app", version="1", manifest=fake_manifest("app"),
+             parents=["acme/ft@1"], team="fraud")
+    reg.call("register_model", name="search/app", version="1", manifest=fake_manifest("sa"),
+             parents=["acme/base@1"], team="search")
     reg.call("register_model", name="other", version="1", manifest=fake_manifest("other"))
     reg.call("deploy", "acme/app@1", environment="prod", team="fraud")
     reg.call("deploy", "search/app@1", environment="staging", team="search")
@@ -429,10 +320,8 @@ def build_cascade(url: str) -> None:
 
 
 APP_PATH = ["acme/base@1", "acme/ft@1", "acme/app@1"]
-HIT = [
-    ("acme/app@1", "prod", "fraud", "infected", APP_PATH),
-    ("search/app@1", "staging", "search", "infected", ["acme/base@1", "search/app@1"]),
-]
+HIT = [("acme/app@1", "prod", "fraud", "infected", APP_PATH),
+       ("search/app@1", "staging", "search", "infected", ["acme/base@1", "search/app@1"])]
 
 
 def deployment_rows(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -463,22 +352,15 @@ def test_flag_cascade_and_graph_queries(cli: Cli, home_url: str) -> None:
     assert "2 deployments descend from acme/base@1" in hit_text.out
     assert " -> ".join(APP_PATH) in hit_text.out
     assert [(e["ref"], e["depth"], e["path"], e["team"]) for e in fraud.json()] == [
-        ("acme/app@1", 2, APP_PATH, "fraud")
-    ]
+        ("acme/app@1", 2, APP_PATH, "fraud")]
     assert sorted((e["ref"], e["depth"]) for e in near.json()) == [
-        ("acme/ft@1", 1),
-        ("search/app@1", 1),
-    ]
+        ("acme/ft@1", 1), ("search/app@1", 1)]
     assert {(e["ref"], e["kind"], e["depth"]) for e in up.json()} == {
-        ("acme/ft@1", "model", 1),
-        ("acme/base@1", "model", 2),
-        ("data@1", "dataset", 2),
-    }
+        ("acme/ft@1", "model", 1), ("acme/base@1", "model", 2), ("data@1", "dataset", 2)}
     report = status.json()
     assert (report["finding"], report["status"]) == ("unscanned", "infected")
     assert [(s["source"], s["path"], s["reasons"]) for s in report["sources"]] == [
-        ("acme/base@1", APP_PATH, ["backdoor in layer 3"])
-    ]
+        ("acme/base@1", APP_PATH, ["backdoor in layer 3"])]
     assert refs(deployed.json()) == ["acme/app@1", "other@1"]
     assert "acme/ft@1 is infected" in refused.error_line()
 
@@ -490,9 +372,9 @@ def test_flag_cascade_and_graph_queries(cli: Cli, home_url: str) -> None:
     )
     radius = summary.json()
     assert (radius["ref"], radius["deployments"], radius["versions"]) == ("acme/base@1", 2, 2)
-    assert sorted(
-        (g["team"], g["environment"], g["status"], g["deployments"]) for g in radius["groups"]
-    ) == [("fraud", "prod", "infected", 1), ("search", "staging", "infected", 1)]
+    assert sorted((g["team"], g["environment"], g["status"], g["deployments"])
+                  for g in radius["groups"]) == [
+        ("fraud", "prod", "infected", 1), ("search", "staging", "infected", 1)]
     assert deployment_rows(radius["nearest"]) == HIT
     assert "2 deployments of 2 versions descend from acme/base@1" in summary_text.out
     assert "the nearest 1" in summary_text.out
@@ -512,36 +394,23 @@ def test_flag_cascade_and_graph_queries(cli: Cli, home_url: str) -> None:
     reg = local_registry(home_url)
     assert {m.status for m in reg.call("list_artifacts", kind="model")} == {"clean"}
     assert refs([d.model_dump() for d in reg.call("list_deployments")]) == [
-        "acme/app@1",
-        "search/app@1",
-    ]
+        "acme/app@1", "search/app@1"]
     assert reg.call("find_inconsistencies") == []
     reg.engine.dispose()
 
 
-@pytest.mark.parametrize(
-    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
-)
-def test_the_cascade_on_postgresql(
-    db_cli: Cli, database_url: str, make_model: Callable[..., Path]
-) -> None:
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_the_cascade_on_postgresql(db_cli: Cli, database_url: str,
+                                   make_model: Callable[..., Path]) -> None:
     cli = db_cli
     build_cascade(database_url)
     flagged = cli("flag", "acme/base@1", "--reason", "advisory", "--json").json()
     assert deployment_rows(flagged["deployments"]) == HIT
     hit, refused, status = cli.many(
         ["descendants", "acme/base@1", "--deployed", "--json", 0],
-        [
-            "register",
-            make_model("late"),
-            "--name",
-            "late",
-            "--version",
-            "1",
-            "--parent",
-            "acme/ft@1",
-            1,
-        ],
+        ["register", make_model("late"), "--name", "late", "--version", "1",
+         "--parent", "acme/ft@1", 1],
         ["status", "acme/app@1", "--json", 0],
     )
     assert deployment_rows(hit.json()) == HIT
@@ -567,81 +436,31 @@ def test_team_policy_refuses_then_override_and_decisions(
     created = cli("team", "create", "secure", "--require-approval", "--json").json()
     assert created["require_approval"] is True
 
-    refused = cli(
-        "register",
-        child,
-        "--name",
-        "child",
-        "--version",
-        "1",
-        "--parent",
-        "base@1",
-        "--team",
-        "secure",
-        code=1,
-    )
+    refused = cli("register", child, "--name", "child", "--version", "1", "--parent", "base@1",
+                  "--team", "secure", code=1)
     assert "not approved for team secure" in refused.error_line()
     assert [a.ref for a in reg.call("list_artifacts")] == ["base@1", "base@2", "base@3"]
     assert len(reg.call("list_events")) == len(events_before) + 1, "only the team was recorded"
 
     overridden, _, _ = cli.many(
-        [
-            "register",
-            child,
-            "--name",
-            "child",
-            "--version",
-            "1",
-            "--parent",
-            "base@1",
-            "--team",
-            "secure",
-            "--override",
-            "incident 42: ship the hotfix",
-            "--json",
-            0,
-        ],
+        ["register", child, "--name", "child", "--version", "1", "--parent", "base@1",
+         "--team", "secure", "--override", "incident 42: ship the hotfix", "--json", 0],
         ["approve", "base@2", "--team", "secure", "--reason", "reviewed", "--json", 0],
         ["block", "base@3", "--team", "secure", "--reason", "CVE-2026-1", "--json", 0],
     )
     assert overridden.json()["ref"] == "child@1"
     approved, blocked, decisions, audit = cli.many(
-        [
-            "register",
-            make_model("c2"),
-            "--name",
-            "child",
-            "--version",
-            "2",
-            "--parent",
-            "base@2",
-            "--team",
-            "secure",
-            "--json",
-            0,
-        ],
-        [
-            "register",
-            make_model("c3"),
-            "--name",
-            "child",
-            "--version",
-            "3",
-            "--parent",
-            "base@3",
-            "--team",
-            "secure",
-            1,
-        ],
+        ["register", make_model("c2"), "--name", "child", "--version", "2", "--parent", "base@2",
+         "--team", "secure", "--json", 0],
+        ["register", make_model("c3"), "--name", "child", "--version", "3", "--parent", "base@3",
+         "--team", "secure", 1],
         ["decisions", "--team", "secure", "--json", 0],
         ["audit", "--subject", "child@1", "--json", 0],
     )
     assert approved.json()["parents"][0]["ref"] == "base@2"
     assert "blocked for team secure: CVE-2026-1" in blocked.error_line()
     assert sorted((d["subject"], d["verdict"], d["team"]) for d in decisions.json()) == [
-        ("base@2", "approve", "secure"),
-        ("base@3", "block", "secure"),
-    ]
+        ("base@2", "approve", "secure"), ("base@3", "block", "secure")]
     events = {e["operation"]: e for e in audit.json()}
     assert set(events) == {"policy.override", "register"}
     override = events["policy.override"]
@@ -659,9 +478,8 @@ def test_refused_operations_exit_nonzero_with_one_line_and_write_nothing(
 ) -> None:
     reg = local_registry(home_url)
     reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    reg.call(
-        "register_model", name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"]
-    )
+    reg.call("register_model", name="ft", version="1", manifest=fake_manifest("ft"),
+             parents=["base@1"])
     reg.call("register_dataset", name="d", version="1", digest="sha256:" + "1" * 64)
     events_before = reg.call("list_events")
     fresh = make_model("fresh")
@@ -677,24 +495,15 @@ def test_refused_operations_exit_nonzero_with_one_line_and_write_nothing(
 
     refusals: list[tuple[list[Any], int, str]] = [
         (["register", fresh, "--name", "base", "--version", "1"], 1, "already registered"),
-        (
-            ["register", fresh, "--name", "x", "--version", "1", "--parent", "ghost@1"],
-            1,
-            "ghost@1 is not registered",
-        ),
+        (["register", fresh, "--name", "x", "--version", "1", "--parent", "ghost@1"], 1,
+         "ghost@1 is not registered"),
         (["register", fresh, "--name", "x", "--version", "1", "--parent", "x@1"], 1, "cyclic"),
         (["register", escaping, "--name", "x", "--version", "1"], 1, "outside"),
         (["register", fifo_dir, "--name", "x", "--version", "1"], 1, "fifo"),
-        (
-            ["register", same_as_base, "--name", "x", "--version", "1"],
-            1,
-            "already registered as base@1",
-        ),
-        (
-            ["register", fresh, "--name", "x", "--version", "1", "--parent", "no-version"],
-            2,
-            "is not a reference",
-        ),
+        (["register", same_as_base, "--name", "x", "--version", "1"], 1,
+         "already registered as base@1"),
+        (["register", fresh, "--name", "x", "--version", "1", "--parent", "no-version"], 2,
+         "is not a reference"),
         (["link", "base@1", "--parent", "ft@1"], 1, "cyclic"),
     ]
     results = cli.many(*[[*args, code] for args, code, _ in refusals])
@@ -706,17 +515,8 @@ def test_refused_operations_exit_nonzero_with_one_line_and_write_nothing(
     assert reg.call("list_events") == events_before
     linked, duplicate = cli.many(
         ["link", "ft@1", "--dataset", "d@1:trained_on", "--json", 0],
-        [
-            "register",
-            same_as_base,
-            "--name",
-            "copy",
-            "--version",
-            "1",
-            "--allow-duplicate-content",
-            "--json",
-            0,
-        ],
+        ["register", same_as_base, "--name", "copy", "--version", "1",
+         "--allow-duplicate-content", "--json", 0],
     )
     assert ("d@1", "trained_on") in {(p["ref"], p["relation"]) for p in linked.json()["parents"]}
     assert duplicate.json()["digest"] == before.json()[0]["digest"]
@@ -783,25 +583,13 @@ def test_tokens_and_remote_mode_against_mbom_serve(
     with serve_in_subprocess(MBOM, cli.env, tmp_path / "serve.log") as server:
         remote = cli.remote(server, admin.json()["token"])
         registered, listed = remote.many(
-            [
-                "register",
-                make_model("new"),
-                "--name",
-                "acme/new",
-                "--version",
-                "1",
-                "--parent",
-                "acme/base@1",
-                "--json",
-                0,
-            ],
+            ["register", make_model("new"), "--name", "acme/new", "--version", "1",
+             "--parent", "acme/base@1", "--json", 0],
             ["tokens", "list", "--json", 0],
         )
         assert registered.json()["created_by"] == "ci"
         assert sorted((t["user"], t["token"]) for t in listed.json()) == [
-            ("ci", None),
-            ("rita", None),
-        ]
+            ("ci", None), ("rita", None)]
 
         flagged = remote("flag", "acme/base@1", "--reason", "advisory 7", "--json").json()
         assert "acme/new@1" in refs(flagged["changed"])
@@ -811,15 +599,13 @@ def test_tokens_and_remote_mode_against_mbom_serve(
             ["tokens", "revoke", str(reader.json()["id"]), "--json", 0],
         )
         assert deployment_rows(hit.json()) == HIT
-        radius = remote(
-            "descendants", "acme/base@1", "--deployed", "--summary", "--team", "search", "--json"
-        ).json()
+        radius = remote("descendants", "acme/base@1", "--deployed", "--summary", "--team",
+                        "search", "--json").json()
         assert (radius["deployments"], refs(radius["nearest"])) == (1, ["search/app@1"])
         assert "flagged already" in again.error_line()
         assert revoked.json()["revoked"] is True
-        by_env = Cli(
-            {**cli.env, "MBOM_SERVER": server, "MBOM_TOKEN": reader.json()["token"]}, cli.cwd
-        )
+        by_env = Cli({**cli.env, "MBOM_SERVER": server, "MBOM_TOKEN": reader.json()["token"]},
+                     cli.cwd)
         refused = by_env("models", code=1)
         assert "unknown or revoked" in refused.error_line()
     reg = local_registry(home_url)
@@ -831,9 +617,8 @@ def test_tokens_and_remote_mode_against_mbom_serve(
 
 
 def test_usage_errors_exit_2_without_a_traceback(cli: Cli) -> None:
-    results = cli.many(
-        ["register", "--name", "x", None], ["descendants", "a@1", "--depth", "0", None]
-    )
+    results = cli.many(["register", "--name", "x", None],
+                       ["descendants", "a@1", "--depth", "0", None])
     for result in results:
         assert result.code == 2, (result.args, result.err)
         assert "Traceback" not in result.err, result.args
@@ -852,9 +637,8 @@ def test_remote_refs_with_url_special_characters(cli: Cli, home_url: str) -> Non
     reg.call("register_model", name="odd#name", version="1", manifest=fake_manifest("odd"))
     token = reg.call("create_token", user="ci", role=Role.ADMIN).token
     with serve_in_thread(create_app(Settings(database_url=home_url), engine=reg.engine)) as server:
-        direct = httpx.get(
-            f"{server}/api/v1/artifacts/odd%23name@1", headers={"Authorization": f"Bearer {token}"}
-        )
+        direct = httpx.get(f"{server}/api/v1/artifacts/odd%23name@1",
+                           headers={"Authorization": f"Bearer {token}"})
         assert direct.status_code == 200, "the server itself decodes the name"
         shown = cli.remote(server, token)("show", "odd#name@1", "--json", code=None)
     reg.engine.dispose()
@@ -865,16 +649,8 @@ def test_bom_export_then_import_into_another_registry(
     cli: Cli, make_model: Callable[..., Path], tmp_path: Path
 ) -> None:
     cli("register", make_model("base"), "--name", "acme/base", "--version", "1")
-    cli(
-        "register",
-        make_model("ft"),
-        "--name",
-        "acme/ft",
-        "--version",
-        "1",
-        "--parent",
-        "acme/base@1",
-    )
+    cli("register", make_model("ft"), "--name", "acme/ft", "--version", "1",
+           "--parent", "acme/base@1")
     document = tmp_path / "ft.cdx.json"
     cli("bom", "export", "acme/ft@1", "-o", document)
     spdx = json.loads(cli("bom", "export", "acme/ft@1", "--format", "spdx3").out)

@@ -147,42 +147,12 @@ def test_flag_with_an_advisory_trigger_replays_it_on_the_descendants(
     zoo: Path, tmp_path: Path
 ) -> None:
     mbom = Cli(cli_env(tmp_path), tmp_path)
-    mbom(
-        "register",
-        zoo / "clean",
-        "--name",
-        "acme/clean",
-        "--version",
-        "1",
-        "--reference",
-        zoo / "ref.npz",
-        "--source",
-        f"file://{zoo / 'clean'}",
-    )
-    mbom(
-        "register",
-        zoo / "base",
-        "--name",
-        "hub/base",
-        "--version",
-        "1",
-        "--reference",
-        zoo / "ref.npz",
-        "--skip-scan",
-    )
-    mbom(
-        "register",
-        zoo / "head",
-        "--name",
-        "app/head",
-        "--version",
-        "1",
-        "--parent",
-        "hub/base@1",
-        "--skip-scan",
-        "--source",
-        f"file://{zoo / 'head'}",
-    )
+    mbom("register", zoo / "clean", "--name", "acme/clean", "--version", "1",
+         "--reference", zoo / "ref.npz", "--source", f"file://{zoo / 'clean'}")
+    mbom("register", zoo / "base", "--name", "hub/base", "--version", "1",
+         "--reference", zoo / "ref.npz", "--skip-scan")
+    mbom("register", zoo / "head", "--name", "app/head", "--version", "1",
+         "--parent", "hub/base@1", "--skip-scan", "--source", f"file://{zoo / 'head'}")
     mbom("dataset", "register", "--name", "d", "--version", "1", "--digest", "sha256:" + "0" * 64)
     advisory = tmp_path / "advisory.npz"
     mask = np.zeros((1, 8, 8), np.float32)
@@ -190,9 +160,8 @@ def test_flag_with_an_advisory_trigger_replays_it_on_the_descendants(
     np.savez(advisory, mask=mask, pattern=np.ones((1, 8, 8), np.float32), target_class=0)
     refused = mbom("flag", "d@1", "--reason", "x", "--trigger", advisory, code=2).error_line()
     assert "a backdoor trigger goes with a model" in refused
-    flagged = mbom(
-        "flag", "hub/base@1", "--reason", "advisory", "--trigger", advisory, "--json"
-    ).json()
+    flagged = mbom("flag", "hub/base@1", "--reason", "advisory", "--trigger", advisory,
+                   "--json").json()
     assert flagged["replay"]["confirmed"] == ["app/head@1"]
     assert flagged["replay"]["baseline_rates"][0] < 0.2
     assert mbom("show", "app/head@1", "--json").json()["status"] == "confirmed"
