@@ -336,8 +336,13 @@ class RemoteRegistry:
     def _list_events(self, **filters: Any) -> list[AuditEventPublic]:
         return self._request("GET", "/audit", list[AuditEventPublic], params=_drop_none(filters))
 
-    def _verify_chain(self) -> AuditVerification:
-        return self._request("GET", "/audit/verify", AuditVerification)
+    def _verify_chain(self, **checkpoint: Any) -> AuditVerification:
+        return self._request(
+            "GET", "/audit/verify", AuditVerification, params=_drop_none(checkpoint)
+        )
+
+    def _anchor_chain(self) -> AuditVerification:
+        return self._request("POST", "/audit/anchor", AuditVerification)
 
     def _export_cyclonedx(self, ref: str, *, spec_version: str = "1.6") -> dict[str, Any]:
         params = {"format": "cyclonedx", "spec_version": spec_version}

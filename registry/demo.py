@@ -35,7 +35,9 @@ from registry.db import make_engine, migrate
 from registry.errors import PolicyViolation
 from registry.manifest import hash_tree
 from registry.schemas import ReplayIn
+from registry.service.audit import bind_key
 from registry.service.behavior import summarise
+from registry.settings import Settings
 from scanning.behavioral.api import read_profile, replay_trigger, scan_model
 from scanning.behavioral.profile import profile_from_npz
 from scanning.behavioral.report import BehaviorVerdict, ScanProfile, TriggerPattern
@@ -98,7 +100,8 @@ def run_demo(workdir: Path | None = None, *, as_json: bool = False) -> dict[str,
     console = render.console(stderr=as_json, markup=True)
     root = workdir or Path(tempfile.mkdtemp(prefix="mbom-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(f"sqlite:///{root / 'registry.db'}")
+    settings = Settings(database_url=f"sqlite:///{root / 'registry.db'}")
+    engine = bind_key(make_engine(settings.database_url), settings.audit_key())
     migrate(engine)
     reg = LocalRegistry(engine)
     console.rule("[bold]mbom demo[/]: a backdoored base model and its descendants")

@@ -217,3 +217,7 @@ class DatabaseBusy(MbomError):
         )
         self.waited = waited
         self.retry_after = retry_after
+
+
+class AuditKeyError(ConfigurationError):
+    """The audit key is missing, unreadable, or not the key the audit chain was written with."""

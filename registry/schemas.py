@@ -276,6 +276,8 @@ class AuditEventPublic(PublicModel):
     details: dict[str, object]
     prev_hash: str
     hash: str
+    key_id: str | None = None
+    state: dict[str, object] | None = None
 
 
 class AuditVerification(PublicModel):
@@ -286,6 +288,15 @@ class AuditVerification(PublicModel):
     first_bad_seq: int | None = None
     problem: str | None = None
     head: str
+    #: The sequence number of the last event walked (the head's).
+    last_seq: int = 0
+    #: The id of the audit key the chain was checked with (None: no key configured).
+    key_id: str | None = None
+    keyed_events: int = 0
+    #: Unkeyed events from before mbom keyed its log, sealed by an ``audit.anchor`` event.
+    legacy_events: int = 0
+    #: The checkpoint's event, when one was checked.
+    checkpoint_seq: int | None = None
 
 
 class ManifestEntryIn(PublicModel):

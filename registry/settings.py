@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from registry.audit_key import KEY_FILENAME, AuditKeyFile
 from registry.errors import ConfigurationError
 
 DEFAULT_DB_FILENAME = "registry.db"
@@ -29,11 +30,31 @@ class Settings:
     server: str | None = None
     token: str | None = None
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    audit_key_file: Path | None = None
+
+    def audit_key(self) -> AuditKeyFile:
+        """Where the audit chain's HMAC key lives: ``MBOM_AUDIT_KEY_FILE``, or beside the registry.
+
+        Beside an embedded registry that is ``audit.key`` next to its SQLite
+        file; for PostgreSQL, ``audit.key`` in the data directory. Never in the
+        database: someone who can only write the database cannot re-key the chain.
+        """
+        if self.audit_key_file is not None:
+            return AuditKeyFile(self.audit_key_file)
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(self.database_url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            return AuditKeyFile(Path(parsed.database).expanduser().parent / KEY_FILENAME)
+        return AuditKeyFile(data_directory() / KEY_FILENAME)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``MBOM_DATABASE_URL``, ``MBOM_HOME``, ``MBOM_SERVER``, ``MBOM_TOKEN`` and
-        ``MBOM_BUSY_TIMEOUT``."""
+        """Read ``MBOM_DATABASE_URL``, ``MBOM_HOME``, ``MBOM_SERVER``, ``MBOM_TOKEN``,
+        ``MBOM_BUSY_TIMEOUT``.
+
+        And ``MBOM_AUDIT_KEY_FILE``: see :meth:`audit_key`.
+        """
         env = os.environ if environ is None else environ
         url = env.get("MBOM_DATABASE_URL") or _default_sqlite_url(env)
         _check_url(url)
@@ -42,6 +63,7 @@ class Settings:
             server=env.get("MBOM_SERVER") or None,
             token=env.get("MBOM_TOKEN") or None,
             busy_timeout=_busy_timeout(env.get("MBOM_BUSY_TIMEOUT")),
+            audit_key_file=_audit_key_file(env, url),
         )
 
 
@@ -53,6 +75,17 @@ def data_directory(environ: Mapping[str, str] | None = None) -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("mbom", appauthor=False))
+
+
+def _audit_key_file(env: Mapping[str, str], url: str) -> Path | None:
+    """``MBOM_AUDIT_KEY_FILE``; else, for a server database, the data directory's key."""
+    if env.get("MBOM_AUDIT_KEY_FILE"):
+        return Path(env["MBOM_AUDIT_KEY_FILE"]).expanduser()
+    from sqlalchemy.engine import make_url
+
+    if make_url(url).get_backend_name() == "sqlite":
+        return None  # beside the SQLite file: see Settings.audit_key
+    return data_directory(env) / KEY_FILENAME
 
 
 def _default_sqlite_url(env: Mapping[str, str]) -> str:

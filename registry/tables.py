@@ -261,6 +261,10 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    #: The HMAC key's id for a keyed event; None for a legacy (unkeyed SHA-256) one.
+    key_id: str | None = Field(default=None, max_length=16)
+    #: Digests of the state tables as this event's transaction left them (keyed events).
+    state: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class ScanRecord(SQLModel, table=True):

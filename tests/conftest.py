@@ -18,10 +18,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from registry.audit_key import KEY_FILENAME, AuditKeyFile
 from registry.client import LocalRegistry
 from registry.db import make_engine, migrate
 from registry.identity import Actor, Role
 from registry.manifest import Manifest, ManifestEntry
+from registry.service.audit import bind_key
 
 PG_URL = os.environ.get("MBOM_TEST_POSTGRES_URL")
 # Unique per test run, so that concurrent runs (xdist, several checkouts) never collide.
@@ -54,9 +56,18 @@ def pg_template() -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture
+def audit_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuditKeyFile:
+    """This test's audit key file (``MBOM_AUDIT_KEY_FILE`` too, for the CLIs it starts)."""
+    path = tmp_path / KEY_FILENAME
+    monkeypatch.setenv("MBOM_AUDIT_KEY_FILE", str(path))
+    return AuditKeyFile(path)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL of an empty, migrated registry database: SQLite file, then PostgreSQL."""
+    request.getfixturevalue("audit_key_file")  # the CLIs a test starts share its key
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'registry.db'}"
         return
@@ -74,9 +85,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    """An engine on a fresh, migrated registry."""
-    created = make_engine(database_url)
+def engine(database_url: str, audit_key_file: AuditKeyFile) -> Iterator[Engine]:
+    """An engine on a fresh, migrated registry, keying its audit log with this test's key."""
+    created = bind_key(make_engine(database_url), audit_key_file)
     migrate(created)
     yield created
     created.dispose()

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from registry.api import problems
 from registry.api.routes import router
 from registry.db import make_engine, migrate
+from registry.service.audit import bind_key, key_file_of
 from registry.settings import Settings
 
 
@@ -15,6 +16,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     """Build the app on its own engine (created from ``settings`` unless given)."""
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.database_url, busy_timeout=settings.busy_timeout)
+    if key_file_of(engine) is None:  # a test's engine may carry its own key already
+        bind_key(engine, settings.audit_key())
     migrate(engine)
     app = FastAPI(
         title="mbom",

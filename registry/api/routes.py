@@ -455,9 +455,22 @@ def list_events(
 
 
 @router.get("/audit/verify", tags=["audit"])
-def verify_chain(session: SessionDep, _actor: CurrentActor) -> AuditVerification:
-    """Re-check the audit hash chain."""
-    return service.verify_chain(session)
+def verify_chain(
+    session: SessionDep,
+    _actor: CurrentActor,
+    checkpoint_seq: Annotated[int | None, Query(ge=1)] = None,
+    checkpoint_head: str | None = None,
+) -> AuditVerification:
+    """Re-check the keyed audit hash chain (and that it still holds a checkpoint's event)."""
+    return service.verify_chain(
+        session, checkpoint_seq=checkpoint_seq, checkpoint_head=checkpoint_head
+    )
+
+
+@router.post("/audit/anchor", tags=["audit"])
+def anchor_chain(session: SessionDep, actor: CurrentActor) -> AuditVerification:
+    """Seal the events written before the audit log was keyed (admins, once)."""
+    return service.anchor_chain(session, actor=actor)
 
 
 @router.get("/consistency", tags=["audit"])

@@ -282,7 +282,12 @@ def _print_entries(title: str, entries: list[LineageEntry], json_: bool) -> None
 
 @app.command()
 def check(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Recompute every status from scratch; exit 1 if the stored state differs."""
+    """Recompute every status from scratch and check digests and state against the audit log.
+
+    Exit 1 if the stored state differs: a status, a digest that is not its
+    manifest's or its registration's, or flags, clearances or decisions that
+    are not what the audit log recorded.
+    """
     problems: list[str] = ctx_of(ctx).call("find_inconsistencies")
     if json_:
         render.emit_json({"ok": not problems, "problems": problems})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,7 +22,7 @@ from registry.cli.main import (
     team_app,
     tokens_app,
 )
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, PolicyViolation
 
 if TYPE_CHECKING:
     from registry.identity import Role
@@ -315,18 +316,137 @@ def audit_list(
     )
 
 
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        metavar="FILE",
+        help="Also check that the chain still holds this `mbom audit checkpoint`'s event.",
+    ),
+]
+PublicKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--public-key",
+        metavar="PUB",
+        help="The checkpoint must be signed by this Ed25519 public key (PEM).",
+    ),
+]
+
+
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Re-check the hash chain; report the first edited, inserted or deleted event (exit 1)."""
-    result: AuditVerification = ctx_of(ctx).call("verify_chain")
+def audit_verify(
+    ctx: typer.Context,
+    checkpoint: CheckpointOpt = None,
+    public_key: PublicKeyOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-check the keyed hash chain; report the first edited, inserted or deleted event (exit 1).
+
+    With --checkpoint, the newest events deleted or the history rewritten up to the
+    checkpoint are found too; --public-key pins who must have signed it.
+    """
+    signer, options = None, {}
+    if checkpoint is not None:
+        from registry.audit_checkpoint import read_checkpoint
+
+        signed = read_checkpoint(checkpoint)
+        signer = signed.signer(_read_text(public_key) if public_key else None)
+        options = {
+            "checkpoint_seq": signed.checkpoint.seq,
+            "checkpoint_head": signed.checkpoint.head,
+        }
+    result: AuditVerification = ctx_of(ctx).call("verify_chain", **options)
     if json_:
-        render.emit_json(result)
+        render.emit_json(result.model_dump(mode="json") | {"checkpoint_signer": signer})
     elif result.ok:
-        render.out.print(f"audit chain intact: {result.events} events, head {result.head}")
+        _print_intact(result, signer)
     else:
         render.err.print(f"audit chain broken at event {result.first_bad_seq}: {result.problem}")
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _print_intact(result: AuditVerification, signer: str | None) -> None:
+    keyed = f"keyed with {result.key_id}" if result.key_id else "unkeyed (no audit key configured)"
+    render.out.print(f"audit chain intact: {result.events} events, {keyed}, head {result.head}")
+    if result.legacy_events:
+        render.out.print(
+            f"events 1..{result.legacy_events} predate the audit key (plain SHA-256); "
+            f"event {result.legacy_events + 1} seals them"
+        )
+    if result.checkpoint_seq is not None:
+        who = f"signed by {signer}" if signer else "unsigned"
+        render.out.print(f"checkpoint at event {result.checkpoint_seq} ({who}) still holds")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", metavar="FILE", help="Write it here (default: stdout)."),
+    ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option("--sign-key", metavar="KEY", help="Sign it with this Ed25519 private key."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Write a signed statement of the chain's head; keep it elsewhere, check it with verify.
+
+    Refused (exit 1) when the chain is broken.
+    """
+    from datetime import UTC, datetime
+
+    from registry.audit_checkpoint import Checkpoint, sign_checkpoint
+
+    result: AuditVerification = ctx_of(ctx).call("verify_chain")
+    if not result.ok:
+        raise PolicyViolation(
+            f"refusing to checkpoint a broken chain (event {result.first_bad_seq}: "
+            f"{result.problem})",
+            hint="`mbom audit verify` shows where",
+        )
+    if result.events == 0:
+        raise InvalidInput("the audit log is empty: there is nothing to checkpoint")
+    statement = Checkpoint(
+        seq=result.last_seq,
+        head=result.head,
+        events=result.events,
+        key_id=result.key_id,
+        at=datetime.now(UTC).isoformat(),
+    )
+    document = sign_checkpoint(statement, sign_key).to_json()
+    if output is None:
+        render.emit_json(document)
+        return
+    output.write_text(json.dumps(document, indent=2) + "\n")
+    if json_:
+        render.emit_json({"path": str(output), **document})
+    else:
+        signed = "signed" if sign_key else "unsigned"
+        render.out.print(f"wrote {signed} checkpoint of event {statement.seq} to {output}")
+
+
+@audit_app.command("anchor")
+def audit_anchor(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Seal audit events written before mbom keyed its log, once, under the audit key (admins)."""
+    result: AuditVerification = ctx_of(ctx).call("anchor_chain")
+    if json_:
+        render.emit_json(result)
+    else:
+        render.out.print(
+            f"sealed {result.legacy_events} unkeyed events under key {result.key_id}; "
+            f"head {result.head}"
+        )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from exc
 
 
 @app.command()

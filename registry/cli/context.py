@@ -31,8 +31,12 @@ class CliContext:
                 self._registry = RemoteRegistry(server, self.token or settings.token)
             else:
                 from registry.db import make_engine, migrate
+                from registry.service.audit import bind_key
 
-                engine = make_engine(settings.database_url, busy_timeout=settings.busy_timeout)
+                engine = bind_key(
+                    make_engine(settings.database_url, busy_timeout=settings.busy_timeout),
+                    settings.audit_key(),
+                )
                 migrate(engine)
                 self._registry = LocalRegistry(engine)
         return self._registry

@@ -23,7 +23,7 @@ from registry.service.artifacts import (
     show,
     verify,
 )
-from registry.service.audit import list_events, verify_chain
+from registry.service.audit import anchor_chain, list_events, verify_chain
 from registry.service.behavior import (
     attach_trigger,
     inherited_profile,
@@ -50,6 +50,7 @@ __all__ = [
     "behavior_baseline",
     "attach_trigger",
     "add_parents",
+    "anchor_chain",
     "ancestors",
     "authenticate",
     "clear",

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, case, delete, exists, insert, literal, not
 from sqlmodel import Session, col, select
 
 from lineage import Reach, Relation, Status, effective_status, propagate_infection
-from registry.service import deployed_paths
+from registry.service import audit_state, deployed_paths
 from registry.service._idset import among
 from registry.service.graph import CHUNK, descendant_rows, parent_links
 from registry.tables import (
@@ -280,7 +280,12 @@ def _write_changes(session: Session, changes: Collection[Change]) -> None:
 
 
 def find_inconsistencies(session: Session) -> list[str]:
-    """Recompute every status from scratch and list where the stored state differs."""
+    """Recompute every status from scratch and list where the stored state differs.
+
+    Also where the stored digests differ from the stored manifests, and where
+    the flags, clearances, decisions and digests differ from what the audit
+    log recorded (:mod:`registry.service.audit_state`).
+    """
     import networkx as nx  # heavy: imported where a graph is built
 
     graph = nx.DiGraph()
@@ -308,7 +313,12 @@ def find_inconsistencies(session: Session) -> list[str]:
         )
         if status != expected.value:
             problems.append(f"artifact {node}: stored status {status} != recomputed {expected}")
-    return problems + deployed_paths.differences(session)
+    return (
+        problems
+        + deployed_paths.differences(session)
+        + audit_state.manifest_differences(session)
+        + audit_state.audit_differences(session)
+    )
 
 
 def source_ids(session: Session, artifact_id: int) -> Sequence[int]:

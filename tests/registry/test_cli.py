@@ -37,6 +37,7 @@ from registry.client import LocalRegistry
 from registry.db import make_engine, migrate
 from registry.identity import Actor, Role
 from registry.manifest import hash_tree
+from registry.service.audit import bind_key
 from registry.settings import Settings
 from tests.conftest import fake_manifest
 from tests.registry.live_server import serve_in_subprocess, serve_in_thread
@@ -101,12 +102,16 @@ class Cli:
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment without any MBOM_* of the caller, wide enough for tables on one line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MBOM_")}
-    return {**env, "MBOM_HOME": str(tmp_path / "home"), "COLUMNS": "250", **extra}
+    # The test's audit key (see conftest's audit_key_file), so CLI and test share it.
+    key = {k: v for k, v in os.environ.items() if k == "MBOM_AUDIT_KEY_FILE"}
+    return {**env, "MBOM_HOME": str(tmp_path / "home"), "COLUMNS": "250", **key, **extra}
 
 
 def local_registry(url: str) -> LocalRegistry:
-    """An in-process registry on the same database the CLI uses (for setup and checks)."""
-    engine = make_engine(url)
+    """An in-process registry on the same database (and audit key) the CLI uses."""
+    key = {k: v for k, v in os.environ.items() if k == "MBOM_AUDIT_KEY_FILE"}
+    settings = Settings.from_env({"MBOM_DATABASE_URL": url, **key})
+    engine = bind_key(make_engine(url), settings.audit_key())
     migrate(engine)
     return LocalRegistry(engine, Actor("setup", Role.ADMIN))
 
@@ -547,6 +552,7 @@ def test_audit_verify_names_the_first_edited_or_deleted_event(
         copy.execute(*change)
         copy.commit()
         copy.close()
+        shutil.copyfile(tmp_path / "home" / "audit.key", target / "audit.key")
     source.close()
 
     edited_cli = Cli(cli_env(edited, MBOM_HOME=str(edited)), tmp_path)

@@ -25,7 +25,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 import registry.tables  # noqa: F401  (puts the tables on SQLModel.metadata)
+from registry.audit_key import AuditKeyFile
 from registry.db import make_engine, migrate
+from registry.service.audit import bind_key
 
 PG_URL = os.environ.get("MBOM_TEST_POSTGRES_URL")
 Snapshot = dict[str, list[tuple[Any, ...]]]
@@ -64,8 +66,10 @@ def pg_database(pg_template: str) -> Iterator[str]:
 @pytest.fixture(
     name="engine", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def fast_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine on an empty, migrated registry: SQLite, then PostgreSQL."""
+def fast_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, audit_key_file: AuditKeyFile
+) -> Iterator[Engine]:
+    """An engine on an empty, migrated registry (its audit log keyed): SQLite, then PostgreSQL."""
     if request.param == "sqlite":
         target = tmp_path / "registry.db"
         shutil.copyfile(request.getfixturevalue("mbom_sqlite_template"), target)
@@ -73,6 +77,7 @@ def fast_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engi
     else:
         created = make_engine(request.getfixturevalue("mbom_pg_database"))
         empty(created)
+    bind_key(created, audit_key_file)
     yield created
     created.dispose()
 
