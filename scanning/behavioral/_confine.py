@@ -260,7 +260,9 @@ _ARCHES = {
     ),
 }
 #: What :func:`forbid_processes` refuses, with which errno (``clone`` without CLONE_THREAD).
-FORBIDDEN = {name: errno.EPERM for name in _ARCHES["x86_64"].numbers} | {"clone3": errno.ENOSYS}
+FORBIDDEN: dict[str | int, int] = {name: errno.EPERM for name in _ARCHES["x86_64"].numbers} | {
+    "clone3": errno.ENOSYS
+}
 
 
 def _arch() -> _Arch:
@@ -274,8 +276,8 @@ def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def _program(arch: _Arch, errors: Mapping[str, int]) -> bytes:
-    """A BPF program failing ``errors``' syscalls (by name) with their errno, allowing the rest."""
+def _program(arch: _Arch, errors: Mapping[str | int, int]) -> bytes:
+    """A BPF program failing ``errors``' syscalls (by name or number) with their errno."""
     deny = _SECCOMP_RET_ERRNO | errno.EPERM
     code = [
         _insn(_BPF_LD_W_ABS, _OFFSET_ARCH),
@@ -286,7 +288,7 @@ def _program(arch: _Arch, errors: Mapping[str, int]) -> bytes:
     if arch.x32:
         code += [_insn(_BPF_JGE_K, _X32_SYSCALL_BIT, jf=1), _insn(_BPF_RET_K, deny)]
     for name, error in errors.items():
-        number = arch.numbers.get(name)
+        number = name if isinstance(name, int) else arch.numbers.get(name)
         if number is None:
             continue  # the architecture lacks it (fork on aarch64): nothing to refuse
         if name == "clone":  # threads share the process: allowed; new processes are not
@@ -303,8 +305,8 @@ def _program(arch: _Arch, errors: Mapping[str, int]) -> bytes:
     return b"".join(code)
 
 
-def install_syscall_errors(errors: Mapping[str, int]) -> None:
-    """Make the named syscalls fail with the given errno in every thread of this process, for good.
+def install_syscall_errors(errors: Mapping[str | int, int]) -> None:
+    """Make syscalls (by name or number) fail with an errno in every thread of this process.
 
     Sets ``no_new_privs`` (required). Raises :class:`Unavailable`.
     """

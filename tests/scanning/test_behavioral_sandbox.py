@@ -10,16 +10,21 @@ tested end to end on the real models.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
+import os
 import pickle
+import re
+import shutil
 import socket
 import struct
 import sys
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ import torch
 from safetensors.numpy import save as save_safetensors
 
 from registry import demo_training as dt
-from scanning.behavioral import api, sandbox
+from scanning.behavioral import _confine, api, sandbox, worker
 from scanning.behavioral.loader import (
     LoadedModel,
     ModelFormat,
@@ -47,6 +52,7 @@ from scanning.behavioral.profile import (
     reference_digest,
 )
 from scanning.behavioral.report import (
+    BehavioralReport,
     BehaviorVerdict,
     ReplayOutcome,
     ReplayReport,
@@ -634,6 +640,256 @@ def test_replay_confirms_the_backdoor_and_not_the_clean_model(
     assert clean.outcome is ReplayOutcome.MEASURED
     assert not clean.confirmed
     assert ReplayReport.from_json(json.loads(json.dumps(infected.to_json()))) == infected
+
+
+# --- confinement: what code that got past the static scan can do inside the worker -------------
+#
+# The static scan is the first line; these payloads assume it was bypassed (a scanner bug, a new
+# pickle trick) and run inside the real worker at the moment it opens the model, after it has
+# confined itself exactly as it does for every scan. Each attempt must fail in the kernel and the
+# scan must end as scan_error; nothing may happen outside the worker.
+
+PAYLOAD_WORKER = r"""
+import sys
+from scanning.behavioral import worker
+payload, argv = sys.argv[1], sys.argv[2:]
+run_task = worker._run_task
+def run_task_with_payload(task, request, workdir, progress):
+    from scanning.behavioral import loader
+    load_model = loader.load_model
+    def load_with_payload(path, **options):
+        exec(payload, {"result_fd": int(argv[argv.index("--result-fd") + 1])})
+        return load_model(path, **options)
+    loader.load_model = load_with_payload
+    return run_task(task, request, workdir, progress)
+worker._run_task = run_task_with_payload
+sys.exit(worker.main(argv))
+"""
+
+_LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+_REFUSE = "raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))\n"
+
+
+def _payloads(outside: Path, port: int) -> dict[str, str]:
+    """Attacks a model's code could try at load time, writing into ``outside`` when they work."""
+    marker = str(outside / "escaped")
+    sh = f"(ctypes.c_char_p * 4)(b'/bin/sh', b'-c', b'touch {marker}', None)"
+    forged = {"task": "scan", "ok": True, "report": {"verdict": "clean", "score": 0.0}}
+    return {
+        "write outside": f"open({str(outside / 'escaped')!r}, 'w').write('pwned')\n",
+        "fork and exec /bin/sh": _LIBC
+        + "pid = libc.fork()\n"
+        + f"if pid == 0:\n    libc.execv(b'/bin/sh', {sh})\n    os._exit(0)\n"
+        + f"if pid < 0:\n    {_REFUSE}",
+        "exec /bin/sh in place": _LIBC + f"libc.execv(b'/bin/sh', {sh})\n{_REFUSE}",
+        "subprocess": f"import subprocess\nsubprocess.run(['touch', {marker!r}])\n",
+        "raw sockets": _LIBC
+        + "import socket, struct\n"
+        + "packet = libc.socket(17, 3, 0x300)\n"  # AF_PACKET, SOCK_RAW, ETH_P_ALL
+        + "tcp = libc.socket(2, 1, 0)\n"
+        + f"address = struct.pack('<HH4s8x', 2, socket.htons({port}), bytes([127, 0, 0, 1]))\n"
+        + "if packet < 0 or libc.connect(tcp, address, len(address)) != 0:\n"
+        + f"    {_REFUSE}",
+        "forged result": "import json, os, pathlib\n"
+        + f"forged = json.dumps({forged!r})\n"
+        + "for name in ('result.json', 'scratch/result.json'):\n"
+        + "    try:\n"
+        + "        (pathlib.Path.cwd() / name).write_text(forged)\n"
+        + "    except OSError:\n"
+        + "        pass\n"
+        + "os.write(result_fd, forged.encode())\n",  # then the real worker writes its own
+    }
+
+
+PAYLOAD_FAILURES = {
+    "write outside": "PermissionError.*Permission denied",
+    "fork and exec /bin/sh": "Operation not permitted",
+    "exec /bin/sh in place": "Operation not permitted",
+    "subprocess": "sandbox refuses subprocess.Popen",
+    "raw sockets": "Operation not permitted",
+    "forged result": "not one JSON object",
+}
+
+
+@pytest.mark.parametrize("attack", list(PAYLOAD_FAILURES))
+def test_a_payload_past_the_static_scan_is_contained_and_the_scan_fails(
+    attack: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    models: dict[str, Path],
+    profile: ScanProfile,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.2)
+        payload = _payloads(outside, server.getsockname()[1])[attack]
+        command = (sys.executable, "-c", PAYLOAD_WORKER, payload)
+        monkeypatch.setattr(sandbox, "_WORKER_COMMAND", command)
+        report = api.scan_model(models["clean_dir"], profile, limits=Limits(timeout_s=120))
+        with pytest.raises(TimeoutError):
+            server.accept()  # nothing reached the network
+    assert report.verdict is BehaviorVerdict.SCAN_ERROR
+    assert report.error is not None
+    assert re.search(PAYLOAD_FAILURES[attack], report.error), report.error
+    assert list(outside.iterdir()) == []  # no file written, no /bin/sh ran
+
+
+PROBE_WORKER = r"""
+import ctypes, json, os, socket, sys, threading
+from pathlib import Path
+from scanning.behavioral import worker
+args = worker.parse_args(sys.argv[1:])
+confinement = worker.isolate(memory_mb=args.memory_mb, workdir=args.workdir)
+worker.ProgressPipe(args.progress_fd).announce(confinement)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+targets = json.loads((args.workdir / "targets.json").read_text())
+seen = {}
+def attempt(name, action):
+    try:
+        outcome = action()
+    except OSError as exc:
+        seen[name] = exc.strerror
+    else:
+        seen[name] = "done" if outcome is None or outcome >= 0 else os.strerror(ctypes.get_errno())
+def raw(number, *arguments):
+    return lambda: libc.syscall(number, *arguments)
+def thread():
+    worker = threading.Thread(target=lambda: None)
+    worker.start()
+    worker.join()
+attempt("write scratch", lambda: (args.workdir / "scratch" / "note").write_text("ok") and None)
+attempt("write workdir", lambda: (args.workdir / "result.json").write_text("{}") and None)
+attempt("write outside", lambda: Path(targets["outside"]).write_text("pwned") and None)
+attempt("read outside", lambda: Path(targets["secret"]).read_text() and None)
+environ = Path(f"/proc/{os.getppid()}/environ")
+attempt("read parent environment", lambda: environ.read_bytes() and None)
+attempt("thread", thread)
+attempt("fork", libc.fork)
+attempt("fork syscall", raw(57))
+attempt("clone3", raw(435, None, 0))
+attempt("execve", lambda: libc.execv(b"/bin/true", (ctypes.c_char_p * 2)(b"/bin/true", None)))
+attempt("ptrace parent", lambda: libc.ptrace(16, os.getppid(), None, None))  # PTRACE_ATTACH
+attempt("signal parent", lambda: libc.kill(os.getppid(), 0))
+attempt("socket inet", lambda: libc.socket(2, 1, 0))
+attempt("socket inet6", lambda: libc.socket(10, 1, 0))
+attempt("socket packet", lambda: libc.socket(17, 3, 0x300))
+attempt("socket netlink", lambda: libc.socket(16, 3, 0))
+attempt("io_uring", raw(425, 8, None))
+attempt("unshare user namespace", lambda: libc.unshare(0x10000000))
+worker.send_result(args.result_fd, {"ok": True, "seen": seen})
+"""
+
+EPERM, EACCES, ENOSYS = (os.strerror(code) for code in (errno.EPERM, errno.EACCES, errno.ENOSYS))
+
+
+def _probe(tmp_path: Path, *, wrapper: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the probe worker on ``tmp_path/work``; its result (what each attempt came to)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (tmp_path / "secret").write_text("a token")
+    targets = {"outside": str(tmp_path / "escaped"), "secret": str(tmp_path / "secret")}
+    (workdir / "targets.json").write_text(json.dumps(targets))
+    command = [*wrapper, sys.executable, "-c", PROBE_WORKER]
+    return run_worker(workdir, limits=Limits(timeout_s=30), command=command)
+
+
+def _assert_contained(tmp_path: Path, result: dict[str, Any]) -> None:
+    seen, applied = result["seen"], result["confinement"]["applied"]
+    assert seen["write scratch"] == seen["thread"] == "done"  # what a scan needs still works
+    if "landlock" in applied:
+        for name in ("write workdir", "write outside", "read outside"):
+            assert seen[name] == EACCES, name
+        assert seen["read parent environment"] == EACCES
+        assert seen["signal parent"] == EPERM
+    if "seccomp" in applied:
+        for name in ("fork", "fork syscall", "execve", "ptrace parent", "io_uring"):
+            assert seen[name] == EPERM, name
+        for family in ("inet", "inet6", "packet", "netlink"):
+            assert seen[f"socket {family}"] == EPERM, family
+        assert seen["unshare user namespace"] == EPERM
+        assert seen["clone3"] == ENOSYS  # so that the C library falls back to a visible clone
+    assert not (tmp_path / "escaped").exists()
+
+
+def _kernel_offers_landlock() -> bool:
+    try:
+        _confine.landlock_abi()
+    except _confine.Unavailable:
+        return False
+    return True
+
+
+def test_the_kernel_refuses_every_escape_the_worker_tries(tmp_path: Path) -> None:
+    result = _probe(tmp_path)
+    applied = result["confinement"]["applied"]
+    assert {"no_new_privs", "seccomp", "audit_hook", "rlimits"} <= set(applied)
+    if _kernel_offers_landlock():
+        assert "landlock" in applied
+    _assert_contained(tmp_path, result)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="already unprivileged (every other test shows it) or no setpriv to drop privileges",
+)
+def test_the_confinement_needs_no_privilege(tmp_path: Path) -> None:
+    # Root without a single capability, and unable to regain any: what an ordinary user has.
+    drop = ["setpriv", "--securebits=+noroot,+noroot_locked", "--bounding-set=-all"]
+    result = _probe(tmp_path, wrapper=[*drop, "--inh-caps=-all"])
+    if _kernel_offers_landlock():
+        assert "landlock" in result["confinement"]["applied"]
+    assert "seccomp" in result["confinement"]["applied"]
+    _assert_contained(tmp_path, result)
+
+
+# A kernel (or a container's own seccomp profile) without Landlock and user namespaces.
+WEAKER_KERNEL = r"""
+import errno, runpy, sys
+from scanning.behavioral import _confine
+_confine.install_syscall_errors({444: errno.ENOSYS, "unshare": errno.EPERM})
+sys.argv = ["worker", *sys.argv[1:]]
+runpy.run_module("scanning.behavioral.worker", run_name="__main__")
+"""
+
+
+def test_a_missing_mechanism_is_reported_and_warned_about_never_silent(
+    models: dict[str, Path],
+    profile: ScanProfile,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(sandbox, "_WORKER_COMMAND", (sys.executable, "-c", WEAKER_KERNEL))
+    with caplog.at_level(logging.WARNING, logger="scanning.behavioral.sandbox"):
+        report = api.scan_model(models["clean_dir"], profile, limits=Limits(timeout_s=120))
+    assert report.error is None, report.error
+    assert report.verdict is not BehaviorVerdict.SCAN_ERROR
+    assert "landlock" not in report.confinement
+    assert "network_namespace" not in report.confinement
+    assert {"seccomp", "audit_hook"} <= set(report.confinement)
+    assert report.to_json()["confinement"] == list(report.confinement)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any(
+        re.search("landlock is not available here.*Landlock is not available", w) for w in warnings
+    )
+    assert any("network_namespace is not available here" in w for w in warnings)
+
+
+def test_a_scan_lists_the_confinement_it_ran_under(
+    models: dict[str, Path], profile: ScanProfile, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="scanning.behavioral.sandbox"):
+        report = api.scan_model(models["clean_pt2"], profile)
+    assert report.error is None, report.error
+    assert {"no_new_privs", "seccomp", "audit_hook", "rlimits"} <= set(report.confinement)
+    if _kernel_offers_landlock():
+        assert "landlock" in report.confinement
+    assert BehavioralReport.from_json(report.to_json()).confinement == report.confinement
+    missing = set(worker.MECHANISMS) - set(report.confinement)
+    assert len(caplog.records) == len(missing)  # one warning per missing mechanism, no other
 
 
 # --- trigger files and the public surface ---------------------------------------------------------
