@@ -260,9 +260,8 @@ _ARCHES = {
     ),
 }
 #: What :func:`forbid_processes` refuses, with which errno (``clone`` without CLONE_THREAD).
-FORBIDDEN: dict[str | int, int] = {name: errno.EPERM for name in _ARCHES["x86_64"].numbers} | {
-    "clone3": errno.ENOSYS
-}
+FORBIDDEN: dict[str | int, int] = {name: errno.EPERM for name in _ARCHES["x86_64"].numbers}
+FORBIDDEN["clone3"] = errno.ENOSYS
 
 
 def _arch() -> _Arch:
