@@ -15,13 +15,14 @@ inherited by every thread created afterwards:
   worker checks ``/proc/self/task``).
 - :func:`forbid_processes` — a seccomp-BPF filter on every thread
   (``SECCOMP_FILTER_FLAG_TSYNC``): ``fork``, ``vfork``, ``clone`` without
-  ``CLONE_THREAD`` (threads stay possible: torch's pools need them), ``execve``,
-  ``execveat``, ``ptrace``, ``process_vm_*``, ``pidfd_getfd``, ``socket``,
-  ``io_uring_*``, namespace, mount, BPF and kernel-module calls fail with
-  ``EPERM``; ``clone3`` fails with ``ENOSYS`` so that the C library falls back to
-  ``clone``, whose flags a filter can see. A syscall of another ABI (i386 or x32
-  on x86-64) fails with ``EPERM``. The failures are errors, not kills, so that a
-  payload's attempt ends as an ordinary exception and the scan as ``scan_error``.
+  ``CLONE_THREAD`` or into a new namespace (threads stay possible: torch's
+  pools need them), ``execve``, ``execveat``, ``ptrace``, ``process_vm_*``,
+  ``pidfd_getfd``, ``socket``, ``io_uring_*``, namespace, mount, BPF and
+  kernel-module calls fail with ``EPERM``; ``clone3`` fails with ``ENOSYS`` so
+  that the C library falls back to ``clone``, whose flags a filter can see. A
+  syscall of another ABI (i386 or x32 on x86-64) fails with ``EPERM``. The
+  failures are errors, not kills, so that a payload's attempt ends as an
+  ordinary exception and the scan as ``scan_error``.
 
 Each raises :class:`Unavailable` saying why when the kernel (or a container's
 own filter) does not offer the mechanism; the worker reports that, loudly.
@@ -168,6 +169,8 @@ _BPF_JSET_K = 0x45
 _BPF_RET_K = 0x06
 _OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16  # struct seccomp_data, little-endian
 _CLONE_THREAD = 0x00010000
+# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+_CLONE_NEW_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x70000000
 _X32_SYSCALL_BIT = 0x40000000
 
 
@@ -290,10 +293,11 @@ def _program(arch: _Arch, errors: Mapping[str | int, int]) -> bytes:
         number = name if isinstance(name, int) else arch.numbers.get(name)
         if number is None:
             continue  # the architecture lacks it (fork on aarch64): nothing to refuse
-        if name == "clone":  # threads share the process: allowed; new processes are not
+        if name == "clone":  # a thread is allowed; a process, or a thread in a new namespace, not
             code += [
-                _insn(_BPF_JEQ_K, number, jf=4),
+                _insn(_BPF_JEQ_K, number, jf=5),
                 _insn(_BPF_LD_W_ABS, _OFFSET_ARG0),
+                _insn(_BPF_JSET_K, _CLONE_NEW_NAMESPACES, jt=2),
                 _insn(_BPF_JSET_K, _CLONE_THREAD, jf=1),
                 _insn(_BPF_RET_K, _SECCOMP_RET_ALLOW),
                 _insn(_BPF_RET_K, _SECCOMP_RET_ERRNO | error),
