@@ -5,7 +5,9 @@ written as safetensors directories and ``torch.export`` archives. The sandbox's
 plumbing (time, memory, network, crashes, garbage) is tested with a stand-in worker
 script that isolates itself exactly as the real worker does (it calls
 :func:`scanning.behavioral.worker.isolate`) and then misbehaves; the real worker is
-tested end to end on the real models.
+tested end to end on the real models. Its kernel confinement is tested with payloads
+that run inside the real worker when it opens the model (as code smuggled past the
+static scan would), and with a probe that tries every escape straight at the kernel.
 """
 
 from __future__ import annotations
