@@ -120,7 +120,8 @@ class SandboxFailure(Exception):
     """The worker did not produce a result; ``kind`` says how, the message says why.
 
     ``kind`` is one of ``timeout``, ``memory``, ``load``, ``invalid``, ``crash``,
-    ``output``.
+    ``output``, ``escape`` (the model's code was seen running: see
+    :func:`scanning.behavioral.worker.arm_alarms`).
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -250,6 +251,13 @@ def run_worker(
         finally:
             channels.close()
             _kill_group(process)
+    if channels.lines.alarms:
+        raise SandboxFailure(
+            "escape",
+            f"the model ran code in the scan sandbox: it tried {channels.lines.alarms[0]} "
+            "(code that runs on load, which the static scan missed; the sandbox refused "
+            "what it could and no verdict is given)",
+        )
     result = _read_result(workdir, bytes(channels.result), process.returncode)
     if channels.confinement is None:
         raise SandboxFailure("output", "the scan worker did not say how it is confined")
@@ -342,6 +350,8 @@ class _ProgressLines:
         self._first = True
         #: The worker's confinement, from its first line (written before it opened the model).
         self.confinement: dict[str, Any] | None = None
+        #: What the worker's audit hook saw foreign code try (``{"alarm": ...}`` lines).
+        self.alarms: list[str] = []
 
     def feed(self, data: bytes) -> None:
         self._pending += data
@@ -356,16 +366,29 @@ class _ProgressLines:
             self.confinement = _confinement(line)
             if self.confinement is not None:
                 return
+        item = _json_object(line)
+        if "alarm" in item:
+            if len(self.alarms) < 5:
+                self.alarms.append(str(item["alarm"])[:300])
+            return
         if self._progress is None:
             return
         try:
-            item = json.loads(line)
             fraction = float(item["fraction"])
             message = str(item["message"])[:200]
         except (ValueError, KeyError, TypeError):
             return
         if math.isfinite(fraction):
             self._progress(min(max(fraction, 0.0), 1.0), message)
+
+
+def _json_object(line: bytes) -> dict[str, Any]:
+    """A progress line as a JSON object; ``{}`` when it is not one."""
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return {}
+    return item if isinstance(item, dict) else {}
 
 
 def _resident_mb(pid: int) -> int:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import ctypes
 import json
 import os
@@ -119,6 +120,22 @@ REFUSED_EVENTS = frozenset(
         "subprocess.Popen",
     }
 )
+#: Audit events that, once the worker reads its inputs, can only be the model's code running:
+#: the refused ones, native code through ctypes, and reaching for the worker's own objects.
+ALARM_EVENTS = REFUSED_EVENTS | {
+    "ctypes.dlopen",
+    "ctypes.dlsym",
+    "ctypes.dlsym/handle",
+    "ctypes.string_at",
+    "ctypes.wstring_at",
+    "gc.get_objects",
+    "gc.get_referrers",
+    "gc.get_referents",
+    "os.kill",
+    "os.killpg",
+}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_MAX_ALARMS = 5
 # Writing outputs needs some room; anything beyond this is not a scan result.
 _MAX_FILE_BYTES = 256 * 2**20
 
@@ -167,14 +184,15 @@ class Confinement:
         return {"applied": self.applied, "missing": self.missing, "details": self.details}
 
 
-def isolate(*, memory_mb: int, workdir: Path) -> Confinement:
+def isolate(*, memory_mb: int, workdir: Path, alarm_fd: int | None = None) -> Confinement:
     """Confine this process before it imports or opens anything else; say what was applied.
 
     Call first thing, while the process is still single-threaded (a new user
     namespace and Landlock require that). ``workdir`` becomes readable and its
     ``scratch`` subdirectory (created if needed) the only writable place, and
     ``TMPDIR`` and ``HOME`` point there. Mechanisms the kernel lacks are recorded
-    in :attr:`Confinement.missing`; the rest always apply.
+    in :attr:`Confinement.missing`; the rest always apply. With ``alarm_fd``, each
+    refused audit event is also reported there as an alarm (see :func:`arm_alarms`).
     """
     confinement = Confinement()
     _prctl(_PR_SET_PDEATHSIG, _SIGKILL)
@@ -183,7 +201,7 @@ def isolate(*, memory_mb: int, workdir: Path) -> Confinement:
     scratch = _prepare_scratch(workdir)
     confinement.attempt("landlock", lambda: _restrict_filesystem(workdir, scratch))
     confinement.attempt("seccomp", _confine.forbid_processes)
-    sys.addaudithook(_refuse_escapes)
+    sys.addaudithook(_refusal_hook(None if alarm_fd is None else _alarm_writer(alarm_fd)))
     confinement.applied.append("audit_hook")
     _limit_resources(memory_mb)
     confinement.applied.append("rlimits")
@@ -260,16 +278,81 @@ def _enter_network_namespace() -> str:
     return "user and network namespace, no interface up"
 
 
-def _refuse_escapes(event: str, args: tuple[Any, ...]) -> None:
-    if event in REFUSED_EVENTS or (event == "socket.__new__" and _is_network_socket(args)):
-        raise PermissionError(
-            f"the behavioral scan sandbox refuses {event}: no network, no new processes"
-        )
+def _refusal_hook(
+    alarm: Callable[[str], None] | None,
+) -> Callable[[str, tuple[Any, ...]], None]:
+    # Bound here rather than read from the module's globals, which foreign code could change.
+    refused, is_network_socket = REFUSED_EVENTS, _is_network_socket
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event in refused or (event == "socket.__new__" and is_network_socket(args)):
+            if alarm is not None:
+                alarm(f"{event}{_brief(args)}")
+            raise PermissionError(
+                f"the behavioral scan sandbox refuses {event}: no network, no new processes"
+            )
+
+    return hook
 
 
 def _is_network_socket(args: tuple[Any, ...]) -> bool:
     family = args[1] if len(args) > 1 else -1
     return family != _AF_UNIX
+
+
+def arm_alarms(fd: int, *, scratch: Path) -> None:
+    """From now on, tell the parent on ``fd`` of every sign that foreign code is running.
+
+    An audit hook (it cannot be removed) writes ``{"alarm": "..."}`` lines for
+    :data:`ALARM_EVENTS` and for any ``open`` for writing outside ``scratch``,
+    before the operation is refused or done (the refused events are reported by
+    the hook :func:`isolate` installed, given ``alarm_fd``). The parent turns any alarm into a
+    failed scan, even when a result that says ``clean`` follows. Call once the
+    worker's own setup is done: the worker itself does none of these things.
+    """
+    sys.addaudithook(_alarm_hook(fd, str(scratch) + os.sep))
+
+
+def _alarm_writer(fd: int) -> Callable[[str], None]:
+    """A function writing ``{"alarm": what}`` lines to ``fd``, at most a few."""
+    write, dumps, sent = os.write, json.dumps, [0]
+
+    def alarm(what: str) -> None:
+        if sent[0] < _MAX_ALARMS:
+            sent[0] += 1
+            with contextlib.suppress(OSError):
+                write(fd, (dumps({"alarm": what[:300]}) + "\n").encode("utf-8"))
+
+    return alarm
+
+
+def _alarm_hook(fd: int, scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
+    # Everything the hook uses is bound here, out of reach of the module's globals.
+    events, abspath, alarm = ALARM_EVENTS - REFUSED_EVENTS, os.path.abspath, _alarm_writer(fd)
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event in events:
+            alarm(f"{event}{_brief(args)}")
+        elif event == "open" and _opens_for_writing(args):
+            path = args[0]
+            if not isinstance(path, int):
+                target = abspath(os.fsdecode(path))
+                if not target.startswith(scratch):
+                    alarm(f"open({target!r}) for writing")
+
+    return hook
+
+
+def _opens_for_writing(args: tuple[Any, ...]) -> bool:
+    mode, flags = (args[1], args[2]) if len(args) >= 3 else (None, 0)
+    if isinstance(mode, str):
+        return any(letter in mode for letter in "wax+")
+    return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
+
+
+def _brief(args: tuple[Any, ...]) -> str:
+    shown = ", ".join(repr(arg)[:60] for arg in args[:3])
+    return f"({shown})"
 
 
 class ProgressPipe:
@@ -297,13 +380,16 @@ class ProgressPipe:
 def main(argv: Sequence[str] | None = None) -> int:
     """Isolate, run the task in ``WORKDIR``, send the result; 0 on success, 1 on failure."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    confinement = isolate(memory_mb=args.memory_mb, workdir=args.workdir)
+    confinement = isolate(memory_mb=args.memory_mb, workdir=args.workdir, alarm_fd=args.progress_fd)
     progress = ProgressPipe(args.progress_fd)
     progress.announce(confinement)
     task = "unknown"
     try:
         request = json.loads((args.workdir / REQUEST_FILE).read_text(encoding="utf-8"))
         task = str(request["task"])
+        _import_what_the_task_needs(Path(request["model"]))
+        if args.progress_fd is not None:
+            arm_alarms(args.progress_fd, scratch=args.workdir.resolve() / SCRATCH_DIR)
         result = _run_task(task, request, args.workdir, progress)
     except BaseException as exc:  # every failure must reach the parent as a result
         kind, message = _describe_failure(exc)
@@ -311,6 +397,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     send_result(args.result_fd, {"task": task, "ok": True, **result})
     return 0
+
+
+def _import_what_the_task_needs(model: Path) -> None:
+    """Import torch and the scanner now, so that their own start-up (torch loads libraries
+    with ctypes) is over before :func:`arm_alarms` watches for foreign code."""
+    import safetensors.torch  # noqa: F401
+    import torch  # noqa: F401
+
+    import scanning.architectures  # noqa: F401
+    import scanning.behavioral.detect  # noqa: F401
+    from scanning.behavioral.loader import ModelFormat, model_format
+
+    if model_format(model) is ModelFormat.EXPORT:  # reads names only; heavy, so only for .pt2
+        import torch.export  # noqa: F401
 
 
 def _run_task(

@@ -692,24 +692,36 @@ def _payloads(outside: Path, port: int) -> dict[str, str]:
         + f"address = struct.pack('<HH4s8x', 2, socket.htons({port}), bytes([127, 0, 0, 1]))\n"
         + "if packet < 0 or libc.connect(tcp, address, len(address)) != 0:\n"
         + f"    {_REFUSE}",
-        "forged result": "import json, os, pathlib\n"
-        + f"forged = json.dumps({forged!r})\n"
-        + "for name in ('result.json', 'scratch/result.json'):\n"
-        + "    try:\n"
-        + "        (pathlib.Path.cwd() / name).write_text(forged)\n"
-        + "    except OSError:\n"
-        + "        pass\n"
-        + "os.write(result_fd, forged.encode())\n",  # then the real worker writes its own
+        # No new library or symbol (no ctypes audit event): only seccomp stands in the way.
+        "fork through the worker's own syscall()": "import os\n"
+        + "from scanning.behavioral import _confine\n"
+        + "number, flags = (57, 0) if os.uname().machine == 'x86_64' else (220, 17)\n"
+        + "if _confine._syscall(number, flags, 0, 0, 0, 0) == 0:\n"
+        + "    os._exit(0)\n",
+        "forged result file": "import json, pathlib\n"
+        + f"pathlib.Path('result.json').write_text(json.dumps({forged!r}))\n",
+        "forged result on the pipe": "import json, os\n"
+        + f"os.write(result_fd, json.dumps({forged!r}).encode())\n",  # then the worker's own
+        "attack, then forge and exit": "import json, os, subprocess\n"
+        + "try:\n"
+        + f"    subprocess.run(['touch', {marker!r}])\n"
+        + "except OSError:\n"
+        + "    pass\n"
+        + f"os.write(result_fd, json.dumps({forged!r}).encode())\n"
+        + "os._exit(0)\n",
     }
 
 
 PAYLOAD_FAILURES = {
-    "write outside": "PermissionError.*Permission denied",
-    "fork and exec /bin/sh": "Operation not permitted",
-    "exec /bin/sh in place": "Operation not permitted",
-    "subprocess": "sandbox refuses subprocess.Popen",
-    "raw sockets": "Operation not permitted",
-    "forged result": "not one JSON object",
+    "write outside": r"ran code in the scan sandbox: it tried open\('.*escaped'\) for writing",
+    "fork and exec /bin/sh": r"it tried ctypes\.dlopen",
+    "exec /bin/sh in place": r"it tried ctypes\.dlopen",
+    "subprocess": r"it tried subprocess\.Popen",
+    "raw sockets": r"it tried ctypes\.dlopen",
+    "fork through the worker's own syscall()": "PermissionError.*Operation not permitted",
+    "forged result file": r"it tried open\('.*result\.json'\) for writing",
+    "forged result on the pipe": "not one JSON object",
+    "attack, then forge and exit": r"it tried subprocess\.Popen",
 }
 
 
