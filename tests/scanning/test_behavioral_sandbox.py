@@ -611,13 +611,23 @@ def test_relatives_of_the_models_family_calibrate_a_sandboxed_scan(
 
 
 def test_scan_finds_the_backdoor_and_its_trigger_in_the_sandbox(
-    models: dict[str, Path], profile: ScanProfile, tmp_path: Path
+    models: dict[str, Path],
+    profile: ScanProfile,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     messages: list[tuple[float, str]] = []
-    report = api.scan_model(
-        models["backdoored_pt2"], profile, progress=lambda *a: messages.append(a)
-    )
+    with caplog.at_level(logging.WARNING, logger="scanning.behavioral.sandbox"):
+        report = api.scan_model(
+            models["backdoored_pt2"], profile, progress=lambda *a: messages.append(a)
+        )
     assert report.error is None, report.error
+    # It ran confined, says how, and warns once for each mechanism this kernel lacks.
+    assert {"no_new_privs", "seccomp", "audit_hook", "rlimits"} <= set(report.confinement)
+    if _kernel_offers_landlock():
+        assert "landlock" in report.confinement
+    assert BehavioralReport.from_json(report.to_json()).confinement == report.confinement
+    assert len(caplog.records) == len(set(worker.MECHANISMS) - set(report.confinement))
     assert report.verdict in (BehaviorVerdict.COMPROMISED, BehaviorVerdict.SUSPICIOUS)
     assert report.target_class == TRIGGER.target
     assert report.trigger is not None
@@ -894,20 +904,6 @@ def test_a_missing_mechanism_is_reported_and_warned_about_never_silent(
         re.search("landlock is not available here.*Landlock is not available", w) for w in warnings
     )
     assert any("network_namespace is not available here" in w for w in warnings)
-
-
-def test_a_scan_lists_the_confinement_it_ran_under(
-    models: dict[str, Path], profile: ScanProfile, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING, logger="scanning.behavioral.sandbox"):
-        report = api.scan_model(models["clean_pt2"], profile)
-    assert report.error is None, report.error
-    assert {"no_new_privs", "seccomp", "audit_hook", "rlimits"} <= set(report.confinement)
-    if _kernel_offers_landlock():
-        assert "landlock" in report.confinement
-    assert BehavioralReport.from_json(report.to_json()).confinement == report.confinement
-    missing = set(worker.MECHANISMS) - set(report.confinement)
-    assert len(caplog.records) == len(missing)  # one warning per missing mechanism, no other
 
 
 # --- trigger files and the public surface ---------------------------------------------------------
