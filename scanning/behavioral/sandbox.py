@@ -21,7 +21,10 @@ watch it:
   mechanism that is missing here (never silently weaker);
 - **result**: read only from a pipe the parent created before starting the
   worker, never from a file the loaded model could write; anything but exactly
-  one JSON object on it is a failure.
+  one JSON object on it is a failure, and so is any alarm the worker's audit
+  hook raised on the progress pipe (foreign code seen running), whatever the
+  result says. What code running inside the worker could still forge is
+  described in :mod:`scanning.behavioral.worker`.
 
 Every way the worker can fail — a timeout, a memory kill, a crash or a signal,
 a non-zero exit, a model that does not load, missing or malformed output — is

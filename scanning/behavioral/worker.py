@@ -33,12 +33,23 @@ the pipe ``--result-fd`` the parent created before starting it. Progress goes as
 JSON lines ``{"fraction": f, "message": m}`` to ``--progress-fd``; the first
 line is ``{"confinement": {"applied": [...], "missing": {name: reason}}}``.
 
+Once torch and the scanner are imported, and before the model is opened, an
+audit hook that cannot be removed reports every sign of foreign code to the
+parent as an alarm line (:func:`arm_alarms`): any refused event, ctypes, gc
+introspection, signals, an ``open`` for writing outside the scratch directory.
+Any alarm fails the scan, whatever result follows.
+
 What a payload that runs inside the worker despite the static scan can still do
-(it shares the worker's address space): read what the worker may read, spend
-its time and memory up to the limits, and forge the worker's own progress and
-result — e.g. report ``clean`` and exit. It cannot write outside the scratch
-directory, start a program or process, reach the network, signal or trace
-other processes, or write a result file for the parent to find.
+(it shares the worker's address space): read what the worker may read (its
+Python installation, system libraries, ``/proc``, ``WORKDIR``), spend its time
+and memory up to the limits, and — if it does nothing the audit hook sees, e.g.
+only ``os.write`` to the result descriptor named on the command line and
+``os._exit`` — forge the worker's own result, ``clean`` included. No mechanism
+inside one process can prevent that; the verdict of a model whose code runs is
+worthless anyway, and keeping such code out is the static scan's job. It cannot
+write outside the scratch directory, start a program or process, reach the
+network, signal or trace other processes, or leave a result file for the
+parent to find.
 
 The module imports only the standard library at the top, so confinement happens
 before NumPy (whose BLAS starts threads at import) or torch is loaded.
