@@ -44,7 +44,8 @@ What a payload that runs inside the worker despite the static scan can still do
 Python installation, system libraries, ``/proc``, ``WORKDIR``), spend its time
 and memory up to the limits, and — if it does nothing the audit hook sees, e.g.
 only ``os.write`` to the result descriptor named on the command line and
-``os._exit`` — forge the worker's own result, ``clean`` included. No mechanism
+``os._exit``, or first blinds the hook by patching the builtins it calls —
+forge the worker's own result, ``clean`` included. No mechanism
 inside one process can prevent that; the verdict of a model whose code runs is
 worthless anyway, and keeping such code out is the static scan's job. It cannot
 write outside the scratch directory, start a program or process, reach the
@@ -290,7 +291,7 @@ def _enter_network_namespace() -> str:
 
 
 def _refusal_hook(
-    alarm: Callable[[str], None] | None,
+    alarm: Callable[[str, tuple[Any, ...]], None] | None,
 ) -> Callable[[str, tuple[Any, ...]], None]:
     # Bound here rather than read from the module's globals, which foreign code could change.
     refused, is_network_socket = REFUSED_EVENTS, _is_network_socket
@@ -298,7 +299,7 @@ def _refusal_hook(
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event in refused or (event == "socket.__new__" and is_network_socket(args)):
             if alarm is not None:
-                alarm(f"{event}{_brief(args)}")
+                alarm(event, args)
             raise PermissionError(
                 f"the behavioral scan sandbox refuses {event}: no network, no new processes"
             )
@@ -324,45 +325,60 @@ def arm_alarms(fd: int, *, scratch: Path) -> None:
     sys.addaudithook(_alarm_hook(fd, str(scratch) + os.sep))
 
 
-def _alarm_writer(fd: int) -> Callable[[str], None]:
-    """A function writing ``{"alarm": what}`` lines to ``fd``, at most a few."""
-    write, dumps, sent = os.write, json.dumps, [0]
+def _alarm_writer(fd: int) -> Callable[[str, tuple[Any, ...]], None]:
+    """A function writing ``{"alarm": "event(args)"}`` lines to ``fd`` (a few); never raises."""
+    write, dumps, brief, sent = os.write, json.dumps, _brief, [0]
 
-    def alarm(what: str) -> None:
-        if sent[0] < _MAX_ALARMS:
-            sent[0] += 1
-            with contextlib.suppress(OSError):
-                write(fd, (dumps({"alarm": what[:300]}) + "\n").encode("utf-8"))
+    def alarm(event: str, args: tuple[Any, ...]) -> None:
+        if sent[0] >= _MAX_ALARMS:
+            return
+        sent[0] += 1
+        try:  # the arguments are foreign objects: their repr may raise or lie
+            what = f"{event}{brief(args)}"
+        except Exception:
+            what = f"{event}(...)"
+        with contextlib.suppress(OSError, ValueError):
+            write(fd, (dumps({"alarm": what[:300]}) + "\n").encode("utf-8"))
 
     return alarm
 
 
 def _alarm_hook(fd: int, scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
-    # Everything the hook uses is bound here, out of reach of the module's globals.
-    events, abspath, alarm = ALARM_EVENTS - REFUSED_EVENTS, os.path.abspath, _alarm_writer(fd)
+    # What the hook uses is bound here, out of reach of the module's globals (not of a
+    # payload that knows this code and patches builtins: see the module's residual risks).
+    events, alarm = ALARM_EVENTS - REFUSED_EVENTS, _alarm_writer(fd)
+    writes_outside = _writes_outside
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event in events:
-            alarm(f"{event}{_brief(args)}")
-        elif event == "open" and _opens_for_writing(args):
-            path = args[0]
-            if not isinstance(path, int):
-                target = abspath(os.fsdecode(path))
-                if not target.startswith(scratch):
-                    alarm(f"open({target!r}) for writing")
+        if event in events or (event == "open" and writes_outside(args, scratch)):
+            alarm(event, args)
 
     return hook
 
 
-def _opens_for_writing(args: tuple[Any, ...]) -> bool:
-    mode, flags = (args[1], args[2]) if len(args) >= 3 else (None, 0)
+def _writes_outside(
+    args: tuple[Any, ...],
+    scratch: str,
+    abspath: Callable[[str], str] = os.path.abspath,
+    fsdecode: Callable[[Any], str] = os.fsdecode,
+) -> bool:
+    """Whether an ``open`` event's arguments open a named file outside ``scratch`` to write."""
+    path, mode, flags = (*args, None, None, 0)[:3]
     if isinstance(mode, str):
-        return any(letter in mode for letter in "wax+")
-    return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
+        writing = any(letter in mode for letter in "wax+")
+    else:
+        writing = isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
+    if not writing or isinstance(path, int):
+        return False
+    try:
+        target = abspath(fsdecode(path))
+    except (TypeError, ValueError):
+        return True  # a path that does not even decode: suspicious enough
+    return not target.startswith(scratch)
 
 
 def _brief(args: tuple[Any, ...]) -> str:
-    shown = ", ".join(repr(arg)[:60] for arg in args[:3])
+    shown = ", ".join(repr(arg)[:200] for arg in args[:3])
     return f"({shown})"
 
 

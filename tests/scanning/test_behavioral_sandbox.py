@@ -723,13 +723,13 @@ def _payloads(outside: Path, port: int) -> dict[str, str]:
 
 
 PAYLOAD_FAILURES = {
-    "write outside": r"ran code in the scan sandbox: it tried open\('.*escaped'\) for writing",
+    "write outside": r"ran code in the scan sandbox: it tried open\('[^']*/escaped', 'w'",
     "fork and exec /bin/sh": r"it tried ctypes\.dlopen",
     "exec /bin/sh in place": r"it tried ctypes\.dlopen",
     "subprocess": r"it tried subprocess\.Popen",
     "raw sockets": r"it tried ctypes\.dlopen",
     "fork through the worker's own syscall()": "PermissionError.*Operation not permitted",
-    "forged result file": r"it tried open\('.*result\.json'\) for writing",
+    "forged result file": r"it tried open\('result\.json', 'w'",
     "forged result on the pipe": "not one JSON object",
     "attack, then forge and exit": r"it tried subprocess\.Popen",
 }
