@@ -246,6 +246,9 @@ def run_worker(
                 cwd=workdir,
                 env=_worker_env(),
             )
+        except BaseException:
+            channels.close()
+            raise
         finally:
             os.close(progress_write)
             os.close(result_write)
@@ -254,6 +257,11 @@ def run_worker(
         finally:
             channels.close()
             _kill_group(process)
+    return _collect(workdir, channels, process.returncode)
+
+
+def _collect(workdir: Path, channels: _Channels, returncode: int) -> dict[str, Any]:
+    """The result the worker sent, unless an alarm, a failure or a missing confinement says no."""
     if channels.lines.alarms:
         raise SandboxFailure(
             "escape",
@@ -261,7 +269,7 @@ def run_worker(
             "(code that runs on load, which the static scan missed; the sandbox refused "
             "what it could and no verdict is given)",
         )
-    result = _read_result(workdir, bytes(channels.result), process.returncode)
+    result = _read_result(workdir, bytes(channels.result), returncode)
     if channels.confinement is None:
         raise SandboxFailure("output", "the scan worker did not say how it is confined")
     result["confinement"] = channels.confinement
