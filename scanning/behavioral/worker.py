@@ -133,8 +133,12 @@ REFUSED_EVENTS = frozenset(
     }
 )
 #: Audit events that, once the worker reads its inputs, can only be the model's code running:
-#: the refused ones, native code through ctypes, and reaching for the worker's own objects.
+#: the refused ones, a pickle naming code, native code through ctypes, and reaching for the
+#: worker's own objects.
 ALARM_EVENTS = REFUSED_EVENTS | {
+    # The C unpickler resolving a global: how a pickle payload starts (the scanner's own
+    # loaders read safetensors, and export archives with torch's weights-only unpickler).
+    "pickle.find_class",
     "ctypes.dlopen",
     "ctypes.dlsym",
     "ctypes.dlsym/handle",

@@ -761,6 +761,62 @@ def test_a_payload_past_the_static_scan_is_contained_and_the_scan_fails(
     assert list(outside.iterdir()) == []  # no file written, no /bin/sh ran
 
 
+class _Exec:
+    """A pickle that runs ``code`` when it is loaded."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (exec, (self.code,))
+
+
+_FORGE_AND_EXIT = (
+    "import json, os, sys\n"
+    "fd = int(sys.argv[sys.argv.index('--result-fd') + 1])\n"
+    "report = {'verdict': 'clean', 'score': 0.0}\n"
+    "os.write(fd, json.dumps({'task': 'scan', 'ok': True, 'report': report}).encode())\n"
+    "os._exit(0)\n"
+)
+
+
+def _issue_payload(outside: Path) -> str:
+    """What the issue saw: write outside, fork and exec /bin/sh, then report itself clean."""
+    marker = str(outside / "escaped")
+    return (
+        _LIBC
+        + "try:\n"
+        + f"    open({str(outside / 'written')!r}, 'w').write('pwned')\n"
+        + "except OSError:\n"
+        + "    pass\n"
+        + "if libc.fork() == 0:\n"
+        + f"    argv = (ctypes.c_char_p * 4)(b'/bin/sh', b'-c', b'touch {marker}', None)\n"
+        + "    libc.execv(b'/bin/sh', argv)\n"
+        + "    os._exit(0)\n"
+        + _FORGE_AND_EXIT
+    )
+
+
+@pytest.mark.parametrize("attack", ["the issue's payload", "forge a clean result and exit"])
+def test_a_pickle_payload_in_a_real_pt2_is_caught_in_the_real_worker(
+    attack: str, tmp_path: Path, models: dict[str, Path], profile: ScanProfile
+) -> None:
+    # torch.export.load unpickles an archive's sample inputs when its own reader fails, so a
+    # .pt2 can run code on load. Here the static scan (which flags it) is bypassed: the
+    # archive goes straight to the real worker, as if the scanner had missed it.
+    outside, workdir = tmp_path / "outside", tmp_path / "work"
+    outside.mkdir()
+    (workdir / "model").mkdir(parents=True)
+    code = _issue_payload(outside) if attack == "the issue's payload" else _FORGE_AND_EXIT
+    payload = pickle.dumps(_Exec(code), protocol=2)
+    evil = _evil_pt2(models["clean_pt2"], workdir / "model" / "evil.pt2", payload)
+    with pytest.raises(
+        SandboxFailure, match=r"it tried pickle\.find_class\('(__builtin__|builtins)', 'exec'\)"
+    ):
+        sandbox.scan_in_sandbox(evil, profile, workdir=workdir, limits=Limits(timeout_s=120))
+    assert list(outside.iterdir()) == []
+
+
 PROBE_WORKER = r"""
 import ctypes, json, os, socket, sys, threading
 from pathlib import Path
