@@ -370,6 +370,10 @@ class BehavioralReportIn(PublicModel):
     elapsed_s: FiniteFloat | None = None
     error: str | None = Field(default=None, max_length=10000)
     family: Literal["convolutional", "dense"] | None = None
+    #: The sandbox mechanisms the scan ran under (``BehavioralReport.confinement``).
+    confinement: list[Annotated[str, Field(max_length=40)]] = Field(
+        default_factory=list, max_length=20
+    )
     trigger: Base64Bytes | None = None
 
 

@@ -170,6 +170,10 @@ class BehavioralReport:
     error: str | None = None
     #: ``convolutional`` or ``dense`` (the calibration family), ``None`` when unknown.
     family: str | None = None
+    #: The sandbox mechanisms the model was loaded under (``landlock``, ``seccomp``,
+    #: ``network_namespace``, ...; see :data:`scanning.behavioral.worker.MECHANISMS`);
+    #: one absent from the list was not available on the scanning machine.
+    confinement: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict without the trigger arrays (``trigger`` says whether one exists)."""
@@ -184,6 +188,7 @@ class BehavioralReport:
             "elapsed_s": self.elapsed_s,
             "error": self.error,
             "family": self.family,
+            "confinement": list(self.confinement),
         }
 
     @classmethod
@@ -200,6 +205,7 @@ class BehavioralReport:
             trigger_asr=data.get("trigger_asr"),
             calibration=str(data.get("calibration", "default")),
             family=data.get("family"),
+            confinement=tuple(str(name) for name in data.get("confinement", ())),
             elapsed_s=data.get("elapsed_s"),
             error=data.get("error"),
         )

@@ -12,9 +12,19 @@ watch it:
   ``RLIMIT_AS`` backstop; the parent also polls the worker's resident set and
   kills the group when it passes the limit (memory the rlimits do not count,
   such as shared mappings);
-- **network**: the worker enters a new network namespace when the kernel allows
-  it and in any case refuses sockets and new processes with an audit hook,
-  before anything is loaded.
+- **confinement**: before it imports torch the worker confines itself with what
+  the kernel offers without root (see :mod:`scanning.behavioral.worker`): a
+  network namespace, Landlock (read-only everywhere it may look, writable only
+  ``WORKDIR/scratch``), seccomp (no fork, exec, ptrace or sockets), an audit
+  hook. Its first progress line says what was applied; the parent keeps that,
+  puts it in the report's ``confinement`` and logs a warning naming any
+  mechanism that is missing here (never silently weaker);
+- **result**: read only from a pipe the parent created before starting the
+  worker, never from a file the loaded model could write; anything but exactly
+  one JSON object on it is a failure, and so is any alarm the worker's audit
+  hook raised on the progress pipe (foreign code seen running), whatever the
+  result says. What code running inside the worker could still forge is
+  described in :mod:`scanning.behavioral.worker`.
 
 Every way the worker can fail — a timeout, a memory kill, a crash or a signal,
 a non-zero exit, a model that does not load, missing or malformed output — is
@@ -26,8 +36,12 @@ Importing this module is cheap: NumPy and the standard library only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import dataclasses
 import json
+import logging
 import math
 import os
 import selectors
@@ -60,6 +74,8 @@ __all__ = [
     "scan_in_sandbox",
 ]
 
+_log = logging.getLogger(__name__)
+
 #: ``progress(fraction, message)``: fraction in [0, 1], called from the caller's thread.
 Progress = Callable[[float, str], None]
 
@@ -68,7 +84,7 @@ _WORKER_COMMAND = (sys.executable, "-s", "-P", "-m", "scanning.behavioral.worker
 # The worker sees only what it needs of the caller's environment (no proxies, no tokens).
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _POLL_S = 0.1
-_MAX_RESULT_BYTES = 4 * 2**20
+_MAX_RESULT_BYTES = 32 * 2**20
 _MAX_PROGRESS_LINE = 4096
 _LOG_FILE = "worker.log"
 
@@ -107,7 +123,8 @@ class SandboxFailure(Exception):
     """The worker did not produce a result; ``kind`` says how, the message says why.
 
     ``kind`` is one of ``timeout``, ``memory``, ``load``, ``invalid``, ``crash``,
-    ``output``.
+    ``output``, ``escape`` (the model's code was seen running: see
+    :func:`scanning.behavioral.worker.arm_alarms`).
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -132,13 +149,13 @@ def scan_in_sandbox(
     """
     _write_request(workdir, "scan", model, profile, baseline=baseline)
     result = run_worker(workdir, limits=limits, progress=progress)
-    trigger = _read_trigger(workdir)
+    trigger = _read_trigger(result.get("trigger"))
     try:
         report = BehavioralReport.from_json(result["report"], trigger=trigger)
         _check_report(report, result["report"])
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise SandboxFailure("output", f"the worker's report is malformed: {exc}") from exc
-    return report
+    return dataclasses.replace(report, confinement=tuple(result["confinement"]["applied"]))
 
 
 def replay_in_sandbox(
@@ -174,8 +191,6 @@ def _write_request(
     *,
     baseline: Sequence[RelativeStatistics] = (),
 ) -> None:
-    for stale in (worker.RESULT_FILE, worker.TRIGGER_OUT_FILE):
-        (workdir / stale).unlink(missing_ok=True)
     request = {
         "task": task,
         "model": str(Path(model).resolve()),
@@ -198,20 +213,27 @@ def run_worker(
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Run ``command WORKDIR --progress-fd N --memory-mb M`` under the limits; its result.
+    """Run ``command WORKDIR --progress-fd N --result-fd N --memory-mb M`` under the limits.
 
-    The worker's ``result.json`` must say ``"ok": true``. ``command`` is the worker
-    module unless a test substitutes its own. Raises :class:`SandboxFailure`.
+    Returns the one JSON object the worker wrote to its result pipe, which must
+    say ``"ok": true``, with ``confinement`` set to what the worker announced before
+    it read anything (``{"applied": [...], "missing": {...}}``). ``command`` is the
+    worker module unless a test substitutes its own. Raises :class:`SandboxFailure`.
     """
-    read_end, write_end = os.pipe()
+    (workdir / worker.SCRATCH_DIR).mkdir(mode=0o700, exist_ok=True)
+    progress_read, progress_write = os.pipe()
+    result_read, result_write = os.pipe()
     argv = [
         *(_WORKER_COMMAND if command is None else command),
         str(workdir),
         "--progress-fd",
-        str(write_end),
+        str(progress_write),
+        "--result-fd",
+        str(result_write),
         "--memory-mb",
         str(limits.memory_mb),
     ]
+    channels = _Channels(progress_read, result_read, progress)
     with (workdir / _LOG_FILE).open("wb") as log:
         try:
             process = subprocess.Popen(
@@ -219,19 +241,39 @@ def run_worker(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                pass_fds=(write_end,),
+                pass_fds=(progress_write, result_write),
                 start_new_session=True,
                 cwd=workdir,
                 env=_worker_env(),
             )
+        except BaseException:
+            channels.close()
+            raise
         finally:
-            os.close(write_end)
+            os.close(progress_write)
+            os.close(result_write)
         try:
-            _watch(process, read_end, limits=limits, progress=progress)
+            _watch(process, channels, limits=limits)
         finally:
-            os.close(read_end)
+            channels.close()
             _kill_group(process)
-    return _read_result(workdir, process.returncode)
+    return _collect(workdir, channels, process.returncode)
+
+
+def _collect(workdir: Path, channels: _Channels, returncode: int) -> dict[str, Any]:
+    """The result the worker sent, unless an alarm, a failure or a missing confinement says no."""
+    if channels.lines.alarms:
+        raise SandboxFailure(
+            "escape",
+            f"the model ran code in the scan sandbox: it tried {channels.lines.alarms[0]} "
+            "(code that runs on load, which the static scan missed; the sandbox refused "
+            "what it could and no verdict is given)",
+        )
+    result = _read_result(workdir, bytes(channels.result), returncode)
+    if channels.confinement is None:
+        raise SandboxFailure("output", "the scan worker did not say how it is confined")
+    result["confinement"] = channels.confinement
+    return result
 
 
 def _worker_env() -> dict[str, str]:
@@ -242,17 +284,53 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _watch(
-    process: subprocess.Popen[bytes], read_end: int, *, limits: Limits, progress: Progress | None
-) -> None:
-    """Relay progress until the worker exits; kill it past the time or memory limit."""
+class _Channels:
+    """The parent's ends of the worker's two pipes: progress lines and the one result."""
+
+    def __init__(self, progress_fd: int, result_fd: int, progress: Progress | None) -> None:
+        self.progress_fd = progress_fd
+        self.result_fd = result_fd
+        self.lines = _ProgressLines(progress)
+        self.result = bytearray()
+        self._open = [progress_fd, result_fd]
+
+    @property
+    def confinement(self) -> dict[str, Any] | None:
+        """What the worker's first line said about its confinement (None if it said nothing)."""
+        return self.lines.confinement
+
+    def drain(self, selector: selectors.BaseSelector, timeout: float) -> bool:
+        """Read what is ready on either pipe (a pipe at its end is unregistered); was any?"""
+        ready = selector.select(timeout=timeout) if selector.get_map() else []
+        for key, _ in ready:
+            fd = int(key.fd)
+            data = os.read(fd, 65536)
+            if not data:
+                selector.unregister(fd)
+            elif fd == self.progress_fd:
+                self.lines.feed(data)
+            else:
+                self.result += data
+                if len(self.result) > _MAX_RESULT_BYTES:
+                    raise SandboxFailure("output", "the scan worker's result is implausibly large")
+        return bool(ready)
+
+    def close(self) -> None:
+        """Close the parent's ends."""
+        for fd in self._open:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._open = []
+
+
+def _watch(process: subprocess.Popen[bytes], channels: _Channels, *, limits: Limits) -> None:
+    """Relay progress and collect the result until the worker exits; kill it past a limit."""
     deadline = time.monotonic() + limits.timeout_s
-    lines = _ProgressLines(progress)
     with selectors.DefaultSelector() as selector:
-        selector.register(read_end, selectors.EVENT_READ)
+        selector.register(channels.progress_fd, selectors.EVENT_READ)
+        selector.register(channels.result_fd, selectors.EVENT_READ)
         while process.poll() is None:
-            if selector.select(timeout=_POLL_S):
-                lines.feed(os.read(read_end, 65536))
+            channels.drain(selector, _POLL_S)
             if time.monotonic() > deadline:
                 _kill_group(process)
                 raise SandboxFailure(
@@ -268,9 +346,10 @@ def _watch(
                     f"the scan used {rss_mb} MiB, more than the {limits.memory_mb} MiB "
                     "limit, and was stopped (raise it with --memory-limit)",
                 )
-    os.set_blocking(read_end, False)
-    with contextlib.suppress(OSError):  # nothing left to read
-        lines.feed(os.read(read_end, 65536))
+        # The worker is gone; with anything left of its group killed, read what it wrote.
+        _kill_group(process)
+        while channels.drain(selector, 0):
+            pass
 
 
 class _ProgressLines:
@@ -279,6 +358,11 @@ class _ProgressLines:
     def __init__(self, progress: Progress | None) -> None:
         self._progress = progress
         self._pending = b""
+        self._first = True
+        #: The worker's confinement, from its first line (written before it opened the model).
+        self.confinement: dict[str, Any] | None = None
+        #: What the worker's audit hook saw foreign code try (``{"alarm": ...}`` lines).
+        self.alarms: list[str] = []
 
     def feed(self, data: bytes) -> None:
         self._pending += data
@@ -288,16 +372,34 @@ class _ProgressLines:
             self._dispatch(line[:_MAX_PROGRESS_LINE])
 
     def _dispatch(self, line: bytes) -> None:
+        if self._first:
+            self._first = False
+            self.confinement = _confinement(line)
+            if self.confinement is not None:
+                return
+        item = _json_object(line)
+        if "alarm" in item:
+            if len(self.alarms) < 5:
+                self.alarms.append(str(item["alarm"])[:300])
+            return
         if self._progress is None:
             return
         try:
-            item = json.loads(line)
             fraction = float(item["fraction"])
             message = str(item["message"])[:200]
         except (ValueError, KeyError, TypeError):
             return
         if math.isfinite(fraction):
             self._progress(min(max(fraction, 0.0), 1.0), message)
+
+
+def _json_object(line: bytes) -> dict[str, Any]:
+    """A progress line as a JSON object; ``{}`` when it is not one."""
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return {}
+    return item if isinstance(item, dict) else {}
 
 
 def _resident_mb(pid: int) -> int:
@@ -319,10 +421,26 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _read_result(workdir: Path, returncode: int) -> dict[str, Any]:
-    """The worker's ``result.json``, or a :class:`SandboxFailure` saying what went wrong."""
-    path = workdir / worker.RESULT_FILE
-    result = _load_result(path) if path.is_file() else None
+def _confinement(line: bytes) -> dict[str, Any] | None:
+    """The confinement a worker's first line announces, warning about what is missing."""
+    try:
+        announced = json.loads(line)["confinement"]
+        applied = [str(name) for name in announced["applied"] if name in worker.MECHANISMS]
+        missing = {str(k): str(v)[:300] for k, v in dict(announced["missing"]).items()}
+    except (ValueError, KeyError, TypeError):
+        return None
+    for name, reason in missing.items():
+        _log.warning(
+            "behavioral scan sandbox: %s is not available here, the model runs less confined (%s)",
+            name,
+            reason,
+        )
+    return {"applied": applied, "missing": missing}
+
+
+def _read_result(workdir: Path, data: bytes, returncode: int) -> dict[str, Any]:
+    """The worker's result from its pipe, or a :class:`SandboxFailure` saying what went wrong."""
+    result = _load_result(data) if data else None
     if result is not None and result.get("ok") is False:
         kind = str(result.get("kind", "crash"))
         raise SandboxFailure(kind, str(result.get("error", "the worker failed"))[:2000])
@@ -342,13 +460,14 @@ def _read_result(workdir: Path, returncode: int) -> dict[str, Any]:
     return result
 
 
-def _load_result(path: Path) -> dict[str, Any] | None:
-    if path.stat().st_size > _MAX_RESULT_BYTES:
-        raise SandboxFailure("output", "the scan worker's result is implausibly large")
+def _load_result(data: bytes) -> dict[str, Any]:
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
+        result = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SandboxFailure("output", f"the scan worker's result is not JSON: {exc}") from exc
+        # Also what two writers on the pipe (the worker and a payload) produce.
+        raise SandboxFailure(
+            "output", f"the scan worker's result is not one JSON object: {exc}"
+        ) from exc
     if not isinstance(result, dict):
         raise SandboxFailure("output", "the scan worker's result is not a JSON object")
     return result
@@ -364,20 +483,19 @@ def _log_tail(workdir: Path) -> str:
     return f": {last[:300]}" if last else ""
 
 
-def _read_trigger(workdir: Path) -> TriggerPattern | None:
-    path = workdir / worker.TRIGGER_OUT_FILE
-    if not path.is_file():
+def _read_trigger(encoded: Any) -> TriggerPattern | None:
+    if encoded is None:
         return None
     try:
-        return TriggerPattern.from_npz(path.read_bytes())
-    except ValueError as exc:
+        return TriggerPattern.from_npz(base64.b64decode(str(encoded), validate=True))
+    except (ValueError, binascii.Error) as exc:
         raise SandboxFailure("output", f"the recovered trigger is malformed: {exc}") from exc
 
 
 def _check_report(report: BehavioralReport, raw: Mapping[str, Any]) -> None:
     """Refuse a report whose facts contradict each other or are not numbers."""
     if bool(raw.get("has_trigger")) != (report.trigger is not None):
-        raise ValueError("the report and the trigger file disagree on whether there is a trigger")
+        raise ValueError("the report and its trigger disagree on whether there is a trigger")
     for name in ("score", "trigger_asr"):
         value = raw.get(name)
         if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):

@@ -5,21 +5,28 @@ written as safetensors directories and ``torch.export`` archives. The sandbox's
 plumbing (time, memory, network, crashes, garbage) is tested with a stand-in worker
 script that isolates itself exactly as the real worker does (it calls
 :func:`scanning.behavioral.worker.isolate`) and then misbehaves; the real worker is
-tested end to end on the real models.
+tested end to end on the real models. Its kernel confinement is tested with payloads
+that run inside the real worker when it opens the model (as code smuggled past the
+static scan would), and with a probe that tries every escape straight at the kernel.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
+import os
 import pickle
+import re
+import shutil
 import socket
 import struct
 import sys
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +36,7 @@ import torch
 from safetensors.numpy import save as save_safetensors
 
 from registry import demo_training as dt
-from scanning.behavioral import api, sandbox
+from scanning.behavioral import _confine, api, sandbox, worker
 from scanning.behavioral.loader import (
     LoadedModel,
     ModelFormat,
@@ -47,6 +54,7 @@ from scanning.behavioral.profile import (
     reference_digest,
 )
 from scanning.behavioral.report import (
+    BehavioralReport,
     BehaviorVerdict,
     ReplayOutcome,
     ReplayReport,
@@ -342,11 +350,13 @@ import json, os, signal, sys, time
 from pathlib import Path
 from scanning.behavioral import worker
 behaviour, args = sys.argv[1], worker.parse_args(sys.argv[2:])
-applied = worker.isolate(memory_mb=args.memory_mb)
-out = args.workdir / worker.RESULT_FILE
+confinement = worker.isolate(memory_mb=args.memory_mb, workdir=args.workdir)
+progress = worker.ProgressPipe(args.progress_fd)
+progress.announce(confinement)
 def emit(fraction, message):
-    line = json.dumps({"fraction": fraction, "message": message}) + "\n"
-    os.write(args.progress_fd, line.encode())
+    progress(fraction, message)
+def send(result):
+    worker.send_result(args.result_fd, result)
 if behaviour == "sleep":
     emit(0.1, "sleeping"); time.sleep(60)
 elif behaviour == "hog":
@@ -362,16 +372,16 @@ elif behaviour == "segfault":
 elif behaviour == "exit3":
     print("something went wrong"); sys.exit(3)
 elif behaviour == "garbage":
-    out.write_text("{not json")
+    os.write(args.result_fd, b"{not json")
 elif behaviour == "garbage-report":
     report = {"verdict": "clean", "score": "NaN?"}
-    out.write_text(json.dumps({"task": "scan", "ok": True, "report": report}))
+    send({"task": "scan", "ok": True, "report": report})
 elif behaviour == "no-output":
     pass
 elif behaviour == "network":
     import ctypes, socket, struct, subprocess
     port = int(Path(args.workdir / "port").read_text())
-    seen = {"applied": applied}
+    seen = {"applied": confinement.applied}
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2); seen["connect"] = "connected"
     except OSError as exc:
@@ -380,18 +390,19 @@ elif behaviour == "network":
         subprocess.run(["true"]); seen["spawn"] = "ran"
     except OSError as exc:
         seen["spawn"] = f"{type(exc).__name__}: {exc}"
-    # Straight to the kernel, past the audit hook: only the network namespace stops this.
+    # Straight to the kernel, past the audit hook: seccomp and the namespace stop this.
     libc = ctypes.CDLL(None, use_errno=True)
     fd = libc.socket(2, 1, 0)
+    seen["raw_socket"] = "created" if fd >= 0 else os.strerror(ctypes.get_errno())
     sockaddr = struct.pack("<HH4s8x", 2, socket.htons(port), bytes([127, 0, 0, 1]))
     rc = libc.connect(fd, sockaddr, len(sockaddr))
     seen["raw_connect"] = "connected" if rc == 0 else os.strerror(ctypes.get_errno())
-    out.write_text(json.dumps({"task": "probe", "ok": True, "seen": seen}))
+    send({"task": "probe", "ok": True, "seen": seen})
 elif behaviour == "progress":
     for step in range(5):
         emit(step / 4, f"step {step}")
     os.write(args.progress_fd, b"not json\n" + json.dumps({"fraction": 7}).encode() + b"\n")
-    out.write_text(json.dumps({"task": "probe", "ok": True}))
+    send({"task": "probe", "ok": True})
 """
 
 
@@ -439,8 +450,9 @@ def test_the_worker_has_no_network_and_cannot_start_processes(tmp_path: Path) ->
     seen = result["seen"]
     assert seen["connect"].startswith("PermissionError: the behavioral scan sandbox refuses")
     assert seen["spawn"].startswith("PermissionError: the behavioral scan sandbox refuses")
-    if "network namespace" in seen["applied"]:
-        assert seen["raw_connect"] == "Network is unreachable"
+    if "seccomp" in seen["applied"]:
+        assert seen["raw_socket"] == "Operation not permitted"
+    assert seen["raw_connect"] != "connected"
 
 
 @pytest.mark.parametrize(
@@ -448,7 +460,7 @@ def test_the_worker_has_no_network_and_cannot_start_processes(tmp_path: Path) ->
     [
         ("segfault", "crash", "killed by signal SIGSEGV"),
         ("exit3", "crash", "exited with code 3: something went wrong"),
-        ("garbage", "output", "not JSON"),
+        ("garbage", "output", "not one JSON object"),
         ("no-output", "output", "without a valid result"),
     ],
 )
@@ -599,13 +611,23 @@ def test_relatives_of_the_models_family_calibrate_a_sandboxed_scan(
 
 
 def test_scan_finds_the_backdoor_and_its_trigger_in_the_sandbox(
-    models: dict[str, Path], profile: ScanProfile, tmp_path: Path
+    models: dict[str, Path],
+    profile: ScanProfile,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     messages: list[tuple[float, str]] = []
-    report = api.scan_model(
-        models["backdoored_pt2"], profile, progress=lambda *a: messages.append(a)
-    )
+    with caplog.at_level(logging.WARNING, logger="scanning.behavioral.sandbox"):
+        report = api.scan_model(
+            models["backdoored_pt2"], profile, progress=lambda *a: messages.append(a)
+        )
     assert report.error is None, report.error
+    # It ran confined, says how, and warns once for each mechanism this kernel lacks.
+    assert {"no_new_privs", "seccomp", "audit_hook", "rlimits"} <= set(report.confinement)
+    if _kernel_offers_landlock():
+        assert "landlock" in report.confinement
+    assert BehavioralReport.from_json(report.to_json()).confinement == report.confinement
+    assert len(caplog.records) == len(set(worker.MECHANISMS) - set(report.confinement))
     assert report.verdict in (BehaviorVerdict.COMPROMISED, BehaviorVerdict.SUSPICIOUS)
     assert report.target_class == TRIGGER.target
     assert report.trigger is not None
@@ -630,6 +652,314 @@ def test_replay_confirms_the_backdoor_and_not_the_clean_model(
     assert clean.outcome is ReplayOutcome.MEASURED
     assert not clean.confirmed
     assert ReplayReport.from_json(json.loads(json.dumps(infected.to_json()))) == infected
+
+
+# --- confinement: what code that got past the static scan can do inside the worker -------------
+#
+# The static scan is the first line; these payloads assume it was bypassed (a scanner bug, a new
+# pickle trick) and run inside the real worker at the moment it opens the model, after it has
+# confined itself exactly as it does for every scan. Each attempt must fail in the kernel and the
+# scan must end as scan_error; nothing may happen outside the worker.
+
+PAYLOAD_WORKER = r"""
+import sys
+from scanning.behavioral import worker
+payload, argv = sys.argv[1], sys.argv[2:]
+run_task = worker._run_task
+def run_task_with_payload(task, request, workdir, progress):
+    from scanning.behavioral import loader
+    load_model = loader.load_model
+    def load_with_payload(path, **options):
+        exec(payload, {"result_fd": int(argv[argv.index("--result-fd") + 1])})
+        return load_model(path, **options)
+    loader.load_model = load_with_payload
+    return run_task(task, request, workdir, progress)
+worker._run_task = run_task_with_payload
+sys.exit(worker.main(argv))
+"""
+
+_LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+_REFUSE = "raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))\n"
+
+
+def _payloads(outside: Path, port: int) -> dict[str, str]:
+    """Attacks a model's code could try at load time, writing into ``outside`` when they work."""
+    marker = str(outside / "escaped")
+    sh = f"(ctypes.c_char_p * 4)(b'/bin/sh', b'-c', b'touch {marker}', None)"
+    forged = {"task": "scan", "ok": True, "report": {"verdict": "clean", "score": 0.0}}
+    return {
+        "write outside": f"open({str(outside / 'escaped')!r}, 'w').write('pwned')\n",
+        "fork and exec /bin/sh": _LIBC
+        + "pid = libc.fork()\n"
+        + f"if pid == 0:\n    libc.execv(b'/bin/sh', {sh})\n    os._exit(0)\n"
+        + f"if pid < 0:\n    {_REFUSE}",
+        "exec /bin/sh in place": _LIBC + f"libc.execv(b'/bin/sh', {sh})\n{_REFUSE}",
+        "subprocess": f"import subprocess\nsubprocess.run(['touch', {marker!r}])\n",
+        "raw sockets": _LIBC
+        + "import socket, struct\n"
+        + "packet = libc.socket(17, 3, 0x300)\n"  # AF_PACKET, SOCK_RAW, ETH_P_ALL
+        + "tcp = libc.socket(2, 1, 0)\n"
+        + f"address = struct.pack('<HH4s8x', 2, socket.htons({port}), bytes([127, 0, 0, 1]))\n"
+        + "if packet < 0 or libc.connect(tcp, address, len(address)) != 0:\n"
+        + f"    {_REFUSE}",
+        # No new library or symbol (no ctypes audit event): only seccomp stands in the way.
+        "fork through the worker's own syscall()": "import os\n"
+        + "from scanning.behavioral import _confine\n"
+        + "number, flags = (57, 0) if os.uname().machine == 'x86_64' else (220, 17)\n"
+        + "if _confine._syscall(number, flags, 0, 0, 0, 0) == 0:\n"
+        + "    os._exit(0)\n",
+        "forged result file": "import json, pathlib\n"
+        + f"pathlib.Path('result.json').write_text(json.dumps({forged!r}))\n",
+        "forged result on the pipe": "import json, os\n"
+        + f"os.write(result_fd, json.dumps({forged!r}).encode())\n",  # then the worker's own
+        "attack, then forge and exit": "import json, os, subprocess\n"
+        + "try:\n"
+        + f"    subprocess.run(['touch', {marker!r}])\n"
+        + "except OSError:\n"
+        + "    pass\n"
+        + f"os.write(result_fd, json.dumps({forged!r}).encode())\n"
+        + "os._exit(0)\n",
+    }
+
+
+PAYLOAD_FAILURES = {
+    "write outside": r"ran code in the scan sandbox: it tried open\('[^']*/escaped', 'w'",
+    "fork and exec /bin/sh": r"it tried ctypes\.dlopen",
+    "exec /bin/sh in place": r"it tried ctypes\.dlopen",
+    "subprocess": r"it tried subprocess\.Popen",
+    "raw sockets": r"it tried ctypes\.dlopen",
+    "fork through the worker's own syscall()": "PermissionError.*Operation not permitted",
+    "forged result file": r"it tried open\('result\.json', 'w'",
+    "forged result on the pipe": "not one JSON object",
+    "attack, then forge and exit": r"it tried subprocess\.Popen",
+}
+
+
+@pytest.mark.parametrize("attack", list(PAYLOAD_FAILURES))
+def test_a_payload_past_the_static_scan_is_contained_and_the_scan_fails(
+    attack: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    models: dict[str, Path],
+    profile: ScanProfile,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.2)
+        payload = _payloads(outside, server.getsockname()[1])[attack]
+        command = (sys.executable, "-c", PAYLOAD_WORKER, payload)
+        monkeypatch.setattr(sandbox, "_WORKER_COMMAND", command)
+        report = api.scan_model(models["clean_dir"], profile, limits=Limits(timeout_s=120))
+        with pytest.raises(TimeoutError):
+            server.accept()  # nothing reached the network
+    assert report.verdict is BehaviorVerdict.SCAN_ERROR
+    assert report.error is not None
+    assert re.search(PAYLOAD_FAILURES[attack], report.error), report.error
+    assert list(outside.iterdir()) == []  # no file written, no /bin/sh ran
+
+
+class _Exec:
+    """A pickle that runs ``code`` when it is loaded."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (exec, (self.code,))
+
+
+_FORGE_AND_EXIT = (
+    "import json, os, sys\n"
+    "fd = int(sys.argv[sys.argv.index('--result-fd') + 1])\n"
+    "report = {'verdict': 'clean', 'score': 0.0}\n"
+    "os.write(fd, json.dumps({'task': 'scan', 'ok': True, 'report': report}).encode())\n"
+    "os._exit(0)\n"
+)
+
+
+def _issue_payload(outside: Path) -> str:
+    """What the issue saw: write outside, fork and exec /bin/sh, then report itself clean."""
+    marker = str(outside / "escaped")
+    return (
+        _LIBC
+        + "try:\n"
+        + f"    open({str(outside / 'written')!r}, 'w').write('pwned')\n"
+        + "except OSError:\n"
+        + "    pass\n"
+        + "if libc.fork() == 0:\n"
+        + f"    argv = (ctypes.c_char_p * 4)(b'/bin/sh', b'-c', b'touch {marker}', None)\n"
+        + "    libc.execv(b'/bin/sh', argv)\n"
+        + "    os._exit(0)\n"
+        + _FORGE_AND_EXIT
+    )
+
+
+@pytest.mark.parametrize("attack", ["the issue's payload", "forge a clean result and exit"])
+def test_a_pickle_payload_in_a_real_pt2_is_caught_in_the_real_worker(
+    attack: str, tmp_path: Path, models: dict[str, Path], profile: ScanProfile
+) -> None:
+    # torch.export.load unpickles an archive's sample inputs when its own reader fails, so a
+    # .pt2 can run code on load. Here the static scan (which flags it) is bypassed: the
+    # archive goes straight to the real worker, as if the scanner had missed it.
+    outside, workdir = tmp_path / "outside", tmp_path / "work"
+    outside.mkdir()
+    (workdir / "model").mkdir(parents=True)
+    code = _issue_payload(outside) if attack == "the issue's payload" else _FORGE_AND_EXIT
+    payload = pickle.dumps(_Exec(code), protocol=2)
+    evil = _evil_pt2(models["clean_pt2"], workdir / "model" / "evil.pt2", payload)
+    with pytest.raises(
+        SandboxFailure, match=r"it tried pickle\.find_class\('(__builtin__|builtins)', 'exec'\)"
+    ):
+        sandbox.scan_in_sandbox(evil, profile, workdir=workdir, limits=Limits(timeout_s=120))
+    assert list(outside.iterdir()) == []
+
+
+PROBE_WORKER = r"""
+import ctypes, json, os, socket, sys, threading
+from pathlib import Path
+from scanning.behavioral import worker
+args = worker.parse_args(sys.argv[1:])
+confinement = worker.isolate(memory_mb=args.memory_mb, workdir=args.workdir)
+worker.ProgressPipe(args.progress_fd).announce(confinement)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+targets = json.loads((args.workdir / "targets.json").read_text())
+seen = {}
+def attempt(name, action):
+    try:
+        outcome = action()
+    except OSError as exc:
+        seen[name] = exc.strerror
+    else:
+        seen[name] = "done" if outcome is None or outcome >= 0 else os.strerror(ctypes.get_errno())
+def raw(number, *arguments):
+    return lambda: libc.syscall(number, *arguments)
+def thread():
+    worker = threading.Thread(target=lambda: None)
+    worker.start()
+    worker.join()
+attempt("write scratch", lambda: (args.workdir / "scratch" / "note").write_text("ok") and None)
+attempt("write workdir", lambda: (args.workdir / "result.json").write_text("{}") and None)
+attempt("write outside", lambda: Path(targets["outside"]).write_text("pwned") and None)
+attempt("read outside", lambda: Path(targets["secret"]).read_text() and None)
+environ = Path(f"/proc/{os.getppid()}/environ")
+attempt("read parent environment", lambda: environ.read_bytes() and None)
+attempt("thread", thread)
+attempt("fork", libc.fork)
+if os.uname().machine == "x86_64":  # raw numbers: fork, and clone (a thread, a new netns)
+    attempt("fork syscall", raw(57))
+    attempt("thread in a new namespace", raw(56, 0x00010000 | 0x40000000, 0, 0, 0, 0))
+attempt("clone3", raw(435, None, 0))
+attempt("execve", lambda: libc.execv(b"/bin/true", (ctypes.c_char_p * 2)(b"/bin/true", None)))
+attempt("ptrace parent", lambda: libc.ptrace(16, os.getppid(), None, None))  # PTRACE_ATTACH
+attempt("signal parent", lambda: libc.kill(os.getppid(), 0))
+attempt("socket inet", lambda: libc.socket(2, 1, 0))
+attempt("socket inet6", lambda: libc.socket(10, 1, 0))
+attempt("socket packet", lambda: libc.socket(17, 3, 0x300))
+attempt("socket netlink", lambda: libc.socket(16, 3, 0))
+attempt("io_uring", raw(425, 8, None))
+attempt("unshare user namespace", lambda: libc.unshare(0x10000000))
+worker.send_result(args.result_fd, {"ok": True, "seen": seen})
+"""
+
+EPERM, EACCES, ENOSYS = (os.strerror(code) for code in (errno.EPERM, errno.EACCES, errno.ENOSYS))
+
+
+def _probe(tmp_path: Path, *, wrapper: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the probe worker on ``tmp_path/work``; its result (what each attempt came to)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (tmp_path / "secret").write_text("a token")
+    targets = {"outside": str(tmp_path / "escaped"), "secret": str(tmp_path / "secret")}
+    (workdir / "targets.json").write_text(json.dumps(targets))
+    command = [*wrapper, sys.executable, "-c", PROBE_WORKER]
+    return run_worker(workdir, limits=Limits(timeout_s=30), command=command)
+
+
+def _assert_contained(tmp_path: Path, result: dict[str, Any]) -> None:
+    seen, applied = result["seen"], result["confinement"]["applied"]
+    assert seen["write scratch"] == seen["thread"] == "done"  # what a scan needs still works
+    if "landlock" in applied:
+        for name in ("write workdir", "write outside", "read outside"):
+            assert seen[name] == EACCES, name
+        assert seen["read parent environment"] == EACCES
+        assert seen["signal parent"] == EPERM
+    if "seccomp" in applied:
+        for name in ("fork", "execve", "ptrace parent", "io_uring"):
+            assert seen[name] == EPERM, name
+        for name in ("fork syscall", "thread in a new namespace"):
+            assert seen.get(name, EPERM) == EPERM, name  # x86-64 only
+        for family in ("inet", "inet6", "packet", "netlink"):
+            assert seen[f"socket {family}"] == EPERM, family
+        assert seen["unshare user namespace"] == EPERM
+        assert seen["clone3"] == ENOSYS  # so that the C library falls back to a visible clone
+    assert not (tmp_path / "escaped").exists()
+
+
+def _kernel_offers_landlock() -> bool:
+    try:
+        _confine.landlock_abi()
+    except _confine.Unavailable:
+        return False
+    return True
+
+
+def test_the_kernel_refuses_every_escape_the_worker_tries(tmp_path: Path) -> None:
+    result = _probe(tmp_path)
+    applied = result["confinement"]["applied"]
+    assert {"no_new_privs", "seccomp", "audit_hook", "rlimits"} <= set(applied)
+    if _kernel_offers_landlock():
+        assert "landlock" in applied
+    _assert_contained(tmp_path, result)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="already unprivileged (every other test shows it) or no setpriv to drop privileges",
+)
+def test_the_confinement_needs_no_privilege(tmp_path: Path) -> None:
+    # Root without a single capability, and unable to regain any: what an ordinary user has.
+    drop = ["setpriv", "--securebits=+noroot,+noroot_locked", "--bounding-set=-all"]
+    result = _probe(tmp_path, wrapper=[*drop, "--inh-caps=-all"])
+    if _kernel_offers_landlock():
+        assert "landlock" in result["confinement"]["applied"]
+    assert "seccomp" in result["confinement"]["applied"]
+    _assert_contained(tmp_path, result)
+
+
+# A kernel (or a container's own seccomp profile) without Landlock and user namespaces.
+WEAKER_KERNEL = r"""
+import errno, runpy, sys
+from scanning.behavioral import _confine
+_confine.install_syscall_errors({444: errno.ENOSYS, "unshare": errno.EPERM})
+sys.argv = ["worker", *sys.argv[1:]]
+runpy.run_module("scanning.behavioral.worker", run_name="__main__")
+"""
+
+
+def test_a_missing_mechanism_is_reported_and_warned_about_never_silent(
+    models: dict[str, Path],
+    profile: ScanProfile,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(sandbox, "_WORKER_COMMAND", (sys.executable, "-c", WEAKER_KERNEL))
+    with caplog.at_level(logging.WARNING, logger="scanning.behavioral.sandbox"):
+        report = api.scan_model(models["clean_dir"], profile, limits=Limits(timeout_s=120))
+    assert report.error is None, report.error
+    assert report.verdict is not BehaviorVerdict.SCAN_ERROR
+    assert "landlock" not in report.confinement
+    assert "network_namespace" not in report.confinement
+    assert {"seccomp", "audit_hook"} <= set(report.confinement)
+    assert report.to_json()["confinement"] == list(report.confinement)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any(
+        re.search("landlock is not available here.*Landlock is not available", w) for w in warnings
+    )
+    assert any("network_namespace is not available here" in w for w in warnings)
 
 
 # --- trigger files and the public surface ---------------------------------------------------------
