@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from lineage import Relation
 from registry.client import LocalRegistry
 from registry.errors import PermissionDenied, PolicyViolation
+from registry.hf import HubRef, ImportPlan
 from registry.identity import Actor, Role
 from scanning.behavioral.report import BehaviorVerdict
 from tests.conftest import fake_manifest
@@ -243,3 +245,17 @@ def test_a_clear_needs_an_approver_of_every_team_it_concerns(teams: LocalRegistr
         as_(teams, CAROL_A).call("clear", "a/own@1", reason="retrained")
     assert as_(teams, OLGA).call("clear", "a/own@1", reason="retrained").status == "cleared"
     assert as_(teams, OLGA).call("clear", "shared@1", reason="retrained").status == "cleared"
+
+
+def test_a_hugging_face_import_meets_the_same_rules(teams: LocalRegistry) -> None:
+    register(teams, "hub/base@1")
+    decide(teams, "hub/base@1", "b", "block")
+    base = HubRef(repo_id="hub/base", revision="1")
+    plan = ImportPlan(repo_id="b/ft", version="1", bases=(base,), relation=Relation.FINETUNE)
+    bob = as_(teams, BOB_B)
+    before = snapshot(teams.engine)
+    with pytest.raises(PermissionDenied, match="bob acts for team b and may not import models"):
+        bob.call("import_hf", plan, manifest=fake_manifest("ft"))
+    with pytest.raises(PolicyViolation, match="parent hub/base@1 is blocked for team b"):
+        bob.call("import_hf", plan, manifest=fake_manifest("ft"), team="b")
+    assert snapshot(teams.engine) == before
