@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import io
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +27,12 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from registry import signing
+from registry import service, signing
 from registry.api import create_app
 from registry.client import LocalRegistry
 from registry.db import make_engine, migrate
 from registry.identity import Actor, Role
+from registry.service.authorization import RULES, Operation
 from registry.settings import Settings
 from tests.conftest import fake_manifest
 from tests.registry.live_server import serve_in_thread
@@ -540,3 +543,17 @@ def test_every_writing_route_has_a_row() -> None:
 def test_the_matrix_covers_every_caller_kind() -> None:
     assert all(set(row.expected) == set(CALLERS) for row in ROWS)
     assert len(ROWS) * len(CALLERS) >= 300
+
+
+def test_every_writing_service_verb_asks_the_authorization_table() -> None:
+    """Each public verb marked ``@mutation`` calls authorize() or authorize_model() itself."""
+    verbs = [getattr(service, name) for name in service.__all__]
+    writing = [verb for verb in verbs if hasattr(verb, "__wrapped__")]
+    assert len(writing) >= 18
+    unchecked = [
+        verb.__name__
+        for verb in writing
+        if not re.search(r"\bauthorize(_model)?\(", inspect.getsource(verb.__wrapped__))
+    ]
+    assert not unchecked
+    assert set(RULES) == set(Operation)
