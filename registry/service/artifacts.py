@@ -38,13 +38,18 @@ from registry.service import (
     policy,
 )
 from registry.service._tx import mutation
-from registry.service.authorization import Operation, authorize, authorize_model
+from registry.service.authorization import (
+    Operation,
+    authorize,
+    authorize_model,
+    authorize_quarantine,
+)
 from registry.service.graph import add_edges
 from registry.service.refs import Ref, ref_of, resolve
 from registry.service.status import recompute
 from registry.tables import Artifact, Edge, PublisherKey, Signature
-from scanning.behavioral.report import BehavioralReport, ScanProfile
-from scanning.report import ScanReport
+from scanning.behavioral.report import BehavioralReport, BehaviorVerdict, ScanProfile
+from scanning.report import ScanReport, Verdict
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -89,6 +94,7 @@ def register_model(
     placeholder = placeholders.claim(
         session, kind="model", name=name, version=version, source=source
     )
+    authorize_quarantine(session, actor, placeholder, flags=_quarantines(scan, behavioral))
     if not manifest.entries:
         raise InvalidInput("the manifest lists no files", hint="a model has at least one file")
     if f"{name}@{version}" in {Ref.parse(p).__str__() for p in parents}:
@@ -256,6 +262,14 @@ def register_dataset(
         details={"kind": "dataset", "digest": digest, "source": source},
     )
     return artifact_public(session, artifact)
+
+
+def _quarantines(scan: ScanReport | None, behavioral: BehavioralReport | None) -> bool:
+    """Whether the admission scans register the model flagged."""
+    malicious = scan is not None and scan.verdict is Verdict.MALICIOUS
+    return malicious or (
+        behavioral is not None and behavioral.verdict is BehaviorVerdict.COMPROMISED
+    )
 
 
 def _with_kept(

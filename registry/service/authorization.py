@@ -39,6 +39,7 @@ from sqlmodel import Session, col, select
 
 from registry.errors import PermissionDenied
 from registry.identity import Actor, Role
+from registry.service.graph import descendant_rows
 from registry.service.refs import ref_of
 from registry.tables import Artifact, Deployment
 
@@ -146,6 +147,19 @@ def authorize_model(
             f"{ref_of(artifact)}, which belongs to no team",
             hint="ask a publisher without a team scope, or an admin",
         )
+
+
+def authorize_quarantine(
+    session: Session, actor: Actor, placeholder: Artifact | None, *, flags: bool
+) -> None:
+    """A registration whose admission scan quarantines a placeholder others build on is a flag.
+
+    Filling a placeholder keeps its descendants; a compromised or malicious
+    verdict would infect them all, so it needs the flag permission, as a
+    compromised rescan does (a new model with no descendants needs nothing more).
+    """
+    if flags and placeholder is not None and descendant_rows(session, placeholder.id or 0):
+        authorize(actor, Operation.FLAG)
 
 
 def rescan_operation(*, flags: bool) -> Operation:

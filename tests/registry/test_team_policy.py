@@ -259,3 +259,16 @@ def test_a_hugging_face_import_meets_the_same_rules(teams: LocalRegistry) -> Non
     with pytest.raises(PolicyViolation, match="parent hub/base@1 is blocked for team b"):
         bob.call("import_hf", plan, manifest=fake_manifest("ft"), team="b")
     assert snapshot(teams.engine) == before
+
+
+def test_quarantining_a_placeholder_others_build_on_is_a_flag(teams: LocalRegistry) -> None:
+    teams.call("import_cyclonedx", bom("x/child@1", "hub/pl@1", files=True))
+    assert teams.call("show", "hub/pl@1").placeholder
+    compromised = report(BehaviorVerdict.COMPROMISED)
+    before = snapshot(teams.engine)
+    with pytest.raises(PermissionDenied, match="pat \\(publisher\\) may not flag artifacts"):
+        register(as_(teams, PAT), "hub/pl@1", behavioral=compromised)
+    assert snapshot(teams.engine) == before
+    assert register(teams, "hub/pl@1", behavioral=compromised).status == "compromised"
+    assert teams.call("show", "x/child@1").status == "infected"
+    assert register(as_(teams, PAT), "lone@1", behavioral=compromised).status == "compromised"
