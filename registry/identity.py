@@ -34,7 +34,12 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Actor:
-    """An identity acting on the registry; ``team`` scopes an approver's decisions."""
+    """An identity acting on the registry.
+
+    ``team`` scopes every action of a non-admin: it acts for that team only, and
+    an actor without a team holds its role for every team. Which role and which
+    team each operation needs is decided in :mod:`registry.service.authorization`.
+    """
 
     user: str
     role: Role

@@ -18,10 +18,11 @@ from sqlmodel import Session, select
 
 from lineage import MODEL_RELATIONS, Relation
 from registry.errors import InvalidInput
-from registry.identity import Actor, Role
+from registry.identity import Actor
 from registry.manifest import Manifest, ManifestEntry
-from registry.service import audit, placeholders
+from registry.service import audit, placeholders, policy
 from registry.service._tx import mutation
+from registry.service.authorization import Operation, authorize, authorize_model
 from registry.service.graph import add_edges
 from registry.service.refs import check_name, ref_of
 from registry.service.status import recompute
@@ -53,20 +54,33 @@ class _Node:
 
 
 @mutation
-def import_cyclonedx(session: Session, document: Mapping[str, Any], *, actor: Actor) -> list[str]:
+def import_cyclonedx(
+    session: Session, document: Mapping[str, Any], *, actor: Actor, team: str | None = None
+) -> list[str]:
     """Register what a CycloneDX ML-BOM describes; the refs newly registered or filled.
+
+    The import acts for ``team`` (by default the importer's own team, if its token
+    has one): the models it registers with files are registered for that team and
+    meet the registration policy as ``register_model`` does (tainted, blocked or
+    unapproved parents refuse the whole import); new pedigree edges into a model
+    registered before need the right to change that model's lineage and meet its
+    team's policy as ``add_parents`` does (see :mod:`registry.service.authorization`).
 
     Raises :class:`~registry.errors.InvalidInput` naming the field when the
     document is not a CycloneDX BOM this registry can read, and when a component
     is already registered with other content.
     """
-    actor.require(Role.PUBLISHER, action="import bills of materials")
+    team = team if team is not None else actor.team
+    authorize(actor, Operation.IMPORT_BOM, team=team)
+    policy.require_team(session, team)
     nodes, aliases = _read_document(document)
-    stored = {key: _store(session, node, actor=actor) for key, node in nodes.items()}
+    stored = {key: _store(session, node, actor=actor, team=team) for key, node in nodes.items()}
     changed = [key for key, (_, new) in stored.items() if new]
     for key, node in nodes.items():
-        _link(session, stored[key][0], node, stored, aliases, actor=actor)
+        _link(session, stored[key], node, stored, aliases, actor=actor)
     recompute(session, [artifact.id or 0 for artifact, _ in stored.values()])
+    for key in changed:  # after recompute: a parent's status now includes this document's edges
+        _check_registration(session, stored[key][0], actor=actor, team=team)
     return sorted(ref_of(stored[key][0]) for key in changed)
 
 
@@ -218,14 +232,16 @@ def _uses(card: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
     return [(k, v) for k, v in props.items() if k.startswith(PROP + "dataset:")]
 
 
-def _store(session: Session, node: _Node, *, actor: Actor) -> tuple[Artifact, bool]:
+def _store(
+    session: Session, node: _Node, *, actor: Actor, team: str | None
+) -> tuple[Artifact, bool]:
     existing = session.exec(
         select(Artifact).where(
             Artifact.kind == node.kind, Artifact.name == node.name, Artifact.version == node.version
         )
     ).first()
     if existing is not None:
-        return existing, _reconcile(session, existing, node, actor=actor)
+        return existing, _reconcile(session, existing, node, actor=actor, team=team)
     if _unknown_files(node):
         artifact = placeholders.create(
             session,
@@ -240,7 +256,7 @@ def _store(session: Session, node: _Node, *, actor: Actor) -> tuple[Artifact, bo
             format=node.format,
         )
         return artifact, True
-    artifact = _artifact(node, actor=actor)
+    artifact = _artifact(node, actor=actor, team=team)
     session.add(artifact)
     session.flush()
     _audit(session, artifact, node, actor=actor, operation="bom.import")
@@ -252,9 +268,10 @@ def _unknown_files(node: _Node) -> bool:
     return node.digest is None if node.kind == "dataset" else node.manifest is None
 
 
-def _artifact(node: _Node, *, actor: Actor) -> Artifact:
+def _artifact(node: _Node, *, actor: Actor, team: str | None) -> Artifact:
     manifest = node.manifest
     return Artifact(
+        team=team if node.kind == "model" else None,
         kind=node.kind,
         name=node.name,
         version=node.version,
@@ -268,11 +285,14 @@ def _artifact(node: _Node, *, actor: Actor) -> Artifact:
     )
 
 
-def _reconcile(session: Session, existing: Artifact, node: _Node, *, actor: Actor) -> bool:
+def _reconcile(
+    session: Session, existing: Artifact, node: _Node, *, actor: Actor, team: str | None
+) -> bool:
     """Reuse a registered artifact; fill it when it is a placeholder and we know more."""
     if existing.placeholder and not _unknown_files(node):
         try:
-            placeholders.fill(session, existing, _artifact(node, actor=actor), actor=actor)
+            filled = _artifact(node, actor=actor, team=team)
+            placeholders.fill(session, existing, filled, actor=actor)
         except InvalidInput as exc:
             raise InvalidInput(f"{node.where}: {exc.message}", hint=exc.hint) from exc
         return True
@@ -287,18 +307,22 @@ def _reconcile(session: Session, existing: Artifact, node: _Node, *, actor: Acto
 
 def _link(
     session: Session,
-    child: Artifact,
+    child_stored: tuple[Artifact, bool],
     node: _Node,
     stored: Mapping[str, tuple[Artifact, bool]],
     aliases: Mapping[str, str],
     *,
     actor: Actor,
 ) -> None:
+    child, registered_here = child_stored
     wanted = _wanted_links(node, stored, aliases)
     known = set(session.exec(select(Edge.parent_id).where(Edge.child_id == child.id)))
     new = [(parent, rel) for parent, rel in wanted if parent.id not in known]
     if not new:
         return
+    if not registered_here:  # new edges into a model registered before: add_parents' rules
+        authorize_model(session, actor, Operation.CHANGE_LINEAGE, artifact=child)
+        policy.refuse_lineage(session, child=child, parents=new)
     add_edges(session, child, new)
     audit.record(
         session,
@@ -306,6 +330,24 @@ def _link(
         operation="lineage.add",
         subject=ref_of(child),
         details={"parents": [[ref_of(p), r.value] for p, r in new], "via": "bom.import"},
+    )
+
+
+def _check_registration(
+    session: Session, artifact: Artifact, *, actor: Actor, team: str | None
+) -> None:
+    """A model registered with files here meets the registration policy over all its parents."""
+    if artifact.kind != "model" or artifact.placeholder:
+        return
+    policy.enforce(
+        session,
+        actor=actor,
+        violations=policy.registration_violations(
+            session, team=team, parents=policy.links_of(session, artifact)
+        ),
+        override=None,
+        team=team,
+        subject=ref_of(artifact),
     )
 
 

@@ -13,6 +13,7 @@ from registry.identity import Actor, Role
 from registry.schemas import KeyPublic, TokenPublic
 from registry.service import audit, policy
 from registry.service._tx import mutation
+from registry.service.authorization import Operation, authorize
 from registry.tables import ApiToken, PublisherKey
 
 TOKEN_PREFIX = "mbom_"
@@ -23,7 +24,7 @@ def create_token(
     session: Session, *, actor: Actor, user: str, role: Role, team: str | None = None
 ) -> TokenPublic:
     """Create a bearer token; the secret is returned once and stored only hashed."""
-    actor.require(Role.ADMIN, action="create tokens")
+    authorize(actor, Operation.CREATE_TOKEN)
     if not user.strip():
         raise InvalidInput("a token needs a --user")
     policy.require_team(session, team)
@@ -44,7 +45,7 @@ def create_token(
 @mutation
 def revoke_token(session: Session, token_id: int, *, actor: Actor) -> TokenPublic:
     """Revoke a token by id."""
-    actor.require(Role.ADMIN, action="revoke tokens")
+    authorize(actor, Operation.REVOKE_TOKEN)
     row = session.get(ApiToken, token_id) if 0 < token_id < 2**63 else None
     if row is None:
         raise NotFound("token", str(token_id), hint="list them with mbom tokens list")
@@ -61,7 +62,7 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor) -> TokenPubli
 
 def list_tokens(session: Session, *, actor: Actor) -> list[TokenPublic]:
     """Every token (never the secrets)."""
-    actor.require(Role.ADMIN, action="list tokens")
+    authorize(actor, Operation.LIST_TOKENS)
     return [_public(row) for row in session.exec(select(ApiToken).order_by(col(ApiToken.id)))]
 
 
@@ -78,7 +79,7 @@ def authenticate(session: Session, secret: str) -> Actor:
 @mutation
 def enroll_key(session: Session, *, actor: Actor, publisher: str, public_key_pem: str) -> KeyPublic:
     """Enrol a publisher's Ed25519 public key (admins only)."""
-    actor.require(Role.ADMIN, action="enroll publisher keys")
+    authorize(actor, Operation.ENROLL_KEY)
     if not publisher.strip():
         raise InvalidInput("a key needs a --publisher")
     signing.load_public_key(public_key_pem)

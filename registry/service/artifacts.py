@@ -19,7 +19,7 @@ from registry.errors import (
     NotFound,
     SignatureError,
 )
-from registry.identity import Actor, Role
+from registry.identity import Actor
 from registry.manifest import Manifest, ManifestEntry, compare
 from registry.schemas import (
     ArtifactPublic,
@@ -38,12 +38,18 @@ from registry.service import (
     policy,
 )
 from registry.service._tx import mutation
+from registry.service.authorization import (
+    Operation,
+    authorize,
+    authorize_model,
+    authorize_quarantine,
+)
 from registry.service.graph import add_edges
 from registry.service.refs import Ref, ref_of, resolve
 from registry.service.status import recompute
 from registry.tables import Artifact, Edge, PublisherKey, Signature
-from scanning.behavioral.report import BehavioralReport, ScanProfile
-from scanning.report import ScanReport
+from scanning.behavioral.report import BehavioralReport, BehaviorVerdict, ScanProfile
+from scanning.report import ScanReport, Verdict
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -84,10 +90,11 @@ def register_model(
     ``model_signing_bundle`` (an OpenSSF model-signing signature, verified with
     ``model_signing_public_key`` against ``manifest``) is stored with the model.
     """
-    actor.require(Role.PUBLISHER, action="register models", team=team)
+    authorize(actor, Operation.REGISTER_MODEL, team=team)
     placeholder = placeholders.claim(
         session, kind="model", name=name, version=version, source=source
     )
+    authorize_quarantine(session, actor, placeholder, flags=_quarantines(scan, behavioral))
     if not manifest.entries:
         raise InvalidInput("the manifest lists no files", hint="a model has at least one file")
     if f"{name}@{version}" in {Ref.parse(p).__str__() for p in parents}:
@@ -103,7 +110,9 @@ def register_model(
     policy.enforce(
         session,
         actor=actor,
-        violations=policy.registration_violations(session, team=team, parents=links),
+        violations=policy.registration_violations(
+            session, team=team, parents=_with_kept(session, placeholder, links)
+        ),
         override=override,
         team=team,
         subject=f"{name}@{version}",
@@ -176,7 +185,7 @@ def add_parents(
     descendants are recomputed, so a late compromised parent infects them.
     """
     child = resolve(session, ref, kind="model")
-    actor.require(Role.PUBLISHER, action="change lineage", team=child.team)
+    authorize_model(session, actor, Operation.CHANGE_LINEAGE, artifact=child)
     if not parents and not datasets:
         raise InvalidInput("give at least one --parent or --dataset to add")
     known = dict(
@@ -193,6 +202,7 @@ def add_parents(
     links += _dataset_links(session, datasets)
     if any(parent.id in known for parent, _ in links):
         raise InvalidInput("that edge exists already", hint=f"see mbom ancestors {ref_of(child)}")
+    policy.refuse_lineage(session, child=child, parents=links)
     add_edges(session, child, links)
     deployed_paths.refresh_below(session, child.id or 0)
     changes = recompute(session, [child.id or 0])
@@ -219,7 +229,7 @@ def register_dataset(
     source: str | None = None,
 ) -> ArtifactPublic:
     """Record a dataset version by the digest of its files (or a given digest)."""
-    actor.require(Role.PUBLISHER, action="register datasets")
+    authorize(actor, Operation.REGISTER_DATASET)
     if (digest is None) == (manifest is None):
         raise InvalidInput("give either a dataset PATH or --digest, not both or neither")
     if manifest is not None:
@@ -252,6 +262,23 @@ def register_dataset(
         details={"kind": "dataset", "digest": digest, "source": source},
     )
     return artifact_public(session, artifact)
+
+
+def _quarantines(scan: ScanReport | None, behavioral: BehavioralReport | None) -> bool:
+    """Whether the admission scans register the model flagged."""
+    malicious = scan is not None and scan.verdict is Verdict.MALICIOUS
+    return malicious or (
+        behavioral is not None and behavioral.verdict is BehaviorVerdict.COMPROMISED
+    )
+
+
+def _with_kept(
+    session: Session, placeholder: Artifact | None, links: list[tuple[Artifact, Relation]]
+) -> list[tuple[Artifact, Relation]]:
+    """The new links and those a filled placeholder keeps: the policy sees them all."""
+    kept = policy.links_of(session, placeholder) if placeholder is not None else []
+    given = {parent.id for parent, _ in links}
+    return links + [(parent, relation) for parent, relation in kept if parent.id not in given]
 
 
 def _insert_or_fill(

@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 
 from lineage import Status
 from registry.errors import InvalidInput, MbomError, NotFound
-from registry.identity import Actor, Role
+from registry.identity import Actor
 from registry.schemas import (
     MAX_CLASS_INDEX,
     BehavioralScanPublic,
@@ -44,6 +44,12 @@ from registry.schemas import (
 )
 from registry.service import audit, policy
 from registry.service._tx import mutation
+from registry.service.authorization import (
+    Operation,
+    authorize,
+    authorize_model,
+    rescan_operation,
+)
 from registry.service.flags import mark_compromised, replays_public
 from registry.service.graph import ancestor_rows, descendant_rows, labels_of
 from registry.service.refs import ref_of, resolve
@@ -276,7 +282,8 @@ def record_rescan(
 ) -> BehavioralScanPublic:
     """Record ``mbom rescan``: the stored verdict, trigger and (if compromised) the flag."""
     artifact = resolve(session, ref, kind="model")
-    actor.require(Role.PUBLISHER, action="rescan models", team=artifact.team)
+    flags = report.verdict is BehaviorVerdict.COMPROMISED  # a flag: it needs the flag role
+    authorize_model(session, actor, rescan_operation(flags=flags), artifact=artifact)
     trigger = record_scan(session, artifact, report, actor=actor, reference_digest=reference_digest)
     audit.record(
         session,
@@ -301,7 +308,7 @@ def attach_trigger(
 ) -> TriggerPublic:
     """Store an analyst's trigger (mask and pattern ``.npz``) with a model."""
     artifact = resolve(session, ref, kind="model")
-    actor.require(Role.ADMIN, action="attach triggers")
+    authorize(actor, Operation.ATTACH_TRIGGER)
     try:
         pattern = TriggerPattern.from_npz(data)
     except (ValueError, OSError) as exc:
@@ -443,7 +450,7 @@ def record_replays(
     results: Sequence[ReplayIn],
 ) -> ReplaySummary:
     """Record replays of ``ref``'s trigger; confirmed descendants become ``confirmed``."""
-    actor.require(Role.ADMIN, action="record trigger replays")
+    authorize(actor, Operation.RECORD_REPLAYS)
     source = resolve(session, ref, kind="model")
     trigger = session.get(Trigger, trigger_id)
     if trigger is None or trigger.artifact_id != source.id:

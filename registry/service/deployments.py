@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from registry.errors import AlreadyExists, InvalidInput, NotFound
-from registry.identity import Actor, Role
+from registry.identity import Actor
 from registry.schemas import DeploymentPublic
 from registry.service import audit, deployed_paths, policy
 from registry.service._tx import mutation
+from registry.service.authorization import Operation, authorize
 from registry.service.queries import deployment_public
 from registry.service.refs import ref_of, resolve
 from registry.tables import Artifact, Deployment
@@ -25,7 +26,7 @@ def deploy(
     override: str | None = None,
 ) -> DeploymentPublic:
     """Record a deployment; refused for tainted or blocked models unless overridden."""
-    actor.require(Role.PUBLISHER, action="deploy models", team=team)
+    authorize(actor, Operation.DEPLOY, team=team)
     _check_environment(environment)
     policy.require_team(session, team)
     artifact = resolve(session, ref, kind="model")
@@ -60,7 +61,7 @@ def undeploy(
     session: Session, ref: str, *, actor: Actor, environment: str, team: str
 ) -> DeploymentPublic:
     """End a deployment."""
-    actor.require(Role.PUBLISHER, action="undeploy models", team=team)
+    authorize(actor, Operation.UNDEPLOY, team=team)
     artifact = resolve(session, ref, kind="model")
     deployment = _active(session, artifact, environment, team)
     if deployment is None:

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from lineage import Status
 from registry.errors import Conflict, InvalidInput, PolicyViolation
-from registry.identity import Actor, Role
+from registry.identity import Actor
 from registry.schemas import (
     FlagPublic,
     InfectionSource,
@@ -18,6 +18,7 @@ from registry.schemas import (
 )
 from registry.service import audit, policy
 from registry.service._tx import mutation
+from registry.service.authorization import Operation, authorize, authorize_model
 from registry.service.graph import ancestor_rows, descendant_rows, labels_of, names_of
 from registry.service.queries import affected_deployments, entries_for
 from registry.service.refs import ref_of, resolve
@@ -40,7 +41,7 @@ def flag(
     ``trigger`` is the backdoor trigger an advisory gives (``.npz`` of mask and
     pattern), stored with the model in the same transaction for ``mbom replay``.
     """
-    actor.require(Role.ADMIN, action="flag artifacts")
+    authorize(actor, Operation.FLAG)
     _need_reason(reason, "flag")
     artifact = resolve(session, ref)
     if _active_flag(session, artifact) is not None:
@@ -90,7 +91,7 @@ def mark_compromised(
 @mutation
 def unflag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
     """Withdraw a flag (a false positive); descendants are recomputed."""
-    actor.require(Role.ADMIN, action="unflag artifacts")
+    authorize(actor, Operation.UNFLAG)
     _need_reason(reason, "unflag")
     artifact = resolve(session, ref)
     active = _active_flag(session, artifact)
@@ -124,7 +125,7 @@ def unflag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusCh
 def clear(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusChange:
     """Record an approver's clearance of every infection currently reaching a model."""
     artifact = resolve(session, ref)
-    actor.require(Role.APPROVER, action="clear infections", team=artifact.team)
+    authorize_model(session, actor, Operation.CLEAR, artifact=artifact)
     _need_reason(reason, "clear")
     if artifact.status not in (Status.INFECTED.value, Status.CLEARED.value):
         raise PolicyViolation(

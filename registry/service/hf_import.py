@@ -8,12 +8,13 @@ from sqlmodel import Session, col, select
 
 from lineage import Relation
 from registry.hf import HubRef, ImportPlan
-from registry.identity import Actor, Role
+from registry.identity import Actor
 from registry.manifest import Manifest
 from registry.schemas import HfImportResult, HfLink
 from registry.service import audit, placeholders
 from registry.service._tx import mutation
 from registry.service.artifacts import register_model
+from registry.service.authorization import Operation, authorize
 from registry.service.refs import ref_of
 from registry.tables import Artifact
 from scanning.behavioral.report import BehavioralReport, ScanProfile
@@ -47,7 +48,7 @@ def import_hf(
     duplicate checks — and fills a placeholder that stood for it (see
     :mod:`registry.service.placeholders`).
     """
-    actor.require(Role.PUBLISHER, action="import models", team=team)
+    authorize(actor, Operation.IMPORT_HF, team=team)
     filled = placeholders.claim(
         session, kind="model", name=plan.repo_id, version=plan.version, source=plan.source
     )

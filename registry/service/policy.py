@@ -9,7 +9,7 @@ override with a reason; the override is audited with what it overrode.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from sqlalchemy import or_
@@ -17,12 +17,15 @@ from sqlmodel import Session, col, select
 
 from lineage import DEFAULT_PROPAGATION, Relation, Status
 from registry.errors import AlreadyExists, InvalidInput, NotFound, PolicyViolation
-from registry.identity import Actor, Role
+from registry.identity import Actor
 from registry.schemas import DecisionPublic, TeamPublic
 from registry.service import audit
+from registry.service._idset import among
 from registry.service._tx import mutation
+from registry.service.authorization import Operation, authorize
+from registry.service.graph import ancestor_rows
 from registry.service.refs import ref_of, resolve
-from registry.tables import Artifact, Decision, Team
+from registry.tables import Artifact, Decision, Edge, Team
 
 Verdict = Literal["approve", "block"]
 
@@ -32,7 +35,7 @@ def create_team(
     session: Session, *, actor: Actor, name: str, require_approval: bool = False
 ) -> TeamPublic:
     """Create a team (admins only)."""
-    actor.require(Role.ADMIN, action="create teams")
+    authorize(actor, Operation.CREATE_TEAM)
     if not name.strip() or any(ch.isspace() for ch in name):
         raise InvalidInput(f"{name!r} is not a team name", hint="use one word, e.g. fraud-ml")
     if session.exec(select(Team).where(Team.name == name)).first():
@@ -78,7 +81,7 @@ def decide(
     all_versions: bool = False,
 ) -> DecisionPublic:
     """Approve or block a model version (or every version of its name) for a team."""
-    actor.require(Role.APPROVER, action=f"{verdict} models", team=team)
+    authorize(actor, Operation.APPROVE if verdict == "approve" else Operation.BLOCK, team=team)
     require_team(session, team)
     if not reason.strip():
         raise InvalidInput("a decision needs a --reason")
@@ -147,17 +150,38 @@ def effective_decision(
     A block for every team (from a flag) always wins; otherwise the team's
     newest version-level decision, else its newest whole-name decision.
     """
+    return effective_decisions(session, team=team, artifacts=[artifact]).get(artifact.id or 0)
+
+
+def effective_decisions(
+    session: Session, *, team: str | None, artifacts: Iterable[Artifact]
+) -> dict[int, Decision]:
+    """:func:`effective_decision` for many versions in one query (id -> decision)."""
+    wanted = list(artifacts)
+    if not wanted:
+        return {}
     query = (
         select(Decision)
         .where(
             Decision.active,
-            Decision.name == artifact.name,
-            or_(col(Decision.version) == artifact.version, col(Decision.version).is_(None)),
+            col(Decision.name).in_({artifact.name for artifact in wanted}),
             or_(col(Decision.team) == team, col(Decision.team).is_(None)),
         )
         .order_by(col(Decision.id).desc())
     )
-    decisions = session.exec(query).all()
+    by_name: dict[str, list[Decision]] = {}
+    for decision in session.exec(query):
+        by_name.setdefault(decision.name, []).append(decision)
+    found = {}
+    for artifact in wanted:
+        chosen = _governing(by_name.get(artifact.name, []), artifact.version)
+        if chosen is not None:
+            found[artifact.id or 0] = chosen
+    return found
+
+
+def _governing(newest_first: Sequence[Decision], version: str) -> Decision | None:
+    decisions = [d for d in newest_first if d.version in (version, None)]
     for decision in decisions:
         if decision.team is None and decision.verdict == "block":
             return decision
@@ -174,33 +198,145 @@ def registration_violations(
 
     A tainted parent counts only over an edge that carries compromise: evaluating
     on a poisoned benchmark does not infect the model, so it is not refused.
+    Besides each parent's own decision, a block of the team on any ancestor of
+    a parent counts too: a model built on a blocked base is built on it still.
+
+    A registration with no team meets only the rules of every team (taint, flag
+    blocks): each team's own approvals and blocks are checked over the model's
+    whole lineage when that team deploys it (:func:`deployment_violations`).
     """
+    problems = [
+        f"parent {ref_of(parent)} is {parent.status}"
+        for parent, relation in parents
+        if Status(parent.status).is_tainted and DEFAULT_PROPAGATION[relation]
+    ]
+    models = [parent for parent, _ in parents if parent.kind == "model"]
+    return problems + parent_violations(session, team=team, parents=models, flag_blocks=True)
+
+
+def lineage_violations(
+    session: Session, *, team: str | None, parents: Sequence[tuple[Artifact, Relation]]
+) -> list[str]:
+    """Why adding these parents to a registered model of ``team`` breaks the team's policy.
+
+    A tainted or flagged parent is not refused: recording a compromised base found
+    late is how its descendants become infected. A block of the team, or a parent
+    the team has not approved where it requires approval, is refused as it would
+    be at registration.
+    """
+    models = [parent for parent, _ in parents if parent.kind == "model"]
+    return parent_violations(session, team=team, parents=models, flag_blocks=False)
+
+
+def refuse_lineage(
+    session: Session, *, child: Artifact, parents: Sequence[tuple[Artifact, Relation]]
+) -> None:
+    """Refuse adding ``parents`` to ``child`` when :func:`lineage_violations` finds any."""
+    problems = lineage_violations(session, team=child.team, parents=parents)
+    if problems:
+        raise PolicyViolation(
+            "refused: " + "; ".join(problems),
+            hint=f"an approver of team {child.team} may approve or unblock the parent first",
+        )
+
+
+def links_of(session: Session, artifact: Artifact) -> list[tuple[Artifact, Relation]]:
+    """The parents already recorded for ``artifact`` (a placeholder keeps them when filled)."""
+    if artifact.id is None:
+        return []
+    rows = session.exec(
+        select(Artifact, Edge.relation)
+        .join(Edge, col(Edge.parent_id) == col(Artifact.id))
+        .where(Edge.child_id == artifact.id)
+    ).all()
+    return [(parent, Relation(relation)) for parent, relation in rows]
+
+
+def parent_violations(
+    session: Session, *, team: str | None, parents: Sequence[Artifact], flag_blocks: bool
+) -> list[str]:
+    """The team's blocks and missing approvals on these parent models and above them."""
     required = require_team(session, team)
+    decisions = effective_decisions(session, team=team, artifacts=parents)
     problems = []
-    for parent, relation in parents:
-        if Status(parent.status).is_tainted and DEFAULT_PROPAGATION[relation]:
-            problems.append(f"parent {ref_of(parent)} is {parent.status}")
-        if parent.kind != "model":
-            continue
-        decision = effective_decision(session, team=team, artifact=parent)
+    for parent in parents:
+        decision = decisions.get(parent.id or 0)
         if decision is not None and decision.verdict == "block":
-            problems.append(
-                f"parent {ref_of(parent)} is blocked for {_scope(decision)}: {decision.reason}"
-            )
+            if flag_blocks or decision.team is not None:
+                problems.append(
+                    f"parent {ref_of(parent)} is blocked for {_scope(decision)}: {decision.reason}"
+                )
         elif required is not None and required.require_approval and decision is None:
             problems.append(f"parent {ref_of(parent)} is not approved for team {team}")
-    return problems
+    return problems + _blocks_above(session, team=team, nodes=parents)
 
 
 def deployment_violations(session: Session, *, team: str, artifact: Artifact) -> list[str]:
-    """Why deploying this version for this team breaks the policy."""
+    """Why deploying this version for this team breaks the policy.
+
+    Deploying is checked against the deploying team's policy over the whole
+    lineage, whoever registered the model and for whichever team (or none):
+
+    - the model is tainted, or blocked for this team (or for every team);
+    - an ancestor is blocked for this team;
+    - the team requires approval and the model was neither registered for this
+      team nor approved by it, and one of its parents is not approved for the
+      team (the check its registration would have met, had it been for this team).
+    """
+    required = require_team(session, team)
     problems = []
     if Status(artifact.status).is_tainted:
         problems.append(f"{ref_of(artifact)} is {artifact.status}")
     decision = effective_decision(session, team=team, artifact=artifact)
     if decision is not None and decision.verdict == "block":
         problems.append(f"{ref_of(artifact)} is blocked for {_scope(decision)}: {decision.reason}")
+    problems += _blocks_above(session, team=team, nodes=[artifact])
+    vetted = artifact.team == team or (decision is not None and decision.verdict == "approve")
+    if required is not None and required.require_approval and not vetted:
+        parents = _parent_models(session, artifact)
+        decisions = effective_decisions(session, team=team, artifacts=parents)
+        problems += [
+            f"parent {ref_of(parent)} of {ref_of(artifact)} is not approved for team {team}"
+            for parent in parents
+            if (parent.id or 0) not in decisions
+        ]
     return problems
+
+
+def _blocks_above(session: Session, *, team: str | None, nodes: Sequence[Artifact]) -> list[str]:
+    """The team's own blocks on any model ancestor of ``nodes`` (flag blocks show as taint)."""
+    if team is None or not nodes:
+        return []
+    below: dict[int, Artifact] = {}
+    for node in nodes:
+        for ancestor_id in ancestor_rows(session, node.id or 0):
+            below.setdefault(ancestor_id, node)
+    if not below:
+        return []
+    ancestors = session.exec(
+        select(Artifact).where(among(Artifact.id, below), Artifact.kind == "model")
+    ).all()
+    decisions = effective_decisions(session, team=team, artifacts=ancestors)
+    problems = []
+    for ancestor in sorted(ancestors, key=ref_of):
+        decision = decisions.get(ancestor.id or 0)
+        if decision is not None and decision.verdict == "block" and decision.team is not None:
+            problems.append(
+                f"ancestor {ref_of(ancestor)} of {ref_of(below[ancestor.id or 0])} is blocked "
+                f"for team {team}: {decision.reason}"
+            )
+    return problems
+
+
+def _parent_models(session: Session, artifact: Artifact) -> list[Artifact]:
+    return list(
+        session.exec(
+            select(Artifact)
+            .join(Edge, col(Edge.parent_id) == col(Artifact.id))
+            .where(Edge.child_id == artifact.id, Artifact.kind == "model")
+            .order_by(col(Artifact.name), col(Artifact.version))
+        ).all()
+    )
 
 
 def enforce(
@@ -220,7 +356,7 @@ def enforce(
             "refused: " + "; ".join(violations),
             hint="an approver of the team may pass --override REASON",
         )
-    actor.require(Role.APPROVER, action="override the policy", team=team)
+    authorize(actor, Operation.OVERRIDE, team=team)
     if not override.strip():
         raise InvalidInput("--override needs a reason")
     audit.record(
