@@ -263,6 +263,9 @@ class ModelSigningVerifyReport(PublicModel):
     model_signing: ModelSigningCheck
     registry: VerifyReport | None = None
     problems: list[str]
+    #: The model-signing key fingerprint the registry recorded for ``registry.ref``
+    #: (``None`` when it recorded none, or the files are not a registered version).
+    registered_key: str | None = None
 
 
 class AuditEventPublic(PublicModel):
