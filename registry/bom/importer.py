@@ -20,7 +20,7 @@ from lineage import MODEL_RELATIONS, Relation
 from registry.errors import InvalidInput
 from registry.identity import Actor, Role
 from registry.manifest import Manifest, ManifestEntry
-from registry.service import audit, placeholders
+from registry.service import admission, audit, placeholders
 from registry.service._tx import mutation
 from registry.service.graph import add_edges
 from registry.service.refs import check_name, ref_of
@@ -63,6 +63,9 @@ def import_cyclonedx(session: Session, document: Mapping[str, Any], *, actor: Ac
     actor.require(Role.PUBLISHER, action="import bills of materials")
     nodes, aliases = _read_document(document)
     stored = {key: _store(session, node, actor=actor) for key, node in nodes.items()}
+    admission.quarantine_known_content(
+        session, [artifact for artifact, new in stored.values() if new], actor=actor
+    )
     changed = [key for key, (_, new) in stored.items() if new]
     for key, node in nodes.items():
         _link(session, stored[key][0], node, stored, aliases, actor=actor)

@@ -110,11 +110,12 @@ class Admission:
         """One error line and exit 1 when the registration was quarantined."""
         if status != "compromised":
             return
-        why = (
-            "the behavioral scan found a backdoor"
-            if self.behavioral is not None and self.behavioral.verdict.value == "compromised"
-            else "the static scan found malicious content"
-        )
+        if self.behavioral is not None and self.behavioral.verdict.value == "compromised":
+            why = "the behavioral scan found a backdoor"
+        elif self.static is not None and self.static.verdict.value == "malicious":
+            why = "the static scan found malicious content"
+        else:  # known-malicious content, or a placeholder flagged before its files came
+            why = f"its content is known to be malicious or it was flagged (mbom status {ref})"
         render.error_line(
             f"{ref} is quarantined: {why} "
             "(it is recorded as compromised and blocked for every team)"

@@ -155,6 +155,7 @@ def register_model(
             "behavioral": behavioral.verdict.value if behavioral else None,
         },
     )
+    admission.quarantine_known_content(session, [artifact], actor=actor)
     ossf_signing.store_bundle(session, artifact, model_signing, actor=actor)
     session.refresh(artifact)
     return artifact_public(session, artifact)
@@ -251,6 +252,8 @@ def register_dataset(
         subject=ref_of(artifact),
         details={"kind": "dataset", "digest": digest, "source": source},
     )
+    admission.quarantine_known_content(session, [artifact], actor=actor)
+    session.refresh(artifact)
     return artifact_public(session, artifact)
 
 
