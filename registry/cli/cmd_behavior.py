@@ -254,13 +254,20 @@ def _model_files(ref: str, path: Path | None, source: str | None) -> Path:
     return where
 
 
+#: How a scan's provenance reads in the human output (see ``ScanProvenance``).
+PROVENANCE_TEXT = {
+    "registry": "scan run by the registry (it calibrates later scans)",
+    "client": "scan reported by a client (recorded; it never calibrates other scans)",
+}
+
+
 def _print_rescan(
     result: BehavioralScanPublic, report: BehavioralReport, files: tuple[Path, Path] | None
 ) -> None:
     from registry.service.behavior import summarise
 
     render.out.print(f"{result.ref}: {summarise(report)}")
-    render.out.print(f"status {result.status}")
+    render.out.print(f"status {result.status}; {PROVENANCE_TEXT.get(result.provenance, '')}")
     if files is not None:
         render.out.print(f"recovered trigger written to {files[0]} and {files[1]}")
 

@@ -35,6 +35,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from registry.identity import Actor
+from registry.schemas import ScanProvenance
 from registry.service import audit, policy
 from registry.service.flags import mark_compromised
 from registry.service.refs import ref_of
@@ -68,9 +69,14 @@ def check_admission(
 
 
 def record_scan(
-    session: Session, artifact: Artifact, report: ScanReport | None, *, actor: Actor
+    session: Session,
+    artifact: Artifact,
+    report: ScanReport | None,
+    *,
+    actor: Actor,
+    provenance: ScanProvenance = ScanProvenance.CLIENT,
 ) -> None:
-    """Store the scan, set the finding, and quarantine a malicious model."""
+    """Store the scan (with who ran it), set the finding, and quarantine a malicious model."""
     if report is None:
         return
     session.add(
@@ -79,6 +85,7 @@ def record_scan(
             verdict=report.verdict.value,
             report=report.to_json(),
             actor=actor.user,
+            provenance=provenance.value,
         )
     )
     if report.verdict is Verdict.MALICIOUS:
@@ -108,13 +115,26 @@ def summarise(report: ScanReport) -> str:
 
 def latest_scan(session: Session, artifact: Artifact) -> ScanReport | None:
     """The newest stored static scan of an artifact (a behavioral one is no static report)."""
-    row = session.exec(
+    row = _latest_record(session, artifact, "static")
+    return ScanReport.from_json(row.report) if row else None
+
+
+def latest_scan_json(session: Session, artifact: Artifact, kind: str) -> dict[str, Any] | None:
+    """The newest ``kind`` scan (``static``, ``behavioral``) as JSON, with its ``provenance``."""
+    row = _latest_record(session, artifact, kind)
+    if row is None:
+        return None
+    report = ScanReport.from_json(row.report).to_json() if kind == "static" else dict(row.report)
+    return {**report, "provenance": row.provenance}
+
+
+def _latest_record(session: Session, artifact: Artifact, kind: str) -> ScanRecord | None:
+    return session.exec(
         select(ScanRecord)
-        .where(ScanRecord.artifact_id == artifact.id, ScanRecord.kind == "static")
+        .where(ScanRecord.artifact_id == artifact.id, ScanRecord.kind == kind)
         .order_by(col(ScanRecord.id).desc())
         .limit(1)
     ).first()
-    return ScanReport.from_json(row.report) if row else None
 
 
 def quarantine_known_content(

@@ -25,6 +25,7 @@ from registry.schemas import (
     ArtifactPublic,
     FileCheckPublic,
     ParentLink,
+    ScanProvenance,
     SignatureCheck,
     VerifyReport,
 )
@@ -71,6 +72,7 @@ def register_model(
     model_signing_public_key: str | None = None,
     profile: ScanProfile | None = None,
     behavioral: BehavioralReport | None = None,
+    provenance: ScanProvenance = ScanProvenance.CLIENT,
 ) -> ArtifactPublic:
     """Record a model version, its lineage edges and dataset uses in one transaction.
 
@@ -83,6 +85,9 @@ def register_model(
     malicious registers the model quarantined, suspicious needs an override.
     ``model_signing_bundle`` (an OpenSSF model-signing signature, verified with
     ``model_signing_public_key`` against ``manifest``) is stored with the model.
+    ``provenance`` records who ran the scans: ``client`` (the default, what the
+    API passes) or ``registry`` (the embedded registry's own); only registry-run
+    behavioral scans calibrate others.
     """
     actor.require(Role.PUBLISHER, action="register models", team=team)
     placeholder = placeholders.claim(
@@ -138,8 +143,10 @@ def register_model(
             Signature(artifact_id=artifact.id or 0, fingerprint=fingerprint, signature=signature)
         )
     recompute(session, [artifact.id or 0])
-    admission.record_scan(session, artifact, scan, actor=actor)
-    behavior.admit(session, artifact, profile=profile, report=behavioral, actor=actor)
+    admission.record_scan(session, artifact, scan, actor=actor, provenance=provenance)
+    behavior.admit(
+        session, artifact, profile=profile, report=behavioral, actor=actor, provenance=provenance
+    )
     audit.record(
         session,
         actor=actor,

@@ -172,7 +172,8 @@ def status_report(session: Session, ref: str) -> StatusReport:
         finding=artifact.finding,
         status=artifact.status,
         flags=[_flag_public(artifact, f) for f in flags],
-        scan=_scan_json(session, artifact),
+        scan=_scan_json(session, artifact, "static"),
+        behavioral_scan=_scan_json(session, artifact, "behavioral"),
         sources=infection_sources(session, artifact),
     )
 
@@ -300,8 +301,7 @@ def _need_reason(reason: str, verb: str) -> None:
         raise InvalidInput(f"{verb} needs a --reason", hint="say why, for the audit log")
 
 
-def _scan_json(session: Session, artifact: Artifact) -> dict[str, object] | None:
-    from registry.service.admission import latest_scan
+def _scan_json(session: Session, artifact: Artifact, kind: str) -> dict[str, object] | None:
+    from registry.service.admission import latest_scan_json
 
-    report = latest_scan(session, artifact)
-    return report.to_json() if report else None
+    return latest_scan_json(session, artifact, kind)
