@@ -144,11 +144,15 @@ def quarantine_known_content(
 
     Every registration path calls this on what it stored, in its transaction;
     an artifact already compromised (say by its own scan) is left as it is.
+    What is known is read once per call (a BOM import passes all its artifacts).
     """
-    for artifact in artifacts:
-        if artifact.finding == "compromised":
-            continue
-        reason = known_malicious(session, artifact)
+    pending = [a for a in artifacts if a.finding != "compromised" and _has_content(a)]
+    if not pending:
+        return
+    twins = _compromised_twins(session, pending)
+    files = _malicious_files(session) if any(a.manifest for a in pending) else {}
+    for artifact in pending:
+        reason = twins.get((artifact.kind, artifact.digest or "")) or _carried_file(artifact, files)
         if reason is None:
             continue
         mark_compromised(
@@ -163,55 +167,71 @@ def quarantine_known_content(
         )
 
 
-def known_malicious(session: Session, artifact: Artifact) -> str | None:
-    """Why ``artifact``'s content is known to be malicious, naming the original; else None."""
-    if artifact.placeholder or not artifact.digest:
-        return None
-    twin = session.exec(
-        select(Artifact)
-        .where(
-            Artifact.digest == artifact.digest,
-            Artifact.kind == artifact.kind,
-            Artifact.finding == "compromised",
-            Artifact.id != artifact.id,
-        )
-        .order_by(col(Artifact.id))
-        .limit(1)
-    ).first()
-    if twin is not None:
-        return f"its files are those of quarantined {ref_of(twin)} ({artifact.digest})"
-    if artifact.kind != "model" or not artifact.manifest:
-        return None
-    return _malicious_file(session, artifact)
+#: How many digests one ``IN`` list holds (well under every backend's parameter limit).
+_CHUNK = 500
 
 
-def _malicious_file(session: Session, artifact: Artifact) -> str | None:
-    """The first file of ``artifact`` that carried a malicious finding in a compromised model."""
-    ours = {str(sha): str(path) for path, _, sha in artifact.manifest or []}
+def _has_content(artifact: Artifact) -> bool:
+    return not artifact.placeholder and bool(artifact.digest)
+
+
+def _compromised_twins(session: Session, pending: list[Artifact]) -> dict[tuple[str, str], str]:
+    """(kind, digest) -> why, for each digest of ``pending`` a compromised artifact has."""
+    digests = sorted({a.digest for a in pending if a.digest})
+    found: dict[tuple[str, str], str] = {}
+    for start in range(0, len(digests), _CHUNK):
+        rows = session.exec(
+            select(Artifact)
+            .where(
+                col(Artifact.digest).in_(digests[start : start + _CHUNK]),
+                Artifact.finding == "compromised",
+            )
+            .order_by(col(Artifact.id))
+        ).all()
+        for twin in rows:
+            why = f"its files are those of quarantined {ref_of(twin)} ({twin.digest})"
+            found.setdefault((twin.kind, twin.digest or ""), why)
+    return found
+
+
+def _malicious_files(session: Session) -> dict[str, str]:
+    """SHA-256 -> why, for each file that carried a malicious finding in a compromised model.
+
+    Read from the active flags (few) down to their models' static scans.
+    """
     rows = session.exec(
         select(Artifact, ScanRecord.report)
+        .select_from(Flag)
+        .join(Artifact, col(Artifact.id) == col(Flag.artifact_id))
         .join(ScanRecord, col(ScanRecord.artifact_id) == col(Artifact.id))
         .where(
+            col(Flag.active).is_(True),
+            Artifact.finding == "compromised",
             ScanRecord.kind == "static",
             ScanRecord.verdict == Verdict.MALICIOUS.value,
-            Artifact.finding == "compromised",
-            Artifact.id != artifact.id,
         )
         .order_by(col(ScanRecord.id))
     ).all()
+    known: dict[str, str] = {}
     for origin, report in rows:
-        for sha, detail in _malicious_files(origin, report):
-            if sha in ours:
-                return (
-                    f"{ours[sha]} (sha256:{sha}) is the file in which the static scan of "
-                    f"quarantined {ref_of(origin)} found {detail}"
-                )
-    return None
+        for sha, detail in _findings_by_file(origin, report):
+            known.setdefault(sha, f"the static scan of quarantined {ref_of(origin)} found {detail}")
+    return known
 
 
-def _malicious_files(origin: Artifact, report: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+def _findings_by_file(origin: Artifact, report: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """(SHA-256, what was found) of each file of ``origin`` with a malicious finding."""
     digests = {str(path): str(sha) for path, _, sha in origin.manifest or []}
     for finding in ScanReport.from_json(report).findings:
         if finding.severity is Severity.MALICIOUS and finding.file in digests:
             yield digests[finding.file], f"{finding.detail} ({finding.kind})"
+
+
+def _carried_file(artifact: Artifact, known: Mapping[str, str]) -> str | None:
+    """Why one of ``artifact``'s files is known malicious (the first such file), else None."""
+    if artifact.kind != "model":
+        return None
+    for path, _, sha in artifact.manifest or []:
+        if str(sha) in known:
+            return f"{path} (sha256:{sha}) is the file in which {known[str(sha)]}"
+    return None
