@@ -24,7 +24,12 @@ its whole digest only (which file holds the backdoor is not recorded). Such a
 registration is *accepted and quarantined* — compromised, blocked everywhere,
 the reason naming the original — like a malicious scan, rather than refused:
 the registry keeps the record of where the bytes went, and descendants declared
-later are infected. Unflagging the original (a false positive) stops the match.
+later are infected. Unflagging the original (a false positive) stops the match
+for later registrations; copies already flagged keep their own flag.
+
+The other direction — an artifact flagged after copies of its files were
+registered under other names — is :func:`registry.service.flags.mark_compromised`'s:
+every flag also flags the registered artifacts with the same digest.
 """
 
 from __future__ import annotations

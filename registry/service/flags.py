@@ -67,7 +67,12 @@ def flag(
 def mark_compromised(
     session: Session, artifact: Artifact, *, actor: Actor, reason: str
 ) -> list[Change]:
-    """Record an active flag, block the model everywhere, and propagate (no role check)."""
+    """Record an active flag, block the model everywhere, and propagate (no role check).
+
+    Artifacts registered earlier with the same files (the same digest, under
+    another name) are flagged too: content known to be malicious is malicious
+    under any name (see :mod:`registry.service.admission` for what registers later).
+    """
     session.add(
         Flag(
             artifact_id=artifact.id or 0,
@@ -83,8 +88,44 @@ def mark_compromised(
         )
     session.flush()
     if artifact.kind == "model":
-        return infect_from_closure(session, artifact)
-    return recompute(session, [artifact.id or 0])
+        changes = infect_from_closure(session, artifact)
+    else:
+        changes = recompute(session, [artifact.id or 0])
+    # The twins' own changes are not ``artifact``'s blast radius (no lineage path leads
+    # there); each twin carries its own flag and audit event.
+    _flag_content_twins(session, artifact, actor=actor)
+    return changes
+
+
+def _flag_content_twins(session: Session, artifact: Artifact, *, actor: Actor) -> None:
+    """Flag the registered artifacts holding exactly ``artifact``'s files (its digest)."""
+    if not artifact.digest:
+        return
+    twins = session.exec(
+        select(Artifact)
+        .where(
+            Artifact.digest == artifact.digest,
+            Artifact.kind == artifact.kind,
+            Artifact.id != artifact.id,
+            col(Artifact.placeholder).is_(False),
+        )
+        .order_by(col(Artifact.id))
+    ).all()
+    for twin in twins:
+        if twin.finding == "compromised":  # flagged already (or just now, by a twin)
+            continue
+        reason = (
+            f"known malicious content: its files are those of quarantined {ref_of(artifact)} "
+            f"({artifact.digest})"
+        )
+        mark_compromised(session, twin, actor=actor, reason=reason)
+        audit.record(
+            session,
+            actor=actor,
+            operation="flag.known_content",
+            subject=ref_of(twin),
+            details={"reason": reason, "digest": twin.digest},
+        )
 
 
 @mutation

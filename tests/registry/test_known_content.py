@@ -257,3 +257,33 @@ def test_cli_skip_scan_allow_duplicate_content_is_quarantined_exit_1(
     status = db_cli("status", "evil-again@1", "--json").json()
     assert status["status"] == "compromised"
     assert "quarantined evil@1" in status["flags"][0]["reason"]
+
+
+def test_a_flag_reaches_the_same_files_registered_earlier_under_another_name(
+    reg: LocalRegistry,
+) -> None:
+    reg.call("register_model", name="hub/base", version="1", manifest=fake_manifest("w"))
+    publisher(reg).call(
+        "register_model",
+        name="mirror/base",
+        version="1",
+        manifest=fake_manifest("w"),
+        allow_duplicate_content=True,
+    )
+    publisher(reg).call(
+        "register_model",
+        name="mirror/ft",
+        version="1",
+        manifest=fake_manifest("ft"),
+        parents=["mirror/base@1"],
+    )
+    reg.call("flag", "hub/base@1", reason="advisory 9")
+    assert reg.call("show", "mirror/base@1").status == "compromised"
+    assert reg.call("show", "mirror/ft@1").status == "infected"
+    assert flag_reason(reg, "mirror/base@1") == (
+        "known malicious content: its files are those of quarantined hub/base@1 "
+        f"({fake_manifest('w').digest})"
+    )
+    # The copy carries its own flag: unflagging the original does not clear it.
+    reg.call("unflag", "hub/base@1", reason="false positive")
+    assert reg.call("show", "mirror/base@1").status == "compromised"
