@@ -41,6 +41,7 @@ from registry.schemas import (
     ReplayPlan,
     ReplaySummary,
     ScanProfilePublic,
+    ScanProvenance,
     StatusChange,
     StatusReport,
     TeamPublic,
@@ -75,8 +76,11 @@ class LocalRegistry:
         if verb not in service.__all__:
             raise AttributeError(verb)
         operation: Callable[..., Any] = getattr(service, verb)
-        if "actor" in inspect.signature(operation).parameters:
+        parameters = inspect.signature(operation).parameters
+        if "actor" in parameters:
             kwargs["actor"] = self.actor
+        if "provenance" in parameters:  # the embedded registry ran these scans itself
+            kwargs.setdefault("provenance", ScanProvenance.REGISTRY)
         with unit_of_work(self.engine) as session:
             return operation(session, *args, **kwargs)
 

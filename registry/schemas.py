@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field, FiniteFloat
@@ -99,7 +100,10 @@ class StatusReport(PublicModel):
     status: str
     flags: list[FlagPublic]
     sources: list[InfectionSource]
+    #: The newest static scan (its report, plus ``provenance``: who ran it).
     scan: dict[str, Any] | None = None
+    #: The newest behavioral scan (its report, plus ``provenance``: who ran it).
+    behavioral_scan: dict[str, Any] | None = None
 
 
 class LineageEntry(PublicModel):
@@ -263,6 +267,9 @@ class ModelSigningVerifyReport(PublicModel):
     model_signing: ModelSigningCheck
     registry: VerifyReport | None = None
     problems: list[str]
+    #: The model-signing key fingerprint the registry recorded for ``registry.ref``
+    #: (``None`` when it recorded none, or the files are not a registered version).
+    registered_key: str | None = None
 
 
 class AuditEventPublic(PublicModel):
@@ -656,6 +663,18 @@ class ReplaySummary(PublicModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class ScanProvenance(StrEnum):
+    """Who ran a scan the registry records; only registry-run scans calibrate others.
+
+    Set by how the scan reached the service — the embedded registry
+    (:class:`registry.client.LocalRegistry`) marks its own, an API route marks
+    what a client reported — never by anything in a request body.
+    """
+
+    REGISTRY = "registry"  # run by the registry itself, in its own process tree
+    CLIENT = "client"  # reported by a client over the REST API
+
+
 class BehavioralScanPublic(PublicModel):
     """A stored behavioral scan of a model."""
 
@@ -664,6 +683,8 @@ class BehavioralScanPublic(PublicModel):
     report: dict[str, Any]
     trigger: TriggerPublic | None = None
     status: str
+    #: ``registry`` or ``client`` (see :class:`ScanProvenance`).
+    provenance: str = ScanProvenance.CLIENT.value
 
 
 class InheritedProfileRequest(PublicModel):

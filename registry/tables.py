@@ -279,6 +279,9 @@ class ScanRecord(SQLModel, table=True):
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     actor: str = Field(max_length=200)
     created_at: datetime = _time_field()
+    #: Who ran the scan: ``registry`` (the registry itself, in its own process tree)
+    #: or ``client`` (reported over the API). Only registry-run scans calibrate.
+    provenance: str = Field(default="client", max_length=16)
 
 
 class ModelSigningBundle(SQLModel, table=True):

@@ -44,6 +44,7 @@ from registry.schemas import (
     ReplaySummary,
     RescanRequest,
     ScanProfilePublic,
+    ScanProvenance,
     StatusChange,
     StatusReport,
     TeamPublic,
@@ -80,6 +81,7 @@ def register_model(
         scan=scan_report(body.scan),
         profile=scan_profile(body.profile) if body.profile is not None else None,
         behavioral=behavioral_report(body.behavioral) if body.behavioral else None,
+        provenance=ScanProvenance.CLIENT,  # what arrives over the API, a client ran
         **fields,
     )
 
@@ -99,6 +101,7 @@ def import_hf(body: HfImportRequest, session: SessionDep, actor: CurrentActor) -
         override=body.override,
         profile=scan_profile(body.profile) if body.profile is not None else None,
         behavioral=behavioral_report(body.behavioral) if body.behavioral else None,
+        provenance=ScanProvenance.CLIENT,
     )
 
 
@@ -157,6 +160,7 @@ def record_rescan(
         actor=actor,
         report=behavioral_report(body.report),
         reference_digest=body.reference_digest,
+        provenance=ScanProvenance.CLIENT,
     )
 
 

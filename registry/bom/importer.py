@@ -20,7 +20,7 @@ from lineage import MODEL_RELATIONS, Relation
 from registry.errors import InvalidInput
 from registry.identity import Actor
 from registry.manifest import Manifest, ManifestEntry
-from registry.service import audit, placeholders, policy
+from registry.service import admission, audit, placeholders, policy
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize, authorize_model
 from registry.service.graph import add_edges
@@ -75,6 +75,9 @@ def import_cyclonedx(
     policy.require_team(session, team)
     nodes, aliases = _read_document(document)
     stored = {key: _store(session, node, actor=actor, team=team) for key, node in nodes.items()}
+    admission.quarantine_known_content(
+        session, [artifact for artifact, new in stored.values() if new], actor=actor
+    )
     changed = [key for key, (_, new) in stored.items() if new]
     for key, node in nodes.items():
         _link(session, stored[key], node, stored, aliases, actor=actor)

@@ -110,11 +110,12 @@ class Admission:
         """One error line and exit 1 when the registration was quarantined."""
         if status != "compromised":
             return
-        why = (
-            "the behavioral scan found a backdoor"
-            if self.behavioral is not None and self.behavioral.verdict.value == "compromised"
-            else "the static scan found malicious content"
-        )
+        if self.behavioral is not None and self.behavioral.verdict.value == "compromised":
+            why = "the behavioral scan found a backdoor"
+        elif self.static is not None and self.static.verdict.value == "malicious":
+            why = "the static scan found malicious content"
+        else:  # known-malicious content, or a placeholder flagged before its files came
+            why = f"its content is known to be malicious or it was flagged (mbom status {ref})"
         render.error_line(
             f"{ref} is quarantined: {why} "
             "(it is recorded as compromised and blocked for every team)"
@@ -253,13 +254,20 @@ def _model_files(ref: str, path: Path | None, source: str | None) -> Path:
     return where
 
 
+#: How a scan's provenance reads in the human output (see ``ScanProvenance``).
+PROVENANCE_TEXT = {
+    "registry": "scan run by the registry (it calibrates later scans)",
+    "client": "scan reported by a client (recorded; it never calibrates other scans)",
+}
+
+
 def _print_rescan(
     result: BehavioralScanPublic, report: BehavioralReport, files: tuple[Path, Path] | None
 ) -> None:
     from registry.service.behavior import summarise
 
     render.out.print(f"{result.ref}: {summarise(report)}")
-    render.out.print(f"status {result.status}")
+    render.out.print(f"status {result.status}; {PROVENANCE_TEXT.get(result.provenance, '')}")
     if files is not None:
         render.out.print(f"recovered trigger written to {files[0]} and {files[1]}")
 

@@ -120,10 +120,19 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     render.out.print(f"  status   {render.status(report.status)}")
     if report.scan is not None:
         findings = report.scan.get("findings", [])
-        render.out.print(f"  scan     {report.scan.get('verdict')} ({len(findings)} findings)")
+        render.out.print(
+            f"  scan     {report.scan.get('verdict')} ({len(findings)} findings; "
+            f"by the {report.scan.get('provenance', 'client')})"
+        )
         for item in findings[:10]:
             where = item["file"] + (f"!{item['member']}" if item.get("member") else "")
             render.out.print(f"           {item['severity']}: {item['detail']} in {where}")
+    if report.behavioral_scan is not None:
+        scanned = report.behavioral_scan
+        render.out.print(
+            f"  behavior {scanned.get('verdict')} (score {scanned.get('score')}; "
+            f"by the {scanned.get('provenance', 'client')})"
+        )
     for item in report.flags:
         state = "active" if item.active else f"withdrawn by {item.resolved_by}: {item.resolution}"
         render.out.print(

@@ -195,6 +195,15 @@ def print_report(report: ModelSigningVerifyReport) -> None:
             + render.status(registered.status)
         )
         _print_differences(registered.files, "registered")
+        if report.registered_key is not None:
+            same = report.registered_key == check.key_fingerprint
+            render.out.print(
+                Text(f"registry: model-signing key recorded: {report.registered_key} ")
+                + Text(
+                    "(this signature's)" if same else "(not this signature's)",
+                    style="" if same else "bold red",
+                )
+            )
     verdict = "OK" if report.ok else "FAILED: " + "; ".join(report.problems)
     style = "green" if report.ok else "bold red"
     render.out.print(Text("model-signing verification ") + Text(verdict, style=style))

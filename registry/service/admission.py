@@ -4,17 +4,48 @@ A ``malicious`` scan registers the model quarantined: compromised, flagged by
 the scan with its findings as the reason, blocked for every team, its files
 never loaded. A ``suspicious`` scan — or one that could not finish
 (``error``) — refuses admission unless an approver overrides (audited).
+
+**Known-malicious content** stays malicious under any name: every registration
+path (``register``, the API, Hugging Face import, CycloneDX import, datasets)
+calls :func:`quarantine_known_content` on what it stored, whatever scan came
+with it (or none: ``--skip-scan``, ``--allow-duplicate-content``). Content is
+known to be malicious when
+
+- its digest is that of an artifact of the same kind that is compromised now
+  (quarantined by a scan, flagged by a person or an advisory — a flagged
+  placeholder included: its digest names the content), or
+- one of its files has the SHA-256 of a file that carried a *malicious*
+  static-scan finding in a model that is compromised now.
+
+Only files with a malicious finding count, never the other files of a
+compromised model: a ``config.json`` or tokenizer shared by many clean models
+must not taint them. A model flagged for a backdoor in its weights is matched by
+its whole digest only (which file holds the backdoor is not recorded). Such a
+registration is *accepted and quarantined* — compromised, blocked everywhere,
+the reason naming the original — like a malicious scan, rather than refused:
+the registry keeps the record of where the bytes went, and descendants declared
+later are infected. Unflagging the original (a false positive) stops the match
+for later registrations; copies already flagged keep their own flag.
+
+The other direction — an artifact flagged after copies of its files were
+registered under other names — is :func:`registry.service.flags.mark_compromised`'s:
+every flag also flags the registered artifacts with the same digest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
 from sqlmodel import Session, col, select
 
 from registry.identity import Actor
-from registry.service import policy
+from registry.schemas import ScanProvenance
+from registry.service import audit, policy
 from registry.service.flags import mark_compromised
+from registry.service.refs import ref_of
 from registry.tables import Artifact, Flag, ScanRecord
-from scanning.report import ScanReport, Verdict
+from scanning.report import ScanReport, Severity, Verdict
 
 MAX_REASON_FINDINGS = 5
 
@@ -43,9 +74,14 @@ def check_admission(
 
 
 def record_scan(
-    session: Session, artifact: Artifact, report: ScanReport | None, *, actor: Actor
+    session: Session,
+    artifact: Artifact,
+    report: ScanReport | None,
+    *,
+    actor: Actor,
+    provenance: ScanProvenance = ScanProvenance.CLIENT,
 ) -> None:
-    """Store the scan, set the finding, and quarantine a malicious model."""
+    """Store the scan (with who ran it), set the finding, and quarantine a malicious model."""
     if report is None:
         return
     session.add(
@@ -54,6 +90,7 @@ def record_scan(
             verdict=report.verdict.value,
             report=report.to_json(),
             actor=actor.user,
+            provenance=provenance.value,
         )
     )
     if report.verdict is Verdict.MALICIOUS:
@@ -82,11 +119,124 @@ def summarise(report: ScanReport) -> str:
 
 
 def latest_scan(session: Session, artifact: Artifact) -> ScanReport | None:
-    """The newest stored scan of an artifact."""
-    row = session.exec(
+    """The newest stored static scan of an artifact (a behavioral one is no static report)."""
+    row = _latest_record(session, artifact, "static")
+    return ScanReport.from_json(row.report) if row else None
+
+
+def latest_scan_json(session: Session, artifact: Artifact, kind: str) -> dict[str, Any] | None:
+    """The newest ``kind`` scan (``static``, ``behavioral``) as JSON, with its ``provenance``."""
+    row = _latest_record(session, artifact, kind)
+    if row is None:
+        return None
+    report = ScanReport.from_json(row.report).to_json() if kind == "static" else dict(row.report)
+    return {**report, "provenance": row.provenance}
+
+
+def _latest_record(session: Session, artifact: Artifact, kind: str) -> ScanRecord | None:
+    return session.exec(
         select(ScanRecord)
-        .where(ScanRecord.artifact_id == artifact.id)
+        .where(ScanRecord.artifact_id == artifact.id, ScanRecord.kind == kind)
         .order_by(col(ScanRecord.id).desc())
         .limit(1)
     ).first()
-    return ScanReport.from_json(row.report) if row else None
+
+
+def quarantine_known_content(
+    session: Session, artifacts: Iterable[Artifact], *, actor: Actor
+) -> None:
+    """Flag each of ``artifacts`` whose content is known to be malicious (see the module).
+
+    Every registration path calls this on what it stored, in its transaction;
+    an artifact already compromised (say by its own scan) is left as it is.
+    What is known is read once per call (a BOM import passes all its artifacts).
+    """
+    pending = [a for a in artifacts if a.finding != "compromised" and _has_content(a)]
+    if not pending:
+        return
+    twins = _compromised_twins(session, pending)
+    files = _malicious_files(session) if any(a.manifest for a in pending) else {}
+    for artifact in pending:
+        reason = twins.get((artifact.kind, artifact.digest or "")) or _carried_file(artifact, files)
+        if reason is None:
+            continue
+        mark_compromised(
+            session, artifact, actor=actor, reason=f"known malicious content: {reason}"
+        )
+        audit.record(
+            session,
+            actor=actor,
+            operation="flag.known_content",
+            subject=ref_of(artifact),
+            details={"reason": reason, "digest": artifact.digest},
+        )
+
+
+#: How many digests one ``IN`` list holds (well under every backend's parameter limit).
+_CHUNK = 500
+
+
+def _has_content(artifact: Artifact) -> bool:
+    return not artifact.placeholder and bool(artifact.digest)
+
+
+def _compromised_twins(session: Session, pending: list[Artifact]) -> dict[tuple[str, str], str]:
+    """(kind, digest) -> why, for each digest of ``pending`` a compromised artifact has."""
+    digests = sorted({a.digest for a in pending if a.digest})
+    found: dict[tuple[str, str], str] = {}
+    for start in range(0, len(digests), _CHUNK):
+        rows = session.exec(
+            select(Artifact)
+            .where(
+                col(Artifact.digest).in_(digests[start : start + _CHUNK]),
+                Artifact.finding == "compromised",
+            )
+            .order_by(col(Artifact.id))
+        ).all()
+        for twin in rows:
+            why = f"its files are those of quarantined {ref_of(twin)} ({twin.digest})"
+            found.setdefault((twin.kind, twin.digest or ""), why)
+    return found
+
+
+def _malicious_files(session: Session) -> dict[str, str]:
+    """SHA-256 -> why, for each file that carried a malicious finding in a compromised model.
+
+    Read from the active flags (few) down to their models' static scans.
+    """
+    rows = session.exec(
+        select(Artifact, ScanRecord.report)
+        .select_from(Flag)
+        .join(Artifact, col(Artifact.id) == col(Flag.artifact_id))
+        .join(ScanRecord, col(ScanRecord.artifact_id) == col(Artifact.id))
+        .where(
+            col(Flag.active).is_(True),
+            Artifact.finding == "compromised",
+            ScanRecord.kind == "static",
+            ScanRecord.verdict == Verdict.MALICIOUS.value,
+        )
+        .order_by(col(ScanRecord.id))
+    ).all()
+    known: dict[str, str] = {}
+    for origin, report in rows:
+        for sha, detail in _findings_by_file(origin, report):
+            known.setdefault(sha, f"the static scan of quarantined {ref_of(origin)} found {detail}")
+    return known
+
+
+def _findings_by_file(origin: Artifact, report: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(SHA-256, what was found) of each file of ``origin`` with a malicious finding."""
+    digests = {str(path): str(sha) for path, _, sha in origin.manifest or []}
+    for finding in ScanReport.from_json(report).findings:
+        if finding.severity is Severity.MALICIOUS and finding.file in digests:
+            yield digests[finding.file], f"{finding.detail} ({finding.kind})"
+
+
+def _carried_file(artifact: Artifact, known: Mapping[str, str]) -> str | None:
+    """Why one of ``artifact``'s files is known malicious (the first such file), else None."""
+    if artifact.kind != "model":
+        return None
+    for path, _, sha in artifact.manifest or []:
+        if str(sha) in known:
+            return f"{path} (sha256:{sha}) is the file in which {known[str(sha)]}"
+    return None

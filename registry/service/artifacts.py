@@ -25,6 +25,7 @@ from registry.schemas import (
     ArtifactPublic,
     FileCheckPublic,
     ParentLink,
+    ScanProvenance,
     SignatureCheck,
     VerifyReport,
 )
@@ -77,6 +78,7 @@ def register_model(
     model_signing_public_key: str | None = None,
     profile: ScanProfile | None = None,
     behavioral: BehavioralReport | None = None,
+    provenance: ScanProvenance = ScanProvenance.CLIENT,
 ) -> ArtifactPublic:
     """Record a model version, its lineage edges and dataset uses in one transaction.
 
@@ -89,6 +91,9 @@ def register_model(
     malicious registers the model quarantined, suspicious needs an override.
     ``model_signing_bundle`` (an OpenSSF model-signing signature, verified with
     ``model_signing_public_key`` against ``manifest``) is stored with the model.
+    ``provenance`` records who ran the scans: ``client`` (the default, what the
+    API passes) or ``registry`` (the embedded registry's own); only registry-run
+    behavioral scans calibrate others.
     """
     authorize(actor, Operation.REGISTER_MODEL, team=team)
     placeholder = placeholders.claim(
@@ -147,8 +152,10 @@ def register_model(
             Signature(artifact_id=artifact.id or 0, fingerprint=fingerprint, signature=signature)
         )
     recompute(session, [artifact.id or 0])
-    admission.record_scan(session, artifact, scan, actor=actor)
-    behavior.admit(session, artifact, profile=profile, report=behavioral, actor=actor)
+    admission.record_scan(session, artifact, scan, actor=actor, provenance=provenance)
+    behavior.admit(
+        session, artifact, profile=profile, report=behavioral, actor=actor, provenance=provenance
+    )
     audit.record(
         session,
         actor=actor,
@@ -164,6 +171,7 @@ def register_model(
             "behavioral": behavioral.verdict.value if behavioral else None,
         },
     )
+    admission.quarantine_known_content(session, [artifact], actor=actor)
     ossf_signing.store_bundle(session, artifact, model_signing, actor=actor)
     session.refresh(artifact)
     return artifact_public(session, artifact)
@@ -261,6 +269,8 @@ def register_dataset(
         subject=ref_of(artifact),
         details={"kind": "dataset", "digest": digest, "source": source},
     )
+    admission.quarantine_known_content(session, [artifact], actor=actor)
+    session.refresh(artifact)
     return artifact_public(session, artifact)
 
 

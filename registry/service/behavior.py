@@ -16,7 +16,13 @@ found:
 
 Calibration: the clean, already-admitted relatives of a model — models whose
 scan used the same reference set — give the detector statistics the new
-model is compared against (:func:`baseline`).
+model is compared against (:func:`baseline`), and the clean relatives a trigger
+replay measures beside the descendants (:func:`replay_plan`). Only scans the
+registry ran itself count (``ScanRecord.provenance == "registry"``, see
+:class:`~registry.schemas.ScanProvenance`): a report a client sends over the
+API is recorded and decides that model's own finding, but a publisher who
+forges clean reports with chosen detector statistics must not move the
+threshold another model's scan is judged by.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from registry.schemas import (
     ReplaySummary,
     ReplayTarget,
     ScanProfilePublic,
+    ScanProvenance,
     TriggerPublic,
 )
 from registry.service import audit, policy
@@ -98,6 +105,7 @@ def admit(
     profile: Profile | None,
     report: BehavioralReport | None,
     actor: Actor,
+    provenance: ScanProvenance = ScanProvenance.CLIENT,
 ) -> None:
     """At registration: keep the model's own profile and record its behavioral scan."""
     if profile is not None:
@@ -111,6 +119,7 @@ def admit(
             report,
             actor=actor,
             reference_digest=used.reference_digest if used else None,
+            provenance=provenance,
         )
 
 
@@ -159,16 +168,19 @@ def _profile_for(session: Session, artifact_id: int) -> ScanProfilePublic | None
 
 
 def baseline(session: Session, reference_digest: str) -> list[dict[str, float | str]]:
-    """Detector statistics of clean relatives: clean models scanned clean on these references.
+    """Detector statistics of clean relatives: clean models the registry scanned clean.
 
-    Each carries its architecture ``family`` when its scan recorded one: the scan of
-    a model only calibrates against relatives of its own family.
+    Only scans on these references that the registry ran itself count (never a
+    client-reported one). Each carries its architecture ``family`` when its scan
+    recorded one: the scan of a model only calibrates against relatives of its
+    own family.
     """
     rows = session.exec(
         select(ScanRecord.report)
         .join(Artifact, col(Artifact.id) == col(ScanRecord.artifact_id))
         .where(
             ScanRecord.kind == "behavioral",
+            ScanRecord.provenance == ScanProvenance.REGISTRY.value,
             ScanRecord.verdict == BehaviorVerdict.CLEAN.value,
             Artifact.status == Status.CLEAN.value,
         )
@@ -221,8 +233,9 @@ def record_scan(
     *,
     actor: Actor,
     reference_digest: str | None,
+    provenance: ScanProvenance = ScanProvenance.CLIENT,
 ) -> Trigger | None:
-    """Store a behavioral scan and its trigger; a compromised verdict flags the model."""
+    """Store a behavioral scan (with who ran it) and its trigger; compromised flags the model."""
     session.add(
         ScanRecord(
             artifact_id=artifact.id or 0,
@@ -230,6 +243,7 @@ def record_scan(
             verdict=report.verdict.value,
             report={**report.to_json(), "reference_digest": reference_digest},
             actor=actor.user,
+            provenance=provenance.value,
         )
     )
     trigger = None
@@ -279,18 +293,34 @@ def record_rescan(
     actor: Actor,
     report: BehavioralReport,
     reference_digest: str | None,
+    provenance: ScanProvenance = ScanProvenance.CLIENT,
 ) -> BehavioralScanPublic:
-    """Record ``mbom rescan``: the stored verdict, trigger and (if compromised) the flag."""
+    """Record ``mbom rescan``: the stored verdict, trigger and (if compromised) the flag.
+
+    ``provenance`` says who ran the scan: the API records what a client reports
+    as ``client`` (the default), the embedded registry its own as ``registry``.
+    """
     artifact = resolve(session, ref, kind="model")
     flags = report.verdict is BehaviorVerdict.COMPROMISED  # a flag: it needs the flag role
     authorize_model(session, actor, rescan_operation(flags=flags), artifact=artifact)
-    trigger = record_scan(session, artifact, report, actor=actor, reference_digest=reference_digest)
+    trigger = record_scan(
+        session,
+        artifact,
+        report,
+        actor=actor,
+        reference_digest=reference_digest,
+        provenance=provenance,
+    )
     audit.record(
         session,
         actor=actor,
         operation="scan.behavioral",
         subject=ref_of(artifact),
-        details={"verdict": report.verdict.value, "score": report.score},
+        details={
+            "verdict": report.verdict.value,
+            "score": report.score,
+            "provenance": provenance.value,
+        },
     )
     session.refresh(artifact)
     return BehavioralScanPublic(
@@ -299,6 +329,7 @@ def record_rescan(
         report=report.to_json(),
         trigger=_trigger_public(artifact, trigger) if trigger else None,
         status=artifact.status,
+        provenance=provenance.value,
     )
 
 
@@ -421,14 +452,18 @@ def _profile_by_digest(session: Session, digest: str) -> ScanProfilePublic | Non
 def _clean_relatives(
     session: Session, source: int, below: set[int], digests: set[str]
 ) -> list[ReplayTarget]:
-    """Clean models outside the source's line scanned on the same references."""
+    """Clean models outside the source's line the registry scanned on the same references."""
     if not digests:
         return []
     above = set(ancestor_rows(session, source))
     candidates = session.exec(
         select(ScanRecord.artifact_id, ScanRecord.report)
         .join(Artifact, col(Artifact.id) == col(ScanRecord.artifact_id))
-        .where(ScanRecord.kind == "behavioral", Artifact.status == Status.CLEAN.value)
+        .where(
+            ScanRecord.kind == "behavioral",
+            ScanRecord.provenance == ScanProvenance.REGISTRY.value,
+            Artifact.status == Status.CLEAN.value,
+        )
         .order_by(col(ScanRecord.id).desc())
     ).all()
     related = below | above | {source}

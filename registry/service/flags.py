@@ -68,7 +68,12 @@ def flag(
 def mark_compromised(
     session: Session, artifact: Artifact, *, actor: Actor, reason: str
 ) -> list[Change]:
-    """Record an active flag, block the model everywhere, and propagate (no role check)."""
+    """Record an active flag, block the model everywhere, and propagate (no role check).
+
+    Artifacts registered earlier with the same files (the same digest, under
+    another name) are flagged too: content known to be malicious is malicious
+    under any name (see :mod:`registry.service.admission` for what registers later).
+    """
     session.add(
         Flag(
             artifact_id=artifact.id or 0,
@@ -84,8 +89,44 @@ def mark_compromised(
         )
     session.flush()
     if artifact.kind == "model":
-        return infect_from_closure(session, artifact)
-    return recompute(session, [artifact.id or 0])
+        changes = infect_from_closure(session, artifact)
+    else:
+        changes = recompute(session, [artifact.id or 0])
+    # The twins' own changes are not ``artifact``'s blast radius (no lineage path leads
+    # there); each twin carries its own flag and audit event.
+    _flag_content_twins(session, artifact, actor=actor)
+    return changes
+
+
+def _flag_content_twins(session: Session, artifact: Artifact, *, actor: Actor) -> None:
+    """Flag the registered artifacts holding exactly ``artifact``'s files (its digest)."""
+    if not artifact.digest:
+        return
+    twins = session.exec(
+        select(Artifact)
+        .where(
+            Artifact.digest == artifact.digest,
+            Artifact.kind == artifact.kind,
+            Artifact.id != artifact.id,
+            col(Artifact.placeholder).is_(False),
+        )
+        .order_by(col(Artifact.id))
+    ).all()
+    for twin in twins:
+        if twin.finding == "compromised":  # flagged already (or just now, by a twin)
+            continue
+        reason = (
+            f"known malicious content: its files are those of quarantined {ref_of(artifact)} "
+            f"({artifact.digest})"
+        )
+        mark_compromised(session, twin, actor=actor, reason=reason)
+        audit.record(
+            session,
+            actor=actor,
+            operation="flag.known_content",
+            subject=ref_of(twin),
+            details={"reason": reason, "digest": twin.digest},
+        )
 
 
 @mutation
@@ -173,7 +214,8 @@ def status_report(session: Session, ref: str) -> StatusReport:
         finding=artifact.finding,
         status=artifact.status,
         flags=[_flag_public(artifact, f) for f in flags],
-        scan=_scan_json(session, artifact),
+        scan=_scan_json(session, artifact, "static"),
+        behavioral_scan=_scan_json(session, artifact, "behavioral"),
         sources=infection_sources(session, artifact),
     )
 
@@ -301,8 +343,7 @@ def _need_reason(reason: str, verb: str) -> None:
         raise InvalidInput(f"{verb} needs a --reason", hint="say why, for the audit log")
 
 
-def _scan_json(session: Session, artifact: Artifact) -> dict[str, object] | None:
-    from registry.service.admission import latest_scan
+def _scan_json(session: Session, artifact: Artifact, kind: str) -> dict[str, object] | None:
+    from registry.service.admission import latest_scan_json
 
-    report = latest_scan(session, artifact)
-    return report.to_json() if report else None
+    return latest_scan_json(session, artifact, kind)

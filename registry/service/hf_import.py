@@ -10,7 +10,7 @@ from lineage import Relation
 from registry.hf import HubRef, ImportPlan
 from registry.identity import Actor
 from registry.manifest import Manifest
-from registry.schemas import HfImportResult, HfLink
+from registry.schemas import HfImportResult, HfLink, ScanProvenance
 from registry.service import audit, placeholders
 from registry.service._tx import mutation
 from registry.service.artifacts import register_model
@@ -37,6 +37,7 @@ def import_hf(
     override: str | None = None,
     profile: ScanProfile | None = None,
     behavioral: BehavioralReport | None = None,
+    provenance: ScanProvenance = ScanProvenance.CLIENT,
 ) -> HfImportResult:
     """Register the snapshot ``plan`` describes, with its bases and datasets, in one transaction.
 
@@ -78,6 +79,7 @@ def import_hf(
         scan=scan,
         profile=profile,
         behavioral=behavioral,
+        provenance=provenance,
     )
     _audit(session, plan, model.ref, links, filled_ref, actor=actor)
     return HfImportResult(

@@ -141,24 +141,27 @@ def verify_model_signing(
     The signature must verify (else :class:`~registry.errors.SignatureError`);
     then every file is reported. When ``ref`` is given, or the manifest
     identifies a registered model, the usual verification (files, signature,
-    lineage status) is part of the verdict.
+    lineage status) is part of the verdict, and the signature must have been
+    made with the model-signing key the registry recorded for that version
+    (``registered_key``); only then does it stand in for a missing Ed25519
+    signature.
     """
     parsed = msf.Bundle.from_json(bundle)
     key = msf.load_public_key(public_key_pem.encode("utf-8"))
     statement = msf.verify_bundle(parsed, key)
     checks = msf.check_files(statement, manifest)
+    fingerprint = msf.key_fingerprint(key)
     registered = _registry_verification(session, manifest, ref, accept_cleared)
+    recorded = _recorded_key(session, registered)
     problems = [f"model-signing {check.state}: {check.path}" for check in _differing(checks)]
     if registered is not None:
-        # The model-signing signature stands in for an absent Ed25519 one; a
-        # present but invalid one still fails.
-        unsigned = "signature unsigned" if registered.signature.state == "unsigned" else None
-        problems += [f"registry: {p}" for p in registered.problems if p != unsigned]
+        problems += _registry_problems(registered, fingerprint, recorded)
     return ModelSigningVerifyReport(
         ok=not problems,
         digest=manifest.digest,
+        registered_key=recorded,
         model_signing=ModelSigningCheck(
-            key_fingerprint=msf.key_fingerprint(key),
+            key_fingerprint=fingerprint,
             model_name=statement.model_name,
             serialization=statement.serialization.to_json(),
             files=[_public(check) for check in checks],
@@ -180,6 +183,37 @@ def _registry_verification(
         if ref is not None:
             raise
         return None  # files the registry does not know: the signature alone decides
+
+
+def _recorded_key(session: Session, registered: VerifyReport | None) -> str | None:
+    """The model-signing key the registry recorded for the verified version, if any."""
+    if registered is None:
+        return None
+    return model_signing_key(session, resolve(session, registered.ref, kind="model").id)
+
+
+def _registry_problems(
+    registered: VerifyReport, fingerprint: str, recorded: str | None
+) -> list[str]:
+    """The registry's problems with these files, judged with the signature's key.
+
+    The model-signing signature stands in for an absent Ed25519 signature only
+    when it was made with the key the registry recorded for that version: any
+    key can sign any files, so a signature by another key proves nothing about
+    the registered publisher. A present but invalid Ed25519 signature still fails.
+    """
+    problems = [f"registry: {p}" for p in registered.problems]
+    if recorded is None:
+        return problems
+    if recorded != fingerprint:
+        return [
+            *problems,
+            f"registry: the model-signing signature was made with key {fingerprint}, but "
+            f"{registered.ref} was registered signed with key {recorded}",
+        ]
+    if registered.signature.state == "unsigned":
+        problems.remove("registry: signature unsigned")
+    return problems
 
 
 def _newest(session: Session, artifact_id: int | None) -> ModelSigningBundle | None:

@@ -129,18 +129,28 @@ DIGEST = reference_digest(profile_to_npz(PROFILE))
 
 
 @pytest.fixture
-def family(remote: RemoteRegistry) -> RemoteRegistry:
+def family(remote: RemoteRegistry, engine: Engine) -> RemoteRegistry:
     """acme/base@1 (own profile, scanned clean) -> acme/ft@1 -> team/profile@1.
 
     ``other@1`` is an unrelated model scanned clean on the same references (a
-    clean relative); ``lonely@1`` has no profile anywhere in its line.
+    clean relative), registered by the embedded registry: only scans the
+    registry ran itself calibrate, the client-reported scan of acme/base@1 does
+    not. ``lonely@1`` has no profile anywhere in its line.
     """
     base = register(remote, "acme/base", profile=PROFILE, behavioral=clean(1.2))
     assert base.status == "clean"
     register(remote, "acme/ft", parents=["acme/base@1"])
     # A name ending like a route: {ref:path} still takes all of it.
     register(remote, "team/profile", parents=["acme/ft@1"])
-    register(remote, "other", profile=PROFILE, behavioral=clean(0.8))
+    embedded = LocalRegistry(engine, Actor("security", Role.ADMIN))
+    embedded.call(
+        "register_model",
+        name="other",
+        version="1",
+        manifest=fake_manifest("other"),
+        profile=PROFILE,
+        behavioral=clean(0.8),
+    )
     register(remote, "lonely")
     return remote
 
@@ -173,10 +183,8 @@ def test_profiles_are_stored_and_inherited_over_http(family: RemoteRegistry) -> 
     # Unknown parents are passed over: the registration refuses them with the reason.
     assert family.call("inherited_profile", ["ghost@1"]) is None
 
-    assert family.call("behavior_baseline", DIGEST) == [
-        {"neural_cleanse": 0.8},
-        {"neural_cleanse": 1.2},
-    ]
+    # acme/base@1's scan came from a client: only other@1's, run by the registry, counts.
+    assert family.call("behavior_baseline", DIGEST) == [{"neural_cleanse": 0.8}]
     assert family.call("behavior_baseline", "sha256:" + "0" * 64) == []
 
 
@@ -185,7 +193,7 @@ def test_baseline_digest_may_be_percent_encoded(api: Api) -> None:
     with api.client() as http:
         encoded = created(http.get(f"/profiles/{DIGEST.replace(':', '%3A')}/baseline"))
         assert encoded == created(http.get(f"/profiles/{DIGEST}/baseline"))
-        assert len(encoded) == 2
+        assert len(encoded) == 1
         spec = created(http.get(f"{api.base_url}/openapi.json"))
     for path in [
         "/api/v1/models/{ref}/profile",
@@ -299,7 +307,7 @@ def check_roles(
     """Readers read, publishers rescan, only admins attach triggers and record replays."""
     assert reader.call("profile_of", "acme/ft@1").origin == "acme/base@1"
     assert reader.call("replay_plan", "acme/ft@1").trigger.id == trigger_id
-    assert len(reader.call("behavior_baseline", DIGEST)) == 2
+    assert len(reader.call("behavior_baseline", DIGEST)) == 1  # other@1: the registry's scan
     replays = {"trigger_id": trigger_id, "results": [replay("team/profile@1", 0.9)]}
     for who in (reader, publisher):
         with pytest.raises(errors.PermissionDenied, match="admin"):
@@ -311,7 +319,7 @@ def check_roles(
     rescanned = publisher.call(
         "record_rescan", "other@1", report=clean(0.5), reference_digest=DIGEST
     )
-    assert rescanned.status == "clean"
+    assert (rescanned.status, rescanned.provenance) == ("clean", "client")
     assert admin.call("show", "team/profile@1").status == "infected", "refusals wrote nothing"
 
 

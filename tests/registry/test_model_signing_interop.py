@@ -712,3 +712,83 @@ def test_cli_verifies_model_signing_output_and_refuses_clearly(
     reg = local_registry(db_cli.env["MBOM_DATABASE_URL"])
     assert [a.ref for a in reg.call("list_artifacts")] == ["acme/theirs@1"]
     reg.engine.dispose()
+
+
+# --- the signer the registry recorded -------------------------------------------------------------
+
+
+def test_verify_refuses_a_signature_by_another_key_than_the_recorded_one(
+    reg: LocalRegistry, model: Path, alice: KeyPair, make_keys: Callable[..., KeyPair]
+) -> None:
+    signature = model.parent / "alice.sig"
+    manifest = our_sign(model, alice, signature)
+    bundle, pem = json.loads(signature.read_text()), alice.public.read_text()
+    _register(reg, manifest, model_signing_bundle=bundle, model_signing_public_key=pem)
+    mallory = make_keys("mallory")
+    forged = model.parent / "mallory.sig"
+    assert our_sign(model, mallory, forged).digest == manifest.digest
+    other = reg.call(
+        "verify_model_signing",
+        manifest,
+        bundle=json.loads(forged.read_text()),
+        public_key_pem=mallory.public.read_text(),
+    )
+    alice_fp = msf.key_fingerprint(alice.key.public_key())
+    mallory_fp = msf.key_fingerprint(mallory.key.public_key())
+    assert (other.ok, other.registered_key) == (False, alice_fp)
+    assert other.model_signing.key_fingerprint == mallory_fp
+    assert other.problems == [
+        "registry: signature unsigned",
+        f"registry: the model-signing signature was made with key {mallory_fp}, "
+        f"but acme/tiny@1 was registered signed with key {alice_fp}",
+    ]
+    own = reg.call("verify_model_signing", manifest, bundle=bundle, public_key_pem=pem)
+    assert (own.ok, own.registered_key, own.problems) == (True, alice_fp, [])
+
+
+def test_a_signature_stands_in_for_the_ed25519_one_only_with_the_recorded_key(
+    reg: LocalRegistry, model: Path, make_keys: Callable[..., KeyPair]
+) -> None:
+    mallory = make_keys("mallory")
+    signature = model.parent / "mallory.sig"
+    manifest = our_sign(model, mallory, signature)
+    _register(reg, manifest)  # no model-signing signature, no Ed25519 one
+    report = reg.call(
+        "verify_model_signing",
+        manifest,
+        bundle=json.loads(signature.read_text()),
+        public_key_pem=mallory.public.read_text(),
+    )
+    assert (report.ok, report.registered_key) == (False, None)
+    assert report.problems == ["registry: signature unsigned"]
+
+
+def test_cli_verify_with_another_signers_key_exits_1(
+    db_cli: Cli, model: Path, alice: KeyPair, make_keys: Callable[..., KeyPair]
+) -> None:
+    db_cli(
+        "register",
+        model,
+        "--name",
+        "acme/tiny",
+        "--version",
+        "1",
+        "--model-signing-key",
+        alice.private,
+        "--model-signing-out",
+        model.parent / "alice.sig",
+    )
+    mallory = make_keys("mallory")
+    forged = model.parent / "mallory.sig"
+    our_sign(model, mallory, forged)
+    failed = db_cli(
+        "verify", model, "--model-signing", forged, "--public-key", mallory.public, "--json", code=1
+    ).json()
+    assert failed["ok"] is False
+    assert failed["registered_key"] == msf.key_fingerprint(alice.key.public_key())
+    assert "was registered signed with key" in failed["problems"][-1]
+    plain = db_cli(
+        "verify", model, "--model-signing", forged, "--public-key", mallory.public, code=1
+    )
+    assert "(not this signature's)" in plain.out
+    assert "model-signing verification FAILED" in plain.out
