@@ -67,14 +67,9 @@ def bom_import(
     Components without file hashes become placeholders, filled by a later
     registration; importing the same document twice changes nothing.
     """
-    try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"{file} is not a JSON document: {exc}") from exc
-    if not isinstance(document, dict):
-        raise InvalidInput(f"{file} is not a CycloneDX document (a JSON object)")
+    from registry.bom.reader import read_bom_file  # the service stack: only when importing
+
+    document = read_bom_file(file)
     registered: list[str] = ctx_of(ctx).call("import_cyclonedx", document)
     if json_:
         render.emit_json({"registered": registered})
