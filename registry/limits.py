@@ -9,7 +9,8 @@ YAML construction, loading arrays, one database row per component).
 
 :func:`json_depth` measures the nesting of a JSON text without parsing it
 (Python's decoder recurses once per level and dies with ``RecursionError`` deep
-down); :func:`load_json` applies the size and depth limits, then parses.
+down); :func:`load_json` and :func:`read_json_file` apply the size and depth
+limits, then parse.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import operator
 import re
 from itertools import accumulate, count
+from pathlib import Path
 from typing import Any
 
 from registry.errors import InvalidInput, LimitExceeded
@@ -38,8 +40,10 @@ __all__ = [
     "check_count",
     "check_json_depth",
     "check_size",
+    "clip",
     "json_depth",
     "load_json",
+    "read_json_file",
 ]
 
 #: Deepest nesting of arrays and objects in any JSON mbom reads (a CycloneDX BOM
@@ -83,7 +87,15 @@ def brief(value: object, limit: int = MAX_ECHO_CHARS) -> str:
     """
     if isinstance(value, list | dict | tuple) and len(value) > limit:
         return f"a {type(value).__name__} of {len(value)} items"
-    text = repr(value)
+    return clip(repr(value), limit)
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, for error messages that quote a library's.
+
+    >>> clip("abcdef", 4)
+    'abc…'
+    """
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -142,6 +154,20 @@ def load_json(
         raise InvalidInput(f"{what} is not UTF-8 text", hint="re-save it as UTF-8") from exc
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not a JSON document: {brief(str(exc))}") from exc
+
+
+def read_json_file(path: Path, *, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Read and parse a JSON file within the limits (its size is checked before reading).
+
+    Raises :class:`~registry.errors.LimitExceeded` or
+    :class:`~registry.errors.InvalidInput` naming the file.
+    """
+    try:
+        check_size(path.stat().st_size, max_bytes, what=str(path))
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+    return load_json(raw, what=str(path), max_bytes=max_bytes, max_depth=max_depth)
 
 
 def _human(size: int) -> str:

@@ -4,8 +4,9 @@ No database here: :func:`read_document` turns the JSON into :class:`Node` values
 and checks every field it uses for its type, form and size on the way, so a
 wrong one is an :class:`~registry.errors.InvalidBom` naming the component and
 the field (never an ``AttributeError`` deep inside the import), and no error
-message repeats more than a few dozen characters of the document.
-:func:`load_bom` applies the size and nesting limits to the raw bytes first.
+message repeats more than a few dozen characters of the document. The size
+and nesting limits apply to the raw bytes before they are parsed
+(:func:`registry.limits.read_json_file`, the API's body limits).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lineage import Relation
@@ -22,7 +22,7 @@ from registry.errors import InvalidBom, InvalidInput
 from registry.manifest import Manifest, ManifestEntry
 from registry.service.refs import check_name
 
-__all__ = ["KINDS", "PROP", "Node", "load_bom", "read_bom_file", "read_document"]
+__all__ = ["KINDS", "PROP", "Node", "read_document"]
 
 KINDS = {"machine-learning-model": "model", "data": "dataset"}
 PROP = "mbom:"
@@ -61,30 +61,6 @@ class Node:
     def key(self) -> str:
         """``kind:name@version``: the node's identity in the document."""
         return f"{self.kind}:{self.name}@{self.version}"
-
-
-def read_bom_file(path: Path) -> dict[str, Any]:
-    """Read a CycloneDX JSON file within the size and depth limits (see :func:`load_bom`)."""
-    try:
-        size = path.stat().st_size
-        limits.check_size(size, limits.MAX_BOM_BYTES, what=str(path))
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
-    return load_bom(raw, what=str(path))
-
-
-def load_bom(raw: bytes, *, what: str = "the document") -> dict[str, Any]:
-    """Parse a CycloneDX JSON document after checking its size and nesting depth.
-
-    Raises :class:`~registry.errors.LimitExceeded` over :data:`~registry.limits.MAX_BOM_BYTES`
-    or :data:`~registry.limits.MAX_JSON_DEPTH`, and
-    :class:`~registry.errors.InvalidInput` when it is no JSON object.
-    """
-    document = limits.load_json(raw, what=what, max_bytes=limits.MAX_BOM_BYTES)
-    if not isinstance(document, dict):
-        raise InvalidInput(f"{what} is not a CycloneDX document (a JSON object)")
-    return document
 
 
 def read_document(document: Mapping[str, Any]) -> tuple[dict[str, Node], dict[str, str]]:
@@ -315,7 +291,8 @@ def _datasets(component: Mapping[str, Any], where: str) -> list[tuple[str, str]]
     at = f"{where}.modelCard.modelParameters.datasets"
     found = []
     for i, value in enumerate(_list(parameters.get("datasets"), at)):
-        ref = _optional_text(_mapping(value, f"{at}[{i}]", required=True), "ref", at, _REF_CHARS)
+        entry = _mapping(value, f"{at}[{i}]", required=True)
+        ref = _optional_text(entry, "ref", f"{at}[{i}]", _REF_CHARS)
         if ref is not None:  # an inline dataset (no ref) is not lineage
             found.append((ref, uses.get(ref, Relation.TRAINED_ON.value)))
     return found

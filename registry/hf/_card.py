@@ -21,9 +21,9 @@ from registry.limits import (
     MAX_CARD_FRONT_MATTER_BYTES,
     MAX_CARD_LIST_ITEMS,
     MAX_CARD_NODES,
-    MAX_ECHO_CHARS,
     MAX_JSON_DEPTH,
     brief,
+    clip,
 )
 
 __all__ = ["CARD_NAME", "CardFacts", "read_card"]
@@ -171,9 +171,7 @@ def _yaml_problem(exc: Exception) -> str:
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     mark = getattr(exc, "problem_mark", None)
     where = f" (line {mark.line + 1}, column {mark.column + 1} of the front matter)" if mark else ""
-    if len(problem) > MAX_ECHO_CHARS:
-        problem = problem[: MAX_ECHO_CHARS - 1] + "…"
-    return f"{problem}{where}"
+    return f"{clip(problem)}{where}"
 
 
 def _card_data(metadata: Mapping[Any, Any]) -> Any:
@@ -207,7 +205,7 @@ def _repo_ids(value: object, field: str, warnings: list[str]) -> tuple[str, ...]
         if problem is not None:
             raise InvalidModelCard(
                 CARD_NAME,
-                f"{field} {brief(item)} is not a Hugging Face repo id: {problem}",
+                f"{field} {brief(item)} is not a Hugging Face repo id: {clip(problem)}",
                 hint=f"write {field} as org/name",
             )
         if item.strip() in ids:
