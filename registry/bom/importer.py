@@ -10,12 +10,13 @@ receiving registry's own findings decide (statuses are recomputed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlmodel import Session, select
 
 from lineage import MODEL_RELATIONS, Relation
+from registry.bom._bulk import import_new
 from registry.bom.reader import Node as _Node
 from registry.bom.reader import read_document as _read_document
 from registry.errors import InvalidInput
@@ -38,6 +39,11 @@ def import_cyclonedx(session: Session, document: Mapping[str, Any], *, actor: Ac
     """
     actor.require(Role.PUBLISHER, action="import bills of materials")
     nodes, aliases = _read_document(document)
+    bulk = import_new(
+        session, nodes, aliases, actor=actor, make=_new_artifact(actor), links_of=_wanted_links
+    )
+    if bulk is not None:  # nothing was registered yet: set-based, statuses all clean
+        return bulk
     stored = {key: _store(session, node, actor=actor) for key, node in nodes.items()}
     changed = [key for key, (_, new) in stored.items() if new]
     for key, node in nodes.items():
@@ -73,6 +79,27 @@ def _store(session: Session, node: _Node, *, actor: Actor) -> tuple[Artifact, bo
     session.flush()
     _audit(session, artifact, node, actor=actor, operation="bom.import")
     return artifact, True
+
+
+def _new_artifact(actor: Actor) -> Callable[[_Node], Artifact]:
+    """What :func:`_store` creates for a node not yet registered (a placeholder or not)."""
+
+    def make(node: _Node) -> Artifact:
+        if not _unknown_files(node):
+            return _artifact(node, actor=actor)
+        return Artifact(
+            kind=node.kind,
+            name=node.name,
+            version=node.version,
+            source=node.source,
+            digest=node.digest,
+            publisher=node.publisher,
+            format=node.format,
+            placeholder=True,
+            created_by=actor.user,
+        )
+
+    return make
 
 
 def _unknown_files(node: _Node) -> bool:
