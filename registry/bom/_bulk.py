@@ -15,7 +15,8 @@ and takes the per-component path (reuse, placeholder filling, reconciliation).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
@@ -32,8 +33,29 @@ __all__ = ["import_new"]
 
 Stored = Mapping[str, tuple[Artifact, bool]]
 LinksOf = Callable[[Node, Stored, Mapping[str, str]], list[tuple[Artifact, Relation]]]
+_COLUMNS = tuple(c.name for c in Artifact.__table__.columns if c.name != "id")  # type: ignore[attr-defined]
 _BATCH = 5000
 _NAMES_PER_QUERY = 500
+
+
+@dataclass
+class _New:
+    """A new artifact's row: what the link rules read (``id``, ``name``, ``version``) and more."""
+
+    row: dict[str, Any]
+    id: int | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.row["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.row["version"])
+
+    @property
+    def placeholder(self) -> bool:
+        return bool(self.row["placeholder"])
 
 
 def import_new(
@@ -42,29 +64,35 @@ def import_new(
     aliases: Mapping[str, str],
     *,
     actor: Actor,
-    make: Callable[[Node], Artifact],
+    fields: Callable[[Node], dict[str, Any]],
     links_of: LinksOf,
 ) -> list[str] | None:
     """Register every node, edge, closure row and audit event in bulk; the refs registered.
 
     ``None`` (and nothing written) when some node is registered already.
-    ``make`` builds a node's unsaved artifact and ``links_of`` its parents, as
-    the per-component path does. Raises what ``links_of`` raises and
+    ``fields`` gives a node's columns and ``links_of`` its parents, as the
+    per-component path does. Raises what ``links_of`` raises and
     :class:`~registry.errors.LineageCycle` for a cyclic document.
     """
     if _any_registered(session, nodes.values()):
         return None
-    artifacts = {key: make(node) for key, node in nodes.items()}
-    ids = _insert_artifacts(session, artifacts.values())
-    for artifact, artifact_id in zip(artifacts.values(), ids, strict=True):
-        artifact.id = artifact_id
-    stored = {key: (artifact, True) for key, artifact in artifacts.items()}
+    defaults = _defaults(actor)
+    new = {key: _New({**defaults, **fields(node)}) for key, node in nodes.items()}
+    _insert_artifacts(session, new)
+    # The link rules read only id, name and version: rows stand in for artifacts.
+    stored = cast(Stored, {key: (artifact, True) for key, artifact in new.items()})
     parents = {key: _unique(links_of(node, stored, aliases)) for key, node in nodes.items()}
-    order = _topological(artifacts, parents)
-    _insert(session, Edge, _edge_rows(artifacts, parents))
-    _insert(session, LineageClosure, _closure_rows(order, artifacts, parents))
-    audit.record_many(session, actor=actor, events=_events(nodes, artifacts, parents))
-    return sorted(ref_of(a) for a in artifacts.values())
+    order = _topological(new, parents)
+    _insert(session, Edge, _edge_rows(new, parents))
+    _insert(session, LineageClosure, _closure_rows(order, new, parents))
+    audit.record_many(session, actor=actor, events=_events(nodes, new, parents))
+    return sorted(ref_of(a) for a in new.values())
+
+
+def _defaults(actor: Actor) -> dict[str, Any]:
+    """Every column's value for a new artifact (the model's defaults), ``id`` aside."""
+    template = Artifact(kind="model", name="-", version="-", created_by=actor.user)
+    return {c: getattr(template, c) for c in _COLUMNS}
 
 
 def _any_registered(session: Session, nodes: Iterable[Node]) -> bool:
@@ -80,13 +108,18 @@ def _any_registered(session: Session, nodes: Iterable[Node]) -> bool:
     return False
 
 
-def _insert_artifacts(session: Session, artifacts: Iterable[Artifact]) -> list[int]:
-    rows = [a.model_dump(exclude={"id"}) for a in artifacts]
-    ids: list[int] = []
-    for batch in _batches(rows):
-        query = insert(Artifact).returning(col(Artifact.id), sort_by_parameter_order=True)
-        ids.extend(session.execute(query, batch).scalars())
-    return ids
+def _insert_artifacts(session: Session, new: Mapping[str, _New]) -> None:
+    """Insert the rows and read their ids back by name (per-row RETURNING is slow on SQLite)."""
+    _insert(session, Artifact, (artifact.row for artifact in new.values()))
+    by_key = {(a.row["kind"], a.name, a.version): a for a in new.values()}
+    names = sorted({a.name for a in new.values()})
+    for start in range(0, len(names), _NAMES_PER_QUERY):
+        query = select(Artifact.id, Artifact.kind, Artifact.name, Artifact.version).where(
+            col(Artifact.name).in_(names[start : start + _NAMES_PER_QUERY])
+        )
+        for artifact_id, kind, name, version in session.exec(query):
+            if (kind, name, version) in by_key:
+                by_key[kind, name, version].id = artifact_id
 
 
 def _unique(links: list[tuple[Artifact, Relation]]) -> list[tuple[Artifact, Relation]]:
@@ -100,7 +133,7 @@ def _unique(links: list[tuple[Artifact, Relation]]) -> list[tuple[Artifact, Rela
 
 
 def _topological(
-    artifacts: Mapping[str, Artifact], parents: Mapping[str, list[tuple[Artifact, Relation]]]
+    artifacts: Mapping[str, _New], parents: Mapping[str, list[tuple[Artifact, Relation]]]
 ) -> list[int]:
     """The new artifacts' ids, parents first; a cycle is a :class:`LineageCycle`."""
     import networkx as nx  # heavy: imported where a graph is built
@@ -119,7 +152,7 @@ def _topological(
 
 
 def _edge_rows(
-    artifacts: Mapping[str, Artifact], parents: Mapping[str, list[tuple[Artifact, Relation]]]
+    artifacts: Mapping[str, _New], parents: Mapping[str, list[tuple[Artifact, Relation]]]
 ) -> Iterator[dict[str, Any]]:
     for key, links in parents.items():
         for parent, relation in links:
@@ -129,7 +162,7 @@ def _edge_rows(
 
 def _closure_rows(
     order: Sequence[int],
-    artifacts: Mapping[str, Artifact],
+    artifacts: Mapping[str, _New],
     parents: Mapping[str, list[tuple[Artifact, Relation]]],
 ) -> Iterator[dict[str, Any]]:
     """Every (ancestor, descendant) pair of the new subgraph: shortest depth, smallest via."""
@@ -150,7 +183,7 @@ def _closure_rows(
 
 def _events(
     nodes: Mapping[str, Node],
-    artifacts: Mapping[str, Artifact],
+    artifacts: Mapping[str, _New],
     parents: Mapping[str, list[tuple[Artifact, Relation]]],
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """The events the per-component path records: every artifact, then every child's links."""
@@ -166,8 +199,8 @@ def _events(
                 "bom.import",
                 ref,
                 {
-                    "kind": artifact.kind,
-                    "digest": artifact.digest,
+                    "kind": node.kind,
+                    "digest": node.digest,
                     "placeholder": False,
                     "component": node.where,
                 },

@@ -40,7 +40,7 @@ def import_cyclonedx(session: Session, document: Mapping[str, Any], *, actor: Ac
     actor.require(Role.PUBLISHER, action="import bills of materials")
     nodes, aliases = _read_document(document)
     bulk = import_new(
-        session, nodes, aliases, actor=actor, make=_new_artifact(actor), links_of=_wanted_links
+        session, nodes, aliases, actor=actor, fields=_new_fields(actor), links_of=_wanted_links
     )
     if bulk is not None:  # nothing was registered yet: set-based, statuses all clean
         return bulk
@@ -81,25 +81,25 @@ def _store(session: Session, node: _Node, *, actor: Actor) -> tuple[Artifact, bo
     return artifact, True
 
 
-def _new_artifact(actor: Actor) -> Callable[[_Node], Artifact]:
-    """What :func:`_store` creates for a node not yet registered (a placeholder or not)."""
+def _new_fields(actor: Actor) -> Callable[[_Node], dict[str, Any]]:
+    """The columns :func:`_store` gives a node not yet registered (a placeholder or not)."""
 
-    def make(node: _Node) -> Artifact:
+    def fields(node: _Node) -> dict[str, Any]:
         if not _unknown_files(node):
-            return _artifact(node, actor=actor)
-        return Artifact(
-            kind=node.kind,
-            name=node.name,
-            version=node.version,
-            source=node.source,
-            digest=node.digest,
-            publisher=node.publisher,
-            format=node.format,
-            placeholder=True,
-            created_by=actor.user,
-        )
+            return _fields(node, actor=actor)
+        return {
+            "kind": node.kind,
+            "name": node.name,
+            "version": node.version,
+            "source": node.source,
+            "digest": node.digest,
+            "publisher": node.publisher,
+            "format": node.format,
+            "placeholder": True,
+            "created_by": actor.user,
+        }
 
-    return make
+    return fields
 
 
 def _unknown_files(node: _Node) -> bool:
@@ -108,19 +108,23 @@ def _unknown_files(node: _Node) -> bool:
 
 
 def _artifact(node: _Node, *, actor: Actor) -> Artifact:
+    return Artifact(**_fields(node, actor=actor))
+
+
+def _fields(node: _Node, *, actor: Actor) -> dict[str, Any]:
     manifest = node.manifest
-    return Artifact(
-        kind=node.kind,
-        name=node.name,
-        version=node.version,
-        publisher=node.publisher,
-        source=node.source,
-        format=node.format,
-        digest=node.digest,
-        manifest=[[e.path, e.size, e.sha256] for e in manifest.entries] if manifest else None,
-        total_size=manifest.total_size if manifest else None,
-        created_by=actor.user,
-    )
+    return {
+        "kind": node.kind,
+        "name": node.name,
+        "version": node.version,
+        "publisher": node.publisher,
+        "source": node.source,
+        "format": node.format,
+        "digest": node.digest,
+        "manifest": [[e.path, e.size, e.sha256] for e in manifest.entries] if manifest else None,
+        "total_size": manifest.total_size if manifest else None,
+        "created_by": actor.user,
+    }
 
 
 def _reconcile(session: Session, existing: Artifact, node: _Node, *, actor: Actor) -> bool:
