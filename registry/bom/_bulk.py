@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from lineage import Relation
@@ -26,6 +25,7 @@ from registry.bom.reader import Node
 from registry.errors import LineageCycle
 from registry.identity import Actor
 from registry.service import audit
+from registry.service._bulk_insert import insert_rows
 from registry.service.refs import ref_of
 from registry.tables import Artifact, Edge, LineageClosure
 
@@ -34,7 +34,6 @@ __all__ = ["import_new"]
 Stored = Mapping[str, tuple[Artifact, bool]]
 LinksOf = Callable[[Node, Stored, Mapping[str, str]], list[tuple[Artifact, Relation]]]
 _COLUMNS = tuple(c.name for c in Artifact.__table__.columns if c.name != "id")  # type: ignore[attr-defined]
-_BATCH = 5000
 _NAMES_PER_QUERY = 500
 
 
@@ -217,17 +216,5 @@ def _events(
             )
 
 
-def _insert(session: Session, table: type[Any], rows: Iterator[dict[str, Any]]) -> None:
-    for batch in _batches(rows):
-        session.execute(insert(table), batch)
-
-
-def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= _BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _insert(session: Session, table: type[Any], rows: Iterable[dict[str, Any]]) -> None:
+    insert_rows(session, table, rows)

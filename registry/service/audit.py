@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from registry.identity import Actor
 from registry.schemas import AuditEventPublic, AuditVerification
+from registry.service._bulk_insert import insert_rows
 from registry.tables import AuditEvent, utcnow
 
 GENESIS = "0" * 64
@@ -93,8 +93,7 @@ def record_many(
 
 
 def _insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
-    if rows:
-        session.execute(insert(AuditEvent), rows)
+    insert_rows(session, AuditEvent, rows)
     return len(rows)
 
 
