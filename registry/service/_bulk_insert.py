@@ -7,11 +7,12 @@ session's own connection instead (same transaction: a failure rolls it back).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import JSON, Table, insert
 from sqlmodel import Session, SQLModel
 
 __all__ = ["insert_rows"]
@@ -23,13 +24,13 @@ def insert_rows(session: Session, model: type[SQLModel], rows: Iterable[dict[str
     """Insert ``rows`` (column name -> value; every row the same columns) into ``model``'s table."""
     table = model.__table__  # type: ignore[attr-defined]
     if session.connection().dialect.name == "postgresql":
-        _copy(session, table.name, rows)
+        _copy(session, table, rows)
         return
     for batch in _batches(rows):
         session.execute(insert(model), batch)
 
 
-def _copy(session: Session, table: str, rows: Iterable[dict[str, Any]]) -> None:
+def _copy(session: Session, table: Table, rows: Iterable[dict[str, Any]]) -> None:
     connection = session.connection().connection.driver_connection  # psycopg's, in the transaction
     assert connection is not None
     iterator = iter(rows)
@@ -37,19 +38,19 @@ def _copy(session: Session, table: str, rows: Iterable[dict[str, Any]]) -> None:
     if first is None:
         return
     columns = list(first)
+    json_columns = {c for c in columns if isinstance(table.columns[c].type, JSON)}
     names = ", ".join(f'"{c}"' for c in columns)
-    with connection.cursor() as cursor, cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
-        for row in _chain(first, iterator):
-            copy.write_row([_value(row[c]) for c in columns])
+    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in itertools.chain([first], iterator):
+            values = [row[c] for c in columns]
+            if json_columns:
+                values = [_json(row[c]) if c in json_columns else row[c] for c in columns]
+            copy.write_row(values)
 
 
-def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield first
-    yield from rest
-
-
-def _value(value: Any) -> Any:
-    # JSON columns: COPY's text format takes the JSON text (a list would be sent as an array).
+def _json(value: Any) -> Any:
+    # COPY's text format takes the JSON text (a list would go as an array); None stays NULL.
     return json.dumps(value) if isinstance(value, list | dict) else value
 
 
