@@ -221,3 +221,28 @@ class DatabaseBusy(MbomError):
 
 class AuditKeyError(ConfigurationError):
     """The audit key is missing, unreadable, or not the key the audit chain was written with."""
+
+
+class LimitExceeded(InvalidInput):
+    """An input is larger, deeper or longer than mbom reads (a document, a card, a list)."""
+
+    code = "limit-exceeded"
+
+    def __init__(self, what: str, problem: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"{what} is too large: {problem}",
+            hint=hint or "split it up, or check that it is the document you meant",
+        )
+        self.what = what
+        self.problem = problem
+
+
+class InvalidBom(InvalidInput):
+    """A field of a CycloneDX document is missing or has the wrong type or form."""
+
+    code = "invalid-bom"
+
+    def __init__(self, where: str, problem: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{where} {problem}", hint=hint)
+        self.where = where
+        self.problem = problem

@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from registry import limits
 from registry.api import problems
+from registry.api.body_limits import JsonDepthLimit
 from registry.api.routes import router
 from registry.db import make_engine, migrate
 from registry.service.audit import bind_key, key_file_of
@@ -24,7 +26,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         summary="Model bill of materials and lineage registry",
         description="Every endpoint needs `Authorization: Bearer <token>` (mbom tokens create).",
         version="0.1.0",
+        max_body_size=limits.MAX_REQUEST_BYTES,
     )
+    app.add_middleware(JsonDepthLimit)
     app.state.engine = engine
     app.state.settings = settings
     problems.install(app)

@@ -8,49 +8,27 @@ import is idempotent. Flags and statuses in the document are not imported: the
 receiving registry's own findings decide (statuses are recomputed).
 """
 
+
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlmodel import Session, select
 
 from lineage import MODEL_RELATIONS, Relation
+from registry.bom._bulk import import_new
+from registry.bom.reader import Node as _Node
+from registry.bom.reader import read_document as _read_document
 from registry.errors import InvalidInput
 from registry.identity import Actor
-from registry.manifest import Manifest, ManifestEntry
 from registry.service import admission, audit, placeholders, policy
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize, authorize_model
 from registry.service.graph import add_edges
-from registry.service.refs import check_name, ref_of
+from registry.service.refs import ref_of
 from registry.service.status import recompute
 from registry.tables import Artifact, Edge
-
-_KINDS = {"machine-learning-model": "model", "data": "dataset"}
-PROP = "mbom:"
-
-
-@dataclass
-class _Node:
-    """One model or dataset component as read from the document."""
-
-    where: str
-    kind: str
-    name: str
-    version: str
-    digest: str | None
-    manifest: Manifest | None
-    publisher: str | None
-    source: str | None
-    format: str | None
-    parents: list[tuple[str, str | None]] = field(default_factory=list)  # (key, relation)
-    datasets: list[tuple[str, str]] = field(default_factory=list)  # (bom-ref, use)
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.name}@{self.version}"
 
 
 @mutation
@@ -74,6 +52,17 @@ def import_cyclonedx(
     authorize(actor, Operation.IMPORT_BOM, team=team)
     policy.require_team(session, team)
     nodes, aliases = _read_document(document)
+    if _plain(session, nodes, team=team):
+        bulk = import_new(
+            session,
+            nodes,
+            aliases,
+            actor=actor,
+            fields=_new_fields(actor, team=team),
+            links_of=_wanted_links,
+        )
+        if bulk is not None:  # nothing was registered yet: set-based, statuses all clean
+            return bulk
     stored = {key: _store(session, node, actor=actor, team=team) for key, node in nodes.items()}
     admission.quarantine_known_content(
         session, [artifact for artifact, new in stored.values() if new], actor=actor
@@ -87,152 +76,20 @@ def import_cyclonedx(
     return sorted(ref_of(stored[key][0]) for key in changed)
 
 
-def _read_document(document: Mapping[str, Any]) -> tuple[dict[str, _Node], dict[str, str]]:
-    if not isinstance(document, Mapping) or document.get("bomFormat") != "CycloneDX":
-        raise InvalidInput("bomFormat is not 'CycloneDX'", hint="give a CycloneDX JSON document")
-    if not str(document.get("specVersion", "")).startswith("1."):
-        raise InvalidInput("specVersion is missing or not 1.x", hint="export CycloneDX 1.5 or 1.6")
-    found: list[tuple[str, Mapping[str, Any]]] = []
-    metadata = document.get("metadata") or {}
-    if isinstance(metadata, Mapping) and metadata.get("component") is not None:
-        found.append(("metadata.component", metadata["component"]))
-    components = document.get("components") or []
-    if not isinstance(components, list):
-        raise InvalidInput("components is not a list")
-    found.extend((f"components[{i}]", c) for i, c in enumerate(components))
-    nodes: dict[str, _Node] = {}
-    aliases: dict[str, str] = {}  # bom-ref -> node key
-    for where, component in found:
-        node = _read_component(where, component)
-        if node is None:
-            continue
-        if node.key in nodes:
-            raise InvalidInput(f"{where} repeats {node.key}", hint="list each version once")
-        nodes[node.key] = node
-        aliases[node.key] = node.key
-        if isinstance(component.get("bom-ref"), str):
-            aliases[component["bom-ref"]] = node.key
-    if not nodes:
-        raise InvalidInput("the document describes no model or dataset component")
-    return nodes, aliases
+def _plain(session: Session, nodes: Mapping[str, _Node], *, team: str | None) -> bool:
+    """Whether no rule can act on this document's new versions, so the bulk path may run.
 
-
-def _read_component(where: str, component: Any) -> _Node | None:
-    if not isinstance(component, Mapping):
-        raise InvalidInput(f"{where} is not an object")
-    kind = _KINDS.get(str(component.get("type")))
-    if kind is None:
-        return None  # libraries, files, services: not lineage
-    name, version = _text(component, "name", where), _text(component, "version", where)
-    try:
-        check_name(name, version)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{where}.name/version: {exc.message}", hint=exc.hint) from exc
-    props = _properties(component, where)
-    publisher = (component.get("supplier") or {}).get("name")
-    node = _Node(
-        where=where,
-        kind=kind,
-        name=name,
-        version=version,
-        digest=_sha256(component.get("hashes"), f"{where}.hashes"),
-        manifest=_manifest(component.get("components"), where),
-        publisher=publisher if isinstance(publisher, str) else None,
-        source=_source(component),
-        format=props.get(PROP + "format"),
-    )
-    if node.manifest is not None:
-        if node.digest is not None and node.digest != node.manifest.digest:
-            raise InvalidInput(
-                f"{where}.hashes: the SHA-256 {node.digest} is not the digest of its files "
-                f"({node.manifest.digest})",
-                hint="the file list or the component hash was altered",
-            )
-        node.digest = node.manifest.digest
-    node.parents = _pedigree(component, where)
-    node.datasets = _datasets(component, where)
-    return node
-
-
-def _text(component: Mapping[str, Any], key: str, where: str) -> str:
-    value = component.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{where}.{key} is missing", hint="every model and dataset needs one")
-    return value
-
-
-def _properties(component: Mapping[str, Any], where: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for i, prop in enumerate(component.get("properties") or []):
-        if not isinstance(prop, Mapping) or not isinstance(prop.get("name"), str):
-            raise InvalidInput(f"{where}.properties[{i}] has no name")
-        found.setdefault(prop["name"], str(prop.get("value", "")))
-    return found
-
-
-def _sha256(hashes: Any, where: str) -> str | None:
-    for i, entry in enumerate(hashes or []):
-        if not isinstance(entry, Mapping):
-            raise InvalidInput(f"{where}[{i}] is not an object")
-        if entry.get("alg") == "SHA-256":
-            content = str(entry.get("content", "")).lower()
-            if len(content) != 64 or any(c not in "0123456789abcdef" for c in content):
-                raise InvalidInput(f"{where}[{i}].content is not a SHA-256 hex digest")
-            return "sha256:" + content
-    return None
-
-
-def _manifest(files: Any, where: str) -> Manifest | None:
-    entries = []
-    for i, file in enumerate(files or []):
-        if not isinstance(file, Mapping) or file.get("type") != "file":
-            continue
-        at = f"{where}.components[{i}]"
-        digest = _sha256(file.get("hashes"), f"{at}.hashes")
-        size = _properties(file, at).get(PROP + "size")
-        if digest is None or size is None or not size.isdigit():
-            return None  # a file we cannot pin down: the component stays a placeholder
-        entries.append(ManifestEntry(_text(file, "name", at), int(size), digest[len("sha256:") :]))
-    return Manifest(tuple(sorted(entries, key=lambda e: e.path))) if entries else None
-
-
-def _source(component: Mapping[str, Any]) -> str | None:
-    for ref in component.get("externalReferences") or []:
-        if isinstance(ref, Mapping) and isinstance(ref.get("url"), str):
-            return str(ref["url"])
-    return None
-
-
-def _pedigree(component: Mapping[str, Any], where: str) -> list[tuple[str, str | None]]:
-    ancestors = (component.get("pedigree") or {}).get("ancestors") or []
-    parents: list[tuple[str, str | None]] = []
-    for i, ancestor in enumerate(ancestors):
-        at = f"{where}.pedigree.ancestors[{i}]"
-        if not isinstance(ancestor, Mapping):
-            raise InvalidInput(f"{at} is not an object")
-        props = _properties(ancestor, at)
-        kind = _KINDS.get(str(ancestor.get("type")), "model")
-        default = f"{kind}:{_text(ancestor, 'name', at)}@{_text(ancestor, 'version', at)}"
-        parents.append((props.get(PROP + "ref", default), props.get(PROP + "relation")))
-    return parents
-
-
-def _datasets(component: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
-    card = component.get("modelCard") or {}
-    uses = {v: k.removeprefix(PROP + "dataset:") for k, v in _uses(card, where)}
-    refs = ((card.get("modelParameters") or {}).get("datasets")) or []
-    found = []
-    for i, entry in enumerate(refs):
-        if isinstance(entry, Mapping) and isinstance(entry.get("ref"), str):
-            found.append((entry["ref"], uses.get(entry["ref"], Relation.TRAINED_ON.value)))
-        elif not isinstance(entry, Mapping):
-            raise InvalidInput(f"{where}.modelCard.modelParameters.datasets[{i}] is not an object")
-    return found
-
-
-def _uses(card: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
-    props = _properties(card, f"{where}.modelCard") if isinstance(card, Mapping) else {}
-    return [(k, v) for k, v in props.items() if k.startswith(PROP + "dataset:")]
+    The set-based import skips the per-component checks, so it is taken only when
+    none of them could refuse or flag anything: no team decision or approval duty
+    names these versions, and no file or digest in it is known to be malicious.
+    Otherwise the per-component path applies each rule as ``register_model`` does.
+    """
+    names = {node.name for node in nodes.values()}
+    if policy.may_govern_new_versions(session, team=team, names=names):
+        return False
+    digests = {node.digest for node in nodes.values() if node.digest}
+    files = {e.sha256 for node in nodes.values() if node.manifest for e in node.manifest.entries}
+    return not admission.knows_malicious(session, digests=digests, file_digests=files)
 
 
 def _store(
@@ -271,21 +128,47 @@ def _unknown_files(node: _Node) -> bool:
     return node.digest is None if node.kind == "dataset" else node.manifest is None
 
 
+def _new_fields(actor: Actor, *, team: str | None) -> Callable[[_Node], dict[str, Any]]:
+    """The columns :func:`_store` gives a node not yet registered (a placeholder or not)."""
+
+    def fields(node: _Node) -> dict[str, Any]:
+        if not _unknown_files(node):
+            return _fields(node, actor=actor, team=team)
+        return {
+            "kind": node.kind,
+            "name": node.name,
+            "version": node.version,
+            "source": node.source,
+            "digest": node.digest,
+            "publisher": node.publisher,
+            "format": node.format,
+            "placeholder": True,
+            "created_by": actor.user,
+        }
+
+    return fields
+
+
 def _artifact(node: _Node, *, actor: Actor, team: str | None) -> Artifact:
+    return Artifact(**_fields(node, actor=actor, team=team))
+
+
+def _fields(node: _Node, *, actor: Actor, team: str | None) -> dict[str, Any]:
+    """A node's columns; a model with files is registered for the importing team."""
     manifest = node.manifest
-    return Artifact(
-        team=team if node.kind == "model" else None,
-        kind=node.kind,
-        name=node.name,
-        version=node.version,
-        publisher=node.publisher,
-        source=node.source,
-        format=node.format,
-        digest=node.digest,
-        manifest=[[e.path, e.size, e.sha256] for e in manifest.entries] if manifest else None,
-        total_size=manifest.total_size if manifest else None,
-        created_by=actor.user,
-    )
+    return {
+        "team": team if node.kind == "model" else None,
+        "kind": node.kind,
+        "name": node.name,
+        "version": node.version,
+        "publisher": node.publisher,
+        "source": node.source,
+        "format": node.format,
+        "digest": node.digest,
+        "manifest": [[e.path, e.size, e.sha256] for e in manifest.entries] if manifest else None,
+        "total_size": manifest.total_size if manifest else None,
+        "created_by": actor.user,
+    }
 
 
 def _reconcile(

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from registry import limits
 from registry.cli import render
 from registry.cli.main import JsonOpt, RefArg, bom_app, ctx_of
 from registry.errors import InvalidInput
@@ -67,12 +68,7 @@ def bom_import(
     Components without file hashes become placeholders, filled by a later
     registration; importing the same document twice changes nothing.
     """
-    try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"{file} is not a JSON document: {exc}") from exc
+    document = limits.read_json_file(file, max_bytes=limits.MAX_BOM_BYTES)
     if not isinstance(document, dict):
         raise InvalidInput(f"{file} is not a CycloneDX document (a JSON object)")
     registered: list[str] = ctx_of(ctx).call("import_cyclonedx", document)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from registry import limits
 from registry.errors import InvalidInput, MalformedBundle, SignatureError
 from registry.manifest import Manifest
 from registry.model_signing_format._bundle import BUNDLE_MEDIA_TYPE, Bundle
@@ -164,6 +165,13 @@ def verify_bundle(bundle: Bundle, public_key: ec.EllipticCurvePublicKey) -> Stat
 def read_bundle(path: Path) -> Bundle:
     """Read and parse a signature file (no verification)."""
     try:
+        size = Path(path).stat().st_size
+        if size > limits.MAX_BUNDLE_BYTES:
+            raise MalformedBundle(
+                f"it is {size:,} bytes, more than the {limits.MAX_BUNDLE_BYTES:,} allowed",
+                source=str(path),
+                hint="a signature file is a few kilobytes: check the path",
+            )
         text = Path(path).read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read model-signing signature {path}: {exc.strerror}") from exc

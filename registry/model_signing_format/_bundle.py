@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from registry.errors import MalformedBundle
+from registry import limits
+from registry.errors import InvalidInput, LimitExceeded, MalformedBundle
 from registry.model_signing_format._dsse import Envelope
 
 __all__ = ["BUNDLE_MEDIA_TYPE", "Bundle"]
@@ -82,8 +83,19 @@ class Bundle:
     @classmethod
     def from_text(cls, text: str | bytes) -> Bundle:
         """Parse a signature file's content."""
-        try:
-            data = json.loads(text)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedBundle("it is not JSON") from exc
-        return cls.from_json(data)
+        return cls.from_json(load_limited_json(text, "it"))
+
+
+def load_limited_json(text: str | bytes, what: str) -> Any:
+    """Parse a bundle's (or its payload's) JSON within the size and depth limits.
+
+    Raises :class:`MalformedBundle` naming the problem; ``what`` names the text.
+    """
+    try:
+        return limits.load_json(text, what=what, max_bytes=limits.MAX_BUNDLE_BYTES)
+    except LimitExceeded as exc:
+        raise MalformedBundle(
+            f"{what} is too large: {exc.problem}", hint="a signature file is a few kilobytes"
+        ) from exc
+    except InvalidInput as exc:
+        raise MalformedBundle(f"{what} is not JSON") from exc

@@ -25,6 +25,7 @@ from typing import Any
 
 from registry._hashing import SHA256_HEX_RE, path_problem
 from registry.errors import MalformedBundle
+from registry.model_signing_format._bundle import load_limited_json
 
 __all__ = [
     "PREDICATE_TYPE",
@@ -217,11 +218,7 @@ class Statement:
     @classmethod
     def from_payload(cls, payload: bytes) -> Statement:
         """Parse the DSSE payload bytes."""
-        try:
-            data = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MalformedBundle("the DSSE payload is not UTF-8 JSON") from exc
-        return cls.from_json(data)
+        return cls.from_json(load_limited_json(payload, "the DSSE payload"))
 
 
 def _root_digest(resources: Iterable[Resource]) -> str:

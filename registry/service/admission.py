@@ -172,6 +172,30 @@ def quarantine_known_content(
         )
 
 
+def knows_malicious(
+    session: Session, *, digests: Iterable[str], file_digests: Iterable[str]
+) -> bool:
+    """Whether any artifact digest or file SHA-256 here is known malicious (see the module).
+
+    The question :func:`quarantine_known_content` answers per artifact, asked
+    once for a whole batch before anything is stored (a bulk BOM import).
+    """
+    wanted = sorted(set(digests))
+    for start in range(0, len(wanted), _CHUNK):
+        twin = session.exec(
+            select(Artifact.id)
+            .where(
+                col(Artifact.digest).in_(wanted[start : start + _CHUNK]),
+                Artifact.finding == "compromised",
+            )
+            .limit(1)
+        ).first()
+        if twin is not None:
+            return True
+    files = set(file_digests)
+    return bool(files) and not files.isdisjoint(_malicious_files(session))
+
+
 #: How many digests one ``IN`` list holds (well under every backend's parameter limit).
 _CHUNK = 500
 

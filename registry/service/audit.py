@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +38,7 @@ from registry.audit_key import AuditKey, AuditKeyFile
 from registry.errors import AuditKeyError, Conflict
 from registry.identity import Actor, Role
 from registry.schemas import AuditEventPublic, AuditVerification
+from registry.service._bulk_insert import insert_rows
 from registry.service._tx import mutation
 from registry.service.audit_state import state_of
 from registry.tables import AuditEvent, utcnow
@@ -111,6 +112,52 @@ def _append(
     return event
 
 
+def record_many(
+    session: Session,
+    *,
+    actor: Actor,
+    events: Iterable[tuple[str, str, Mapping[str, Any]]],
+    batch: int = 5000,
+) -> int:
+    """Append ``(operation, subject, details)`` events in order, written in bulk; their count.
+
+    The same keyed chain :func:`record` writes event by event, without an ORM
+    object and a flush per event (a large BOM import appends two per component).
+    The newest event goes through :func:`_append`, so the commit seals the state
+    tables into it as it does for any transaction.
+    """
+    pending = list(events)
+    if not pending:
+        return 0
+    last = _head(session)
+    key = _writing_key(session, last)
+    prev_hash, seq = (last.hash, last.seq) if last else (GENESIS, 0)
+    rows: list[dict[str, Any]] = []
+    for operation, subject, details in pending[:-1]:
+        seq += 1
+        row: dict[str, Any] = {
+            "seq": seq,
+            "at": utcnow(),
+            "actor": actor.user,
+            "operation": operation,
+            "subject": subject,
+            "details": json.loads(json.dumps(dict(details), default=str)),
+            "prev_hash": prev_hash,
+            "key_id": key.key_id if key else None,
+            "state": None,
+        }
+        row["hash"] = prev_hash = _seal_row(key, row)
+        rows.append(row)
+        if len(rows) >= batch:
+            insert_rows(session, AuditEvent, rows)
+            rows = []
+    insert_rows(session, AuditEvent, rows)
+    head = _head(session) if len(pending) > 1 else last  # the newest row just written
+    operation, subject, details = pending[-1]
+    _append(session, head, key, actor=actor, operation=operation, subject=subject, details=details)
+    return len(pending)
+
+
 def _head(session: Session) -> AuditEvent | None:
     return session.exec(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).first()
 
@@ -156,18 +203,35 @@ def _load_existing(key_file: AuditKeyFile, key_id: str | None) -> AuditKey:
 
 def seal(event: AuditEvent, key: AuditKey | None) -> str:
     """The chained hash of one event: HMAC under ``key``, or legacy SHA-256 without one."""
+    return _seal_row(
+        key,
+        {
+            "prev_hash": event.prev_hash,
+            "seq": event.seq,
+            "at": event.at,
+            "actor": event.actor,
+            "operation": event.operation,
+            "subject": event.subject,
+            "details": event.details,
+            "key_id": event.key_id,
+            "state": event.state,
+        },
+    )
+
+
+def _seal_row(key: AuditKey | None, row: Mapping[str, Any]) -> str:
     fields: list[Any] = [
-        event.prev_hash,
-        event.seq,
-        _timestamp(event.at),
-        event.actor,
-        event.operation,
-        event.subject,
-        event.details,
+        row["prev_hash"],
+        row["seq"],
+        _timestamp(row["at"]),
+        row["actor"],
+        row["operation"],
+        row["subject"],
+        row["details"],
     ]
     if key is None:
         return hashlib.sha256(_canonical(fields)).hexdigest()
-    return key.mac(_canonical([*fields, event.key_id, event.state]))
+    return key.mac(_canonical([*fields, row["key_id"], row["state"]]))
 
 
 def event_hash(

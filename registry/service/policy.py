@@ -191,6 +191,37 @@ def _governing(newest_first: Sequence[Decision], version: str) -> Decision | Non
     return chosen[0] if chosen else None
 
 
+#: How many names one ``IN`` list holds (well under every backend's parameter limit).
+_NAMES_PER_QUERY = 500
+
+
+def may_govern_new_versions(session: Session, *, team: str | None, names: Iterable[str]) -> bool:
+    """Whether the policy could refuse new versions of ``names`` built on each other for ``team``.
+
+    True when an active decision (of the team, or of every team) names one of
+    them, or when the team requires approval (a new parent is never approved).
+    A caller that finds False may register such a lineage without checking each
+    version: :func:`registration_violations` would find nothing.
+    """
+    required = require_team(session, team)
+    if required is not None and required.require_approval:
+        return True
+    wanted = sorted(set(names))
+    for start in range(0, len(wanted), _NAMES_PER_QUERY):
+        found = session.exec(
+            select(Decision.id)
+            .where(
+                Decision.active,
+                col(Decision.name).in_(wanted[start : start + _NAMES_PER_QUERY]),
+                or_(col(Decision.team) == team, col(Decision.team).is_(None)),
+            )
+            .limit(1)
+        ).first()
+        if found is not None:
+            return True
+    return False
+
+
 def registration_violations(
     session: Session, *, team: str | None, parents: Sequence[tuple[Artifact, Relation]]
 ) -> list[str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from numpy.typing import NDArray
 from scanning.behavioral.report import ScanProfile
 
 __all__ = [
+    "MAX_REFERENCE_ARRAYS",
     "MAX_REFERENCE_BYTES",
     "MIN_REFERENCES",
     "ProfileHints",
@@ -51,6 +53,8 @@ __all__ = [
 MIN_REFERENCES = 20
 #: The most a reference ``.npz`` may expand to once decompressed (a zip bomb guard).
 MAX_REFERENCE_BYTES = 256 * 2**20
+#: Most arrays a reference ``.npz`` may hold (``x``, ``y`` and the metadata arrays).
+MAX_REFERENCE_ARRAYS = 16
 _CONFIG_FILE = "config.json"
 
 
@@ -157,17 +161,17 @@ def _hints_from_config(config: Mapping[str, Any], source: str) -> ProfileHints:
 
 
 def _read_arrays(data: bytes) -> dict[str, NDArray[Any]]:
-    """Every array of the ``.npz``, refusing pickles and archives that expand too far."""
+    """Every array of the ``.npz``, refusing pickles and archives that expand too far.
+
+    The archive's member count and each member's ``.npy`` header (dtype and
+    shape) are checked before any array is loaded: NumPy allocates the size a
+    header declares before it reads a byte of data.
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            expanded = sum(info.file_size for info in archive.infolist())
+            _check_members(archive)
     except zipfile.BadZipFile as exc:
         raise ValueError("the reference file is not an .npz (a zip of .npy arrays)") from exc
-    if expanded > MAX_REFERENCE_BYTES:
-        raise ValueError(
-            f"the reference .npz expands to {expanded} bytes, more than the "
-            f"{MAX_REFERENCE_BYTES} allowed: a few hundred references are enough"
-        )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: np.asarray(npz[name]) for name in npz.files}
@@ -183,6 +187,50 @@ def _read_arrays(data: bytes) -> dict[str, NDArray[Any]]:
             f"the reference .npz lacks array(s) {missing}: it needs x (inputs) and y (labels)"
         )
     return arrays
+
+
+def _check_members(archive: zipfile.ZipFile) -> None:
+    members = archive.infolist()
+    if len(members) > MAX_REFERENCE_ARRAYS:
+        raise ValueError(
+            f"the reference .npz holds {len(members)} members, more than the "
+            f"{MAX_REFERENCE_ARRAYS} allowed: it needs x, y and at most three metadata arrays"
+        )
+    expanded = sum(info.file_size for info in members)
+    if expanded > MAX_REFERENCE_BYTES:
+        raise ValueError(
+            f"the reference .npz expands to {expanded} bytes, more than the "
+            f"{MAX_REFERENCE_BYTES} allowed: a few hundred references are enough"
+        )
+    for info in members:
+        declared = _declared_bytes(archive, info)
+        if declared > MAX_REFERENCE_BYTES:
+            raise ValueError(
+                f"array {info.filename[:40]!r} of the reference .npz declares {declared} bytes, "
+                f"more than the {MAX_REFERENCE_BYTES} allowed"
+            )
+
+
+def _declared_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The size the ``.npy`` header of one member declares (refusing non-arrays)."""
+    name = info.filename[:40]
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f".npy format version {version} is not supported")
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        problem = str(exc)[:120]
+        raise ValueError(
+            f"member {name!r} of the reference .npz is not a .npy array: {problem}"
+        ) from exc
+    if dtype.hasobject:
+        raise ValueError(f"the reference .npz holds an array that is not plain numbers: {name!r}")
+    return math.prod(int(d) for d in shape) * dtype.itemsize
 
 
 def _hints_from_arrays(arrays: Mapping[str, NDArray[Any]]) -> ProfileHints:
