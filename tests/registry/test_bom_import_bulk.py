@@ -18,11 +18,14 @@ from sqlmodel import select
 
 from registry.bom import import_cyclonedx
 from registry.db import unit_of_work
-from registry.errors import InvalidInput, LineageCycle
+from registry.errors import InvalidInput, LineageCycle, PolicyViolation
 from registry.identity import Actor, Role
+from registry.manifest import Manifest, ManifestEntry
+from registry.service import create_team, decide, flag, register_model
 from registry.service.audit import verify_chain
 from registry.service.status import find_inconsistencies
 from registry.tables import Artifact, AuditEvent, Edge, LineageClosure
+from tests.conftest import fake_manifest
 from tests.registry.test_bom_import import second_engine  # noqa: F401  # a fixture
 
 BOB = Actor(user="bob", role=Role.PUBLISHER)
@@ -145,3 +148,65 @@ def test_a_bulk_import_that_fails_writes_nothing(
     with unit_of_work(engine) as session:
         assert session.exec(select(Artifact)).all() == []
         assert session.exec(select(AuditEvent)).all() == []
+
+
+def test_a_new_lineage_meets_the_importing_teams_blocks(engine: Engine) -> None:
+    """A team's block on a name reaches the new versions of an all-new document too."""
+    admin = Actor(user="alice", role=Role.ADMIN)
+    with unit_of_work(engine) as session:
+        create_team(session, actor=admin, name="vision")
+        register_model(session, actor=admin, name="m0", version="0", manifest=fake_manifest("x"))
+        decide(
+            session,
+            actor=admin,
+            ref="m0@0",
+            team="vision",
+            verdict="block",
+            reason="licence",
+            all_versions=True,
+        )
+    vision = Actor(user="vic", role=Role.PUBLISHER, team="vision")
+    with pytest.raises(PolicyViolation, match="m0@1 is blocked for team vision"), unit_of_work(
+        engine
+    ) as session:
+        import_cyclonedx(session, LINEAGE, actor=vision)
+    with unit_of_work(engine) as session:
+        assert [a.name for a in session.exec(select(Artifact))] == ["m0"]
+    refs = import_doc(engine, LINEAGE)  # no team: only the rules of every team apply
+    assert "m1@1" in refs
+
+
+def test_a_new_lineage_registers_for_the_importing_team(engine: Engine) -> None:
+    admin = Actor(user="alice", role=Role.ADMIN)
+    with unit_of_work(engine) as session:
+        create_team(session, actor=admin, name="vision")
+    vision = Actor(user="vic", role=Role.PUBLISHER, team="vision")
+    with unit_of_work(engine) as session:
+        import_cyclonedx(session, LINEAGE, actor=vision)
+    with unit_of_work(engine) as session:
+        teams = {(a.name, a.placeholder, a.team) for a in session.exec(select(Artifact))}
+    assert ("m1", False, "vision") in teams
+    assert ("m4", True, None) in teams  # a placeholder belongs to nobody yet
+    assert ("d0", False, None) in teams  # datasets are not a team's
+
+
+def test_known_malicious_content_in_a_new_lineage_is_quarantined(engine: Engine) -> None:
+    """An all-new document holding a compromised model's files registers them quarantined,
+    and refuses whole when it builds on them (as a registration on a tainted parent is)."""
+    admin = Actor(user="alice", role=Role.ADMIN)
+    copied = model(1)["components"][0]["hashes"][0]["content"]
+    with unit_of_work(engine) as session:
+        manifest = Manifest((ManifestEntry("w.bin", 2, copied),))
+        register_model(session, actor=admin, name="evil", version="1", manifest=manifest)
+        flag(session, "evil@1", actor=admin, reason="backdoor")
+    with pytest.raises(PolicyViolation, match="parent m1@1 is compromised"):
+        import_doc(engine, LINEAGE)
+    with unit_of_work(engine) as session:
+        assert [a.name for a in session.exec(select(Artifact))] == ["evil"]
+    lone = model(1) | {"pedigree": {"ancestors": []}}
+    assert import_doc(engine, document([model(0), lone, dataset(0)])) == ["d0@1", "m0@1", "m1@1"]
+    with unit_of_work(engine) as session:
+        found = {a.name: (a.status, a.finding) for a in session.exec(select(Artifact))}
+        assert find_inconsistencies(session) == []
+    assert found["m1"] == ("compromised", "compromised")
+    assert found["m0"] == ("clean", "unscanned")
