@@ -41,8 +41,8 @@ from sqlmodel import Session, col, select
 
 from registry.identity import Actor
 from registry.schemas import ScanProvenance
-from registry.service import audit, policy
-from registry.service.flags import mark_compromised
+from registry.service import policy
+from registry.service.flags import mark_compromised, quarantine_known
 from registry.service.refs import ref_of
 from registry.tables import Artifact, Flag, ScanRecord
 from scanning.report import ScanReport, Severity, Verdict
@@ -160,16 +160,7 @@ def quarantine_known_content(
         reason = twins.get((artifact.kind, artifact.digest or "")) or _carried_file(artifact, files)
         if reason is None:
             continue
-        mark_compromised(
-            session, artifact, actor=actor, reason=f"known malicious content: {reason}"
-        )
-        audit.record(
-            session,
-            actor=actor,
-            operation="flag.known_content",
-            subject=ref_of(artifact),
-            details={"reason": reason, "digest": artifact.digest},
-        )
+        quarantine_known(session, artifact, actor=actor, why=reason)
 
 
 def knows_malicious(

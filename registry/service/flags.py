@@ -115,18 +115,21 @@ def _flag_content_twins(session: Session, artifact: Artifact, *, actor: Actor) -
     for twin in twins:
         if twin.finding == "compromised":  # flagged already (or just now, by a twin)
             continue
-        reason = (
-            f"known malicious content: its files are those of quarantined {ref_of(artifact)} "
-            f"({artifact.digest})"
-        )
-        mark_compromised(session, twin, actor=actor, reason=reason)
-        audit.record(
-            session,
-            actor=actor,
-            operation="flag.known_content",
-            subject=ref_of(twin),
-            details={"reason": reason, "digest": twin.digest},
-        )
+        why = f"its files are those of quarantined {ref_of(artifact)} ({artifact.digest})"
+        quarantine_known(session, twin, actor=actor, why=why)
+
+
+def quarantine_known(session: Session, artifact: Artifact, *, actor: Actor, why: str) -> None:
+    """Flag ``artifact`` as known malicious content (``why`` names the original), audited."""
+    reason = f"known malicious content: {why}"
+    mark_compromised(session, artifact, actor=actor, reason=reason)
+    audit.record(
+        session,
+        actor=actor,
+        operation="flag.known_content",
+        subject=ref_of(artifact),
+        details={"reason": reason, "digest": artifact.digest},
+    )
 
 
 @mutation
