@@ -36,11 +36,12 @@ from sqlmodel import Session, col, select
 
 from registry.audit_key import AuditKey, AuditKeyFile
 from registry.errors import AuditKeyError, Conflict
-from registry.identity import Actor, Role
+from registry.identity import Actor
 from registry.schemas import AuditEventPublic, AuditVerification
 from registry.service._bulk_insert import insert_rows
 from registry.service._tx import mutation
 from registry.service.audit_state import state_of
+from registry.service.authorization import Operation, authorize
 from registry.tables import AuditEvent, utcnow
 
 GENESIS = "0" * 64
@@ -422,7 +423,7 @@ def anchor_chain(session: Session, *, actor: Actor) -> AuditVerification:
     The legacy events are checked first; the new keyed ``audit.anchor`` event
     names how many there are and their head, so they cannot be rewritten later.
     """
-    actor.require(Role.ADMIN, action="anchor the audit log")
+    authorize(actor, Operation.ANCHOR_AUDIT)
     key_file = _session_key_file(session)
     last = _head(session)
     if key_file is None:

@@ -77,6 +77,7 @@ class Operation(StrEnum):
     REVOKE_TOKEN = "revoke tokens"
     LIST_TOKENS = "list tokens"
     ENROLL_KEY = "enroll publisher keys"
+    ANCHOR_AUDIT = "anchor the audit log"
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ RULES: Mapping[Operation, Rule] = {
     Operation.REVOKE_TOKEN: Rule(Role.ADMIN, Scope.GLOBAL),
     Operation.LIST_TOKENS: Rule(Role.ADMIN, Scope.GLOBAL),
     Operation.ENROLL_KEY: Rule(Role.ADMIN, Scope.GLOBAL),
+    Operation.ANCHOR_AUDIT: Rule(Role.ADMIN, Scope.GLOBAL),
 }
 
 

@@ -29,9 +29,11 @@ from sqlalchemy import Engine
 
 from registry import service, signing
 from registry.api import create_app
+from registry.audit_key import KEY_FILENAME, AuditKeyFile
 from registry.client import LocalRegistry
 from registry.db import make_engine, migrate
 from registry.identity import Actor, Role
+from registry.service.audit import bind_key
 from registry.service.authorization import RULES, Operation
 from registry.settings import Settings
 from tests.conftest import fake_manifest
@@ -407,6 +409,13 @@ ROWS = (
         lambda c: ("/bom/import", bom(c.model("bom"), "base@1")),
         outcome(201, "publisher", "admin"),
     ),
+    Row(
+        "anchor the audit log",
+        "POST",
+        "/api/v1/audit/anchor",
+        lambda _case: ("/audit/anchor", None),
+        outcome(409, *ADMIN),  # the chain is keyed from its first event: nothing to anchor
+    ),
     # Reads sent as POST (a body too large for a query): any valid token.
     Row(
         "inherited profile",
@@ -478,7 +487,8 @@ def served(
         url = f"sqlite:///{tmp_path_factory.mktemp('matrix') / 'registry.db'}"
     else:
         url = request.getfixturevalue("mbom_pg_database")
-    engine: Engine = make_engine(url)
+    key = AuditKeyFile(tmp_path_factory.mktemp("matrix-key") / KEY_FILENAME)
+    engine: Engine = bind_key(make_engine(url), key)  # the server writes with the same key
     migrate(engine)
     reg = LocalRegistry(engine, Actor("root", Role.ADMIN))
     tokens = prepare(reg)
