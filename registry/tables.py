@@ -121,6 +121,9 @@ class Flag(SQLModel, table=True):
     actor: str = Field(max_length=200)
     previous_finding: str = Field(max_length=16)
     active: bool = True
+    #: Whether the registry vouches for the finding (an admin's flag, a scan it ran
+    #: itself): only such flags make the same content malicious under other names.
+    vouched: bool = False
     created_at: datetime = _time_field()
     resolved_by: str | None = Field(default=None, max_length=200)
     resolution: str | None = Field(default=None, max_length=4000)

@@ -12,10 +12,16 @@ with it (or none: ``--skip-scan``, ``--allow-duplicate-content``). Content is
 known to be malicious when
 
 - its digest is that of an artifact of the same kind that is compromised now
-  (quarantined by a scan, flagged by a person or an advisory — a flagged
-  placeholder included: its digest names the content), or
+  by a finding the registry vouches for (quarantined by a scan the registry ran
+  itself, flagged by an admin or an advisory — a flagged placeholder included:
+  its digest names the content), or
 - one of its files has the SHA-256 of a file that carried a *malicious*
-  static-scan finding in a model that is compromised now.
+  finding of a static scan the registry ran itself, in a model compromised so.
+
+A client's own scan report compromises the model it came with, never the same
+bytes elsewhere: otherwise a publisher could quarantine another team's model,
+or every later import of a popular one, by registering its hashes first with a
+forged verdict.
 
 Only files with a malicious finding count, never the other files of a
 compromised model: a ``config.json`` or tokenizer shared by many clean models
@@ -95,7 +101,11 @@ def record_scan(
     )
     if report.verdict is Verdict.MALICIOUS:
         mark_compromised(
-            session, artifact, actor=actor, reason=f"static scan: malicious: {summarise(report)}"
+            session,
+            artifact,
+            actor=actor,
+            reason=f"static scan: malicious: {summarise(report)}",
+            vouched=provenance is ScanProvenance.REGISTRY,
         )
         return
     finding = {Verdict.CLEAN: "clean"}.get(report.verdict, "suspicious")
@@ -171,18 +181,8 @@ def knows_malicious(
     The question :func:`quarantine_known_content` answers per artifact, asked
     once for a whole batch before anything is stored (a bulk BOM import).
     """
-    wanted = sorted(set(digests))
-    for start in range(0, len(wanted), _CHUNK):
-        twin = session.exec(
-            select(Artifact.id)
-            .where(
-                col(Artifact.digest).in_(wanted[start : start + _CHUNK]),
-                Artifact.finding == "compromised",
-            )
-            .limit(1)
-        ).first()
-        if twin is not None:
-            return True
+    if _vouched_originals(session, set(digests)):
+        return True
     files = set(file_digests)
     return bool(files) and not files.isdisjoint(_malicious_files(session))
 
@@ -197,20 +197,34 @@ def _has_content(artifact: Artifact) -> bool:
 
 def _compromised_twins(session: Session, pending: list[Artifact]) -> dict[tuple[str, str], str]:
     """(kind, digest) -> why, for each digest of ``pending`` a compromised artifact has."""
-    digests = sorted({a.digest for a in pending if a.digest})
     found: dict[tuple[str, str], str] = {}
-    for start in range(0, len(digests), _CHUNK):
-        rows = session.exec(
+    for twin in _vouched_originals(session, {a.digest for a in pending if a.digest}):
+        why = f"its files are those of quarantined {ref_of(twin)} ({twin.digest})"
+        found.setdefault((twin.kind, twin.digest or ""), why)
+    return found
+
+
+def _vouched_originals(session: Session, digests: set[str]) -> list[Artifact]:
+    """The compromised artifacts with one of ``digests`` whose flag the registry vouches for.
+
+    A flag from a client's own scan report compromises its model only: were it
+    to taint the same content elsewhere, anyone could quarantine a popular model
+    for everyone by registering its public hashes first with a forged verdict.
+    """
+    wanted = sorted(digests)
+    found: list[Artifact] = []
+    for start in range(0, len(wanted), _CHUNK):
+        found += session.exec(
             select(Artifact)
+            .join(Flag, col(Flag.artifact_id) == col(Artifact.id))
             .where(
-                col(Artifact.digest).in_(digests[start : start + _CHUNK]),
+                col(Artifact.digest).in_(wanted[start : start + _CHUNK]),
                 Artifact.finding == "compromised",
+                col(Flag.active).is_(True),
+                col(Flag.vouched).is_(True),
             )
             .order_by(col(Artifact.id))
         ).all()
-        for twin in rows:
-            why = f"its files are those of quarantined {ref_of(twin)} ({twin.digest})"
-            found.setdefault((twin.kind, twin.digest or ""), why)
     return found
 
 
@@ -226,8 +240,10 @@ def _malicious_files(session: Session) -> dict[str, str]:
         .join(ScanRecord, col(ScanRecord.artifact_id) == col(Artifact.id))
         .where(
             col(Flag.active).is_(True),
+            col(Flag.vouched).is_(True),
             Artifact.finding == "compromised",
             ScanRecord.kind == "static",
+            ScanRecord.provenance == ScanProvenance.REGISTRY.value,
             ScanRecord.verdict == Verdict.MALICIOUS.value,
         )
         .order_by(col(ScanRecord.id))

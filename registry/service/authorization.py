@@ -25,8 +25,9 @@ Each operation is scoped one of four ways (:class:`Scope`):
   admins may change it.
 - ``MODEL_AND_DEPLOYERS``: the model's team and every team deploying it (a
   clearance changes what each of them runs): a team-scoped approver may clear
-  only when its team is the only one concerned; otherwise a team-less approver
-  or an admin must.
+  only its own team's model, when no other team deploys it; a team-less model
+  (which any team may deploy next) or a shared one needs a team-less approver
+  or an admin.
 """
 
 from __future__ import annotations
@@ -186,6 +187,15 @@ def _require_every_team(
     actor.require(rule.role, action=operation.value)
     if not _scoped(actor):
         return
+    if artifact.team is None:
+        # Every team may deploy a team-less model later: clearing it is not one team's call
+        # (a team's approver could otherwise deploy it with an override, be the only team
+        # concerned, clear it, and so clear it for every team that deploys it next).
+        raise PermissionDenied(
+            f"{actor.user} acts for team {actor.team} and may not {operation.value} on "
+            f"{ref_of(artifact)}, which belongs to no team: it concerns every team",
+            hint="an approver without a team scope, or an admin, may",
+        )
     others = sorted(teams - {actor.team})
     if others:
         raise PermissionDenied(

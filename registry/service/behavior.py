@@ -120,6 +120,7 @@ def admit(
             actor=actor,
             reference_digest=used.reference_digest if used else None,
             provenance=provenance,
+            vouched=provenance is ScanProvenance.REGISTRY,
         )
 
 
@@ -234,8 +235,15 @@ def record_scan(
     actor: Actor,
     reference_digest: str | None,
     provenance: ScanProvenance = ScanProvenance.CLIENT,
+    vouched: bool,
 ) -> Trigger | None:
-    """Store a behavioral scan (with who ran it) and its trigger; compromised flags the model."""
+    """Store a behavioral scan (with who ran it); compromised flags the model with its trigger.
+
+    Only a scan that flags the model keeps its recovered trigger: the trigger a
+    replay uses must come from the finding the registry acted on, never from a
+    later report that flags nothing. ``vouched``: see
+    :func:`registry.service.flags.mark_compromised`.
+    """
     session.add(
         ScanRecord(
             artifact_id=artifact.id or 0,
@@ -247,7 +255,8 @@ def record_scan(
         )
     )
     trigger = None
-    if report.trigger is not None:
+    flags = report.verdict is BehaviorVerdict.COMPROMISED and artifact.finding != "compromised"
+    if report.trigger is not None and report.verdict is BehaviorVerdict.COMPROMISED:
         trigger = _store_trigger(
             session,
             artifact,
@@ -256,9 +265,13 @@ def record_scan(
             actor=actor,
             details={"trigger_asr": report.trigger_asr, "score": report.score},
         )
-    if report.verdict is BehaviorVerdict.COMPROMISED and artifact.finding != "compromised":
+    if flags:
         mark_compromised(
-            session, artifact, actor=actor, reason=f"behavioral scan: {summarise(report)}"
+            session,
+            artifact,
+            actor=actor,
+            reason=f"behavioral scan: {summarise(report)}",
+            vouched=vouched,
         )
     elif report.verdict is BehaviorVerdict.CLEAN and artifact.finding in ("unscanned", "clean"):
         artifact.finding = "clean"
@@ -310,6 +323,7 @@ def record_rescan(
         actor=actor,
         reference_digest=reference_digest,
         provenance=provenance,
+        vouched=True,  # a compromised verdict needed the flag permission
     )
     audit.record(
         session,

@@ -50,7 +50,7 @@ def flag(
         )
     if trigger is not None and artifact.kind != "model":
         raise InvalidInput(f"{ref_of(artifact)} is a dataset: a backdoor trigger goes with a model")
-    changes = mark_compromised(session, artifact, actor=actor, reason=reason)
+    changes = mark_compromised(session, artifact, actor=actor, reason=reason, vouched=True)
     if trigger is not None:
         from registry.service.behavior import attach_trigger  # behavior builds on flags
 
@@ -66,13 +66,17 @@ def flag(
 
 
 def mark_compromised(
-    session: Session, artifact: Artifact, *, actor: Actor, reason: str
+    session: Session, artifact: Artifact, *, actor: Actor, reason: str, vouched: bool
 ) -> list[Change]:
     """Record an active flag, block the model everywhere, and propagate (no role check).
 
-    Artifacts registered earlier with the same files (the same digest, under
-    another name) are flagged too: content known to be malicious is malicious
-    under any name (see :mod:`registry.service.admission` for what registers later).
+    ``vouched`` says the registry stands behind the finding: an admin flagged it,
+    or a scan the registry ran itself found it. Then artifacts registered earlier
+    with the same files (the same digest, under another name) are flagged too:
+    content known to be malicious is malicious under any name (see
+    :mod:`registry.service.admission` for what registers later). A client's own
+    report compromises only the model it came with, so that nobody can flag
+    another team's model by registering a copy of it with a forged verdict.
     """
     session.add(
         Flag(
@@ -80,6 +84,7 @@ def mark_compromised(
             reason=reason,
             actor=actor.user,
             previous_finding=artifact.finding,
+            vouched=vouched,
         )
     )
     artifact.finding = "compromised"
@@ -94,7 +99,8 @@ def mark_compromised(
         changes = recompute(session, [artifact.id or 0])
     # The twins' own changes are not ``artifact``'s blast radius (no lineage path leads
     # there); each twin carries its own flag and audit event.
-    _flag_content_twins(session, artifact, actor=actor)
+    if vouched:
+        _flag_content_twins(session, artifact, actor=actor)
     return changes
 
 
@@ -122,7 +128,7 @@ def _flag_content_twins(session: Session, artifact: Artifact, *, actor: Actor) -
 def quarantine_known(session: Session, artifact: Artifact, *, actor: Actor, why: str) -> None:
     """Flag ``artifact`` as known malicious content (``why`` names the original), audited."""
     reason = f"known malicious content: {why}"
-    mark_compromised(session, artifact, actor=actor, reason=reason)
+    mark_compromised(session, artifact, actor=actor, reason=reason, vouched=False)
     audit.record(
         session,
         actor=actor,

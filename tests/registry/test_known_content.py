@@ -28,6 +28,7 @@ from registry.hf import locate_snapshot, plan_import
 from registry.identity import Actor, Role
 from registry.manifest import Manifest, hash_tree
 from registry.settings import Settings
+from scanning.report import FileResult, Finding, ScanReport, Severity
 from tests.conftest import fake_manifest
 from tests.registry.live_server import serve_in_thread
 from tests.registry.test_admission import register, write_model
@@ -287,3 +288,48 @@ def test_a_flag_reaches_the_same_files_registered_earlier_under_another_name(
     # The copy carries its own flag: unflagging the original does not clear it.
     reg.call("unflag", "hub/base@1", reason="false positive")
     assert reg.call("show", "mirror/base@1").status == "compromised"
+
+
+def _forged_malicious(manifest: Manifest) -> ScanReport:
+    """A client's own scan report calling the first file of ``manifest`` malicious."""
+    entry = manifest.entries[0]
+    return ScanReport(
+        findings=(
+            Finding(
+                file=entry.path,
+                kind="pickle.global",
+                detail="os.system",
+                severity=Severity.MALICIOUS,
+                why="forged by the client",
+            ),
+        ),
+        files=(FileResult(path=entry.path, format="pickle", size=entry.size),),
+    )
+
+
+def test_a_clients_forged_verdict_on_a_copy_flags_only_the_copy(
+    reg: LocalRegistry, remote: RemoteRegistry
+) -> None:
+    """Review finding: registering a copy of another team's model with a forged malicious
+    report flagged the original (and so everything built on it); and a forged finding on a
+    shared file quarantined every later registration holding it."""
+    victim = fake_manifest("weights of the victim")
+    reg.call("register_model", name="teamb/model", version="1", manifest=victim)
+    copy = remote.call(
+        "register_model",
+        name="squat/copy",
+        version="1",
+        manifest=victim,
+        allow_duplicate_content=True,
+        scan=_forged_malicious(victim),
+    )
+    assert copy.status == "compromised"  # the client's own report decides its own model
+    assert reg.call("show", "teamb/model@1").status == "clean"
+    later = reg.call(
+        "register_model",
+        name="teamc/model",
+        version="1",
+        manifest=victim,
+        allow_duplicate_content=True,
+    )
+    assert later.status == "clean"

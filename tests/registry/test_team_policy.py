@@ -8,6 +8,7 @@ other teams run. Each test runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -26,7 +27,7 @@ from tests.registry.test_db_support import (  # noqa: F401  (fixtures: engine an
     snapshot,
     sqlite_template,
 )
-from tests.registry.test_service_behavior import report
+from tests.registry.test_service_behavior import TRIGGER, report
 
 ALICE_A = Actor("alice", Role.PUBLISHER, team="a")
 BOB_B = Actor("bob", Role.PUBLISHER, team="b")
@@ -234,7 +235,7 @@ def test_a_clear_needs_an_approver_of_every_team_it_concerns(teams: LocalRegistr
     teams.call("deploy", "a/own@1", environment="prod", team="a")
     teams.call("flag", "other@1", reason="backdoor")
     cases = [
-        (CAROL_A, "shared@1", "shared@1, which belongs to no team and no team deploys"),
+        (CAROL_A, "shared@1", "shared@1, which belongs to no team: it concerns every team"),
         (DAVE_B, "a/own@1", "dave acts for team b and may not clear infections for team a"),
     ]
     for actor, ref, message in cases:
@@ -244,6 +245,11 @@ def test_a_clear_needs_an_approver_of_every_team_it_concerns(teams: LocalRegistr
     with pytest.raises(PermissionDenied, match="a/own@1 concerns a, b"):
         as_(teams, CAROL_A).call("clear", "a/own@1", reason="retrained")
     assert as_(teams, OLGA).call("clear", "a/own@1", reason="retrained").status == "cleared"
+    # Review finding: deploying a team-less model for one's own team (with an override) made
+    # that team the only one concerned, and its approver could then clear it for every team.
+    teams.call("deploy", "shared@1", environment="prod", team="a", override="incident drill")
+    with pytest.raises(PermissionDenied, match="shared@1, which belongs to no team"):
+        as_(teams, CAROL_A).call("clear", "shared@1", reason="retrained")
     assert as_(teams, OLGA).call("clear", "shared@1", reason="retrained").status == "cleared"
 
 
@@ -272,3 +278,25 @@ def test_quarantining_a_placeholder_others_build_on_is_a_flag(teams: LocalRegist
     assert register(teams, "hub/pl@1", behavioral=compromised).status == "compromised"
     assert teams.call("show", "x/child@1").status == "infected"
     assert register(as_(teams, PAT), "lone@1", behavioral=compromised).status == "compromised"
+
+
+def test_a_rescan_that_flags_nothing_cannot_swap_the_trigger_replays_use(
+    teams: LocalRegistry,
+) -> None:
+    """Review finding: after a flag, a publisher's 'suspicious' rescan carrying a trigger of
+    its own became the newest trigger, and the replay plan served it instead of the finding's."""
+    register(teams, "hub/base@1")
+    teams.call(
+        "record_rescan",
+        "hub/base@1",
+        report=report(BehaviorVerdict.COMPROMISED),
+        reference_digest=None,
+    )
+    kept = teams.call("replay_plan", "hub/base@1").trigger.digest
+    planted = dataclasses.replace(
+        report(BehaviorVerdict.SUSPICIOUS),
+        trigger=dataclasses.replace(TRIGGER, target_class=7),
+        target_class=7,
+    )
+    as_(teams, PAT).call("record_rescan", "hub/base@1", report=planted, reference_digest=None)
+    assert teams.call("replay_plan", "hub/base@1").trigger.digest == kept

@@ -14,7 +14,7 @@ runs after the upgrade (``mbom rescan`` of clean relatives, embedded, rebuilds
 the baseline at once).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 
 from __future__ import annotations
