@@ -433,6 +433,15 @@ def anchor_chain(session: Session, *, actor: Actor) -> AuditVerification:
             "the audit log has no unkeyed events to anchor",
             hint="`mbom audit verify` checks it",
         )
+    if key_file.load() is not None:
+        # The key exists, so this registry has written keyed events before: an unkeyed
+        # chain now is one rewritten without the key, and sealing it would launder it.
+        raise Conflict(
+            f"the audit key {key_file.path} exists already, so this registry's log was keyed "
+            "and an unkeyed chain in it now was rewritten",
+            hint="restore the database from a backup; only a registry that never had an "
+            "audit key is anchored",
+        )
     legacy = _Walk(None, None)
     for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))):
         problem = legacy.step(event)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from registry.errors import InvalidInput
@@ -109,6 +110,13 @@ def recorded_digests(session: Session) -> dict[str, tuple[int, str | None]]:
 def audit_differences(session: Session) -> list[str]:
     """Where the state tables and the stored digests disagree with the audit log."""
     problems: list[str] = []
+    if session.exec(select(AuditEvent.id).limit(1)).first() is None:
+        held = session.exec(select(func.count()).select_from(Artifact)).one()
+        if held:
+            return [
+                f"the audit log is empty but the registry holds {held} artifacts: "
+                "its events were deleted"
+            ]
     sealed = recorded_state(session)
     if sealed is not None:
         seq, state = sealed

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, delete, select, update
 from sqlmodel import Session
 
 from registry.client import LocalRegistry
+from registry.errors import Conflict
 from registry.service.audit import event_hash
 from registry.tables import Artifact, AuditEvent, Flag
 from tests.conftest import fake_manifest
@@ -299,3 +300,24 @@ def test_a_flag_deactivated_behind_mbom_is_found_by_check(
     assert len(problems) == 1
     assert problems[0].startswith("active flags: 1 now, 2 as the audit log recorded at event")
     assert problems[0].endswith("the flags table was changed outside mbom")
+
+
+# --- found by the attacker's review ----------------------------------------------------------
+
+
+def test_a_chain_rewritten_unkeyed_cannot_be_anchored_with_the_existing_key(
+    history: LocalRegistry, engine: Engine
+) -> None:
+    """The anchor seals a registry's pre-key history once; on a registry that had a key, an
+    unkeyed chain is a rewrite, and anchoring it with the real key would launder it."""
+    tamper(engine, lambda conn: rechain_unkeyed(conn, 1, drop_keys=True))
+    with pytest.raises(Conflict, match="exists already, so this registry's log was keyed"):
+        history.call("anchor_chain")
+    assert not history.call("verify_chain").ok
+
+
+def test_a_wiped_audit_log_is_found_by_check(history: LocalRegistry, engine: Engine) -> None:
+    tamper(engine, lambda conn: conn.execute(delete(EVENTS)))
+    assert history.call("verify_chain").events == 0
+    problems = history.call("find_inconsistencies")
+    assert any("the audit log is empty but the registry holds 3 artifacts" in p for p in problems)
