@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api import create_app
 from registry.client import LocalRegistry
-from registry.db import make_engine, migrate
+from registry.db import make_engine
 from registry.identity import Actor, Role
 from registry.settings import Settings
 from tests.conftest import fake_manifest
@@ -89,11 +89,10 @@ def test_api_commits_before_it_answers(
 @pytest.mark.parametrize(("method", "path", "body", "check"), WRITES,
                          ids=[f"{m} {p}" for m, p, _, _ in WRITES])
 def test_kill_9_right_after_a_2xx_loses_nothing(
-    database_url: str, tmp_path: Path, method: str, path: str, body: dict[str, Any],
-    check: Check,
+    engine: Engine, database_url: str, tmp_path: Path, method: str, path: str,
+    body: dict[str, Any], check: Check,
 ) -> None:
-    engine = make_engine(database_url)
-    migrate(engine)
+    # The fixture's engine keys the audit log with the key the server is given too.
     token = _seed(LocalRegistry(engine, Actor("setup", Role.ADMIN)))
     engine.dispose()
     env = cli_env(tmp_path, MBOM_DATABASE_URL=database_url)
