@@ -40,9 +40,10 @@ from sqlmodel import Session, col, select
 
 from registry.errors import PermissionDenied
 from registry.identity import Actor, Role
+from registry.service._idset import among
 from registry.service.graph import descendant_rows
 from registry.service.refs import ref_of
-from registry.tables import Artifact, Deployment
+from registry.tables import Artifact, Decision, Deployment
 
 
 class Scope(Enum):
@@ -163,6 +164,42 @@ def authorize_quarantine(
     """
     if flags and placeholder is not None and descendant_rows(session, placeholder.id or 0):
         authorize(actor, Operation.FLAG)
+
+
+def authorize_fill(session: Session, actor: Actor, placeholder: Artifact) -> None:
+    """Refuse a team-scoped actor filling a placeholder other teams build on or decided on.
+
+    Filling gives the placeholder files, an owner (the filler's team) and the
+    version-level decisions made on it: a team-scoped publisher could otherwise
+    take over a base another team's models descend from (then change its lineage
+    at will), or inherit another team's approval for bytes of its own choosing.
+    """
+    if not _scoped(actor):
+        return
+    teams = set(
+        session.exec(
+            select(Artifact.team).where(
+                among(Artifact.id, descendant_rows(session, placeholder.id or 0)),
+                col(Artifact.team).is_not(None),
+            )
+        ).all()
+    ) | set(
+        session.exec(
+            select(Decision.team).where(
+                Decision.name == placeholder.name,
+                Decision.version == placeholder.version,
+                col(Decision.active).is_(True),
+                col(Decision.team).is_not(None),
+            )
+        ).all()
+    )
+    others = sorted(str(team) for team in teams - {actor.team})
+    if others:
+        raise PermissionDenied(
+            f"{actor.user} acts for team {actor.team} and may not fill {ref_of(placeholder)}: "
+            f"team {', '.join(others)} builds on it or decided on it",
+            hint="a publisher without a team scope, or an admin, may register it",
+        )
 
 
 def rescan_operation(*, flags: bool) -> Operation:

@@ -37,6 +37,7 @@ from registry.errors import AlreadyExists, InvalidInput
 from registry.hf import UNPINNED, HubRef
 from registry.identity import Actor
 from registry.service import audit, deployed_paths
+from registry.service.authorization import authorize_fill
 from registry.service.refs import check_name, ref_of
 from registry.tables import Artifact, Decision, Edge, utcnow
 
@@ -120,6 +121,7 @@ def fill(
             f"these files have {registered.digest}",
             hint="these are other files: register them under another version",
         )
+    authorize_fill(session, actor, placeholder)
     before = ref_of(placeholder)
     if registered.version != placeholder.version:
         _move_decisions(session, placeholder.name, placeholder.version, registered.version)

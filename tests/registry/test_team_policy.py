@@ -300,3 +300,22 @@ def test_a_rescan_that_flags_nothing_cannot_swap_the_trigger_replays_use(
     )
     as_(teams, PAT).call("record_rescan", "hub/base@1", report=planted, reference_digest=None)
     assert teams.call("replay_plan", "hub/base@1").trigger.digest == kept
+
+
+def test_a_placeholder_other_teams_build_on_is_not_one_teams_to_fill(
+    teams: LocalRegistry,
+) -> None:
+    """Review finding: a team-c publisher filled the placeholder team a's model descends
+    from, owned it, then linked a compromised parent to it; and another team inherited a
+    team's version-level approval of a placeholder by filling it with bytes of its own."""
+    as_(teams, BOB_B).call("import_cyclonedx", bom("b/ft@1", "hub/pl@1", files=True))
+    before = snapshot(teams.engine)
+    with pytest.raises(PermissionDenied, match="alice acts for team a and may not fill hub/pl@1"):
+        register(as_(teams, ALICE_A), "hub/pl@1", team="a")
+    assert snapshot(teams.engine) == before
+    filled = register(as_(teams, PAT), "hub/pl@1")  # a publisher for every team may
+    assert not filled.placeholder
+    teams.call("import_cyclonedx", bom("x/loner@1", "hub/other@1"))  # nobody's yet
+    decide(teams, "hub/other@1", "a", "approve")
+    with pytest.raises(PermissionDenied, match="team a builds on it or decided on it"):
+        register(as_(teams, BOB_B), "hub/other@1", team="b")
