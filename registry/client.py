@@ -355,8 +355,11 @@ class RemoteRegistry:
     def _export_spdx3(self, ref: str) -> dict[str, Any]:
         return self._request("GET", f"/bom/{ref}", dict[str, Any], params={"format": "spdx3"})
 
-    def _import_cyclonedx(self, document: dict[str, Any]) -> list[str]:
-        answer = self._request("POST", "/bom/import", dict[str, list[str]], json=document)
+    def _import_cyclonedx(self, document: dict[str, Any], *, team: str | None = None) -> list[str]:
+        params = {"team": team} if team is not None else None
+        answer = self._request(
+            "POST", "/bom/import", dict[str, list[str]], json=document, params=params
+        )
         return answer["registered"]
 
     def _find_inconsistencies(self) -> list[str]:

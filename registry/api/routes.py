@@ -549,7 +549,14 @@ def export_bom(
 
 @router.post("/bom/import", status_code=status.HTTP_201_CREATED, tags=["bom"])
 def import_bom(
-    document: dict[str, Any], session: SessionDep, actor: CurrentActor
+    document: dict[str, Any],
+    session: SessionDep,
+    actor: CurrentActor,
+    team: Annotated[str | None, Query(max_length=100)] = None,
 ) -> dict[str, list[str]]:
-    """Register the models, datasets and pedigree of a CycloneDX ML-BOM."""
-    return {"registered": service.import_cyclonedx(session, document, actor=actor)}
+    """Register the models, datasets and pedigree of a CycloneDX ML-BOM.
+
+    ``team``: the team the import acts for (default: the token's team); the
+    models it registers with files are that team's and meet its policy.
+    """
+    return {"registered": service.import_cyclonedx(session, document, actor=actor, team=team)}

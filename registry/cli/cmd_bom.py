@@ -61,17 +61,27 @@ def bom_export(
 def bom_import(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(metavar="FILE", help="A CycloneDX JSON document.")],
+    team: Annotated[
+        str | None,
+        typer.Option(
+            "--team",
+            help="The team the import acts for (default: your token's team); the models it "
+            "registers with files are that team's and meet its approvals and blocks.",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Register the models, datasets and pedigree of a CycloneDX ML-BOM made elsewhere.
 
     Components without file hashes become placeholders, filled by a later
-    registration; importing the same document twice changes nothing.
+    registration; importing the same document twice changes nothing. A document
+    that builds on a tainted, blocked or (for --team) unapproved base is refused
+    whole.
     """
     document = limits.read_json_file(file, max_bytes=limits.MAX_BOM_BYTES)
     if not isinstance(document, dict):
         raise InvalidInput(f"{file} is not a CycloneDX document (a JSON object)")
-    registered: list[str] = ctx_of(ctx).call("import_cyclonedx", document)
+    registered: list[str] = ctx_of(ctx).call("import_cyclonedx", document, team=team)
     if json_:
         render.emit_json({"registered": registered})
     elif registered:

@@ -412,3 +412,24 @@ def test_bom_export_and_import_over_http(small_registry: httpx.Client) -> None:
     broken = http.post("/bom/import", json={"bomFormat": "CycloneDX"})
     assert broken.status_code == 400
     assert broken.headers["content-type"] == "application/problem+json"
+
+
+def test_bom_import_over_http_acts_for_the_team_named(small_registry: httpx.Client) -> None:
+    http = small_registry
+    document = created(http.get("/bom/acme/ft@1"))
+    document["metadata"]["component"]["version"] = "2"
+    document["metadata"]["component"]["bom-ref"] = "model:acme/ft@2"
+    del document["metadata"]["component"]["hashes"]  # the digest follows the new file list
+    document["metadata"]["component"]["components"] = [
+        {
+            "type": "file",
+            "name": "weights.bin",
+            "hashes": [{"alg": "SHA-256", "content": "ab" * 32}],
+            "properties": [{"name": "mbom:size", "value": "5"}],
+        }
+    ]
+    missing = http.post("/bom/import", params={"team": "nowhere"}, json=document)
+    assert missing.status_code == 404
+    imported = http.post("/bom/import", params={"team": "fraud"}, json=document)
+    assert created(imported) == {"registered": ["acme/ft@2"]}
+    assert created(http.get("/artifacts/acme/ft@2"))["team"] == "fraud"

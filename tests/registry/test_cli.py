@@ -664,3 +664,19 @@ def test_bom_export_then_import_into_another_registry(
     (tmp_path / "bad.json").write_text("{not json")
     result = other("bom", "import", tmp_path / "bad.json", code=2)
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_bom_import_acts_for_the_team_named(
+    cli: Cli, make_model: Callable[..., Path], tmp_path: Path
+) -> None:
+    cli("register", make_model("base"), "--name", "acme/base", "--version", "1")
+    cli("register", make_model("ft"), "--name", "acme/ft", "--version", "1",
+        "--parent", "acme/base@1")
+    document = tmp_path / "ft.cdx.json"
+    cli("bom", "export", "acme/ft@1", "-o", document)
+    other = Cli({**cli.env, "MBOM_HOME": str(tmp_path / "other")}, cli.cwd)
+    assert "team nowhere is not registered" in other(
+        "bom", "import", document, "--team", "nowhere", code=1).error_line()
+    other("team", "create", "vision")
+    other("bom", "import", document, "--team", "vision")
+    assert json.loads(other("show", "acme/ft@1", "--json").out)["team"] == "vision"
