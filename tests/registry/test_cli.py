@@ -645,14 +645,20 @@ def test_remote_refs_with_url_special_characters(cli: Cli, home_url: str) -> Non
     assert shown.code == 0, shown.err
 
 
-def test_bom_export_then_import_into_another_registry(
-    cli: Cli, make_model: Callable[..., Path], tmp_path: Path
-) -> None:
+def exported_lineage(cli: Cli, make_model: Callable[..., Path], tmp_path: Path) -> Path:
+    """acme/base@1 -> acme/ft@1 registered, and ft's CycloneDX BOM exported to a file."""
     cli("register", make_model("base"), "--name", "acme/base", "--version", "1")
     cli("register", make_model("ft"), "--name", "acme/ft", "--version", "1",
            "--parent", "acme/base@1")
     document = tmp_path / "ft.cdx.json"
     cli("bom", "export", "acme/ft@1", "-o", document)
+    return document
+
+
+def test_bom_export_then_import_into_another_registry(
+    cli: Cli, make_model: Callable[..., Path], tmp_path: Path
+) -> None:
+    document = exported_lineage(cli, make_model, tmp_path)
     spdx = json.loads(cli("bom", "export", "acme/ft@1", "--format", "spdx3").out)
     assert "@graph" in spdx
     other = Cli({**cli.env, "MBOM_HOME": str(tmp_path / "other")}, cli.cwd)
@@ -669,11 +675,7 @@ def test_bom_export_then_import_into_another_registry(
 def test_bom_import_acts_for_the_team_named(
     cli: Cli, make_model: Callable[..., Path], tmp_path: Path
 ) -> None:
-    cli("register", make_model("base"), "--name", "acme/base", "--version", "1")
-    cli("register", make_model("ft"), "--name", "acme/ft", "--version", "1",
-        "--parent", "acme/base@1")
-    document = tmp_path / "ft.cdx.json"
-    cli("bom", "export", "acme/ft@1", "-o", document)
+    document = exported_lineage(cli, make_model, tmp_path)
     other = Cli({**cli.env, "MBOM_HOME": str(tmp_path / "other")}, cli.cwd)
     assert "team nowhere is not registered" in other(
         "bom", "import", document, "--team", "nowhere", code=1).error_line()
