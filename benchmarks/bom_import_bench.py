@@ -29,9 +29,11 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from registry.audit_key import KEY_FILENAME, AuditKeyFile
 from registry.db import make_engine, migrate, unit_of_work
 from registry.identity import Actor, Role
 from registry.service import import_cyclonedx
+from registry.service.audit import bind_key
 
 ACTOR = Actor(user="bench", role=Role.ADMIN)
 
@@ -112,7 +114,8 @@ def run(models: int, url: str | None, *, profile: bool) -> float:
     doc = document(models)
     with tempfile.TemporaryDirectory() as workdir:
         database, drop = fresh_url(url, Path(workdir))
-        engine = make_engine(database)
+        # Keyed like every registry the CLI or a server opens: one HMAC per audit event.
+        engine = bind_key(make_engine(database), AuditKeyFile(Path(workdir) / KEY_FILENAME))
         migrate(engine)
         profiler = cProfile.Profile() if profile else None
         started = time.perf_counter()
