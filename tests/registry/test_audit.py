@@ -298,7 +298,8 @@ def _delete(seq: int) -> Tamper:
     return tamper
 
 
-def _rehash(row: dict[str, Any]) -> str:
+def rehash(row: dict[str, Any]) -> str:
+    """An event's legacy (unkeyed) hash recomputed from its row, as an attacker would."""
     return event_hash(
         row["prev_hash"],
         row["seq"],
@@ -313,7 +314,7 @@ def _rehash(row: dict[str, Any]) -> str:
 def _edit_and_rehash(conn: Connection) -> None:
     row = _row(conn, 3) | {"details": {"reason": "nothing to see"}}
     conn.execute(
-        update(EVENTS).where(EVENTS.c.seq == 3).values(details=row["details"], hash=_rehash(row))
+        update(EVENTS).where(EVENTS.c.seq == 3).values(details=row["details"], hash=rehash(row))
     )
 
 
@@ -327,7 +328,7 @@ def _forged(conn: Connection, seq: int, prev_hash: str, *, valid_hash: bool) -> 
         "details": {"reason": "forged"},
         "prev_hash": prev_hash,
     }
-    conn.execute(insert(EVENTS).values(**row, hash=_rehash(row) if valid_hash else "f" * 64))
+    conn.execute(insert(EVENTS).values(**row, hash=rehash(row) if valid_hash else "f" * 64))
 
 
 def _append_forged(conn: Connection) -> None:

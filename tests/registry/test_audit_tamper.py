@@ -17,9 +17,9 @@ from sqlmodel import Session
 
 from registry.client import LocalRegistry
 from registry.errors import Conflict
-from registry.service.audit import event_hash
 from registry.tables import Artifact, AuditEvent, Flag
 from tests.conftest import fake_manifest
+from tests.registry.test_audit import rehash
 from tests.registry.test_db_support import (  # noqa: F401  (fixtures: engine and what it needs)
     fast_engine,
     pg_database,
@@ -60,15 +60,7 @@ def rechain_unkeyed(conn: Connection, start: int, *, drop_keys: bool = False) ->
     for row in rows(conn):
         if row["seq"] >= start:
             row["prev_hash"] = prev or row["prev_hash"]
-            row["hash"] = event_hash(
-                row["prev_hash"],
-                row["seq"],
-                row["at"],
-                row["actor"],
-                row["operation"],
-                row["subject"],
-                row["details"],
-            )
+            row["hash"] = rehash(row)
             values = {"prev_hash": row["prev_hash"], "hash": row["hash"]}
             if drop_keys:
                 values["key_id"] = None
