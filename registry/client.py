@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import inspect
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import quote
 
 from pydantic import TypeAdapter
@@ -23,13 +24,14 @@ from registry import errors, service
 from registry.db import unit_of_work
 from registry.hf import ImportPlan
 from registry.identity import Actor, Role
-from registry.manifest import Manifest
+from registry.manifest import Manifest, ManifestEntry, ProgressCallback
 from registry.schemas import (
     ArtifactPublic,
     AuditEventPublic,
     AuditVerification,
     BehavioralScanPublic,
     BlastRadius,
+    BlobPublic,
     DecisionPublic,
     DeploymentPublic,
     HfImportResult,
@@ -37,6 +39,8 @@ from registry.schemas import (
     LineageEntry,
     ModelSigningBundlePublic,
     ModelSigningVerifyReport,
+    PullPublic,
+    PullTicket,
     ReplayIn,
     ReplayPlan,
     ReplaySummary,
@@ -50,6 +54,7 @@ from registry.schemas import (
     VerifyReport,
     manifest_in,
 )
+from registry.store import BlobInfo, BlobStore
 from scanning.report import ScanReport
 
 if TYPE_CHECKING:  # NumPy is imported only by the verbs that send arrays
@@ -57,19 +62,128 @@ if TYPE_CHECKING:  # NumPy is imported only by the verbs that send arrays
 
 
 class Registry(Protocol):
-    """What the CLI asks of a registry (see :mod:`registry.service` for each verb)."""
+    """What the CLI asks of a registry (see :mod:`registry.service` for each verb).
+
+    The typed methods move files and run admission; both the embedded registry
+    and the server client implement them (``tests/registry/test_store_cli.py``
+    drives both).
+    """
 
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
         """Run one domain operation by name."""
+        ...
+
+    def store_files(self, path: Path, *, progress: ProgressCallback | None = None) -> Manifest:
+        """Put every file under ``path`` into the registry's store; the manifest it received."""
+        ...
+
+    def admit_model(
+        self,
+        *,
+        manifest: Manifest,
+        profile: ScanProfile | None = None,
+        parents: Sequence[str] = (),
+        **fields: Any,
+    ) -> ArtifactPublic:
+        """Register a stored version after the registry's own admission scans."""
+        ...
+
+    def pull(
+        self,
+        ref: str,
+        dest: Path,
+        *,
+        team: str | None = None,
+        override: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> PullTicket:
+        """Download a stored version into ``dest`` (recorded, policy-checked, hash-verified)."""
         ...
 
 
 class LocalRegistry:
     """The embedded registry: each call is one transaction on the local database."""
 
-    def __init__(self, engine: Engine, actor: Actor | None = None) -> None:
+    def __init__(
+        self, engine: Engine, actor: Actor | None = None, *, store: BlobStore | None = None
+    ) -> None:
         self.engine = engine
         self.actor = actor or Actor.local()
+        self._store = store
+
+    @property
+    def store(self) -> BlobStore:
+        """The artifact store this registry keeps files in."""
+        if self._store is None:
+            raise errors.ConfigurationError(
+                "this registry was opened without an artifact store",
+                hint="open it with LocalRegistry(engine, store=open_store(url))",
+            )
+        return self._store
+
+    def store_files(self, path: Path, *, progress: ProgressCallback | None = None) -> Manifest:
+        """Copy the files into the local store (hashed while copied) and record them."""
+        from registry.transfer import store_tree
+
+        store = self.store
+
+        def put(stream: BinaryIO, item: Any, advance: Callable[[int], None] | None) -> Any:
+            return store.put(stream, expected_size=item.size, progress=advance)
+
+        manifest = store_tree(path, put, progress=progress)
+        self.call("record_blobs", [_blob(e) for e in manifest.entries], store=store)
+        return manifest
+
+    def admit_model(
+        self,
+        *,
+        manifest: Manifest,
+        profile: ScanProfile | None = None,
+        parents: Sequence[str] = (),
+        **fields: Any,
+    ) -> ArtifactPublic:
+        """Scan the stored files here (the embedded registry is this process), then register."""
+        from registry.admission import admit_model
+
+        return admit_model(
+            self.engine,
+            self.store,
+            actor=self.actor,
+            manifest=manifest,
+            profile=profile,
+            parents=parents,
+            **fields,
+        )
+
+    def pull(
+        self,
+        ref: str,
+        dest: Path,
+        *,
+        team: str | None = None,
+        override: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> PullTicket:
+        """Record the pull, then copy each blob out, verifying it while writing."""
+        from registry.store import CHUNK
+        from registry.transfer import check_destination, write_verified
+
+        check_destination(dest)
+        ticket: PullTicket = self.call("start_pull", ref, team=team, override=override)
+        if progress is not None:
+            progress.start(sum(f.size for f in ticket.files), len(ticket.files))
+        advance = progress.advance if progress is not None else None
+        for item in ticket.files:
+            with self.store.open(f"sha256:{item.sha256}") as stream:
+                write_verified(
+                    dest,
+                    item.path,
+                    size=item.size,
+                    sha256=item.sha256,
+                    chunks=_chunks(stream, CHUNK),
+                    advance=advance,
+                )
+        return ticket
 
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``registry.service.<verb>`` in one unit of work as this actor."""
@@ -161,6 +275,108 @@ class RemoteRegistry:
             raise _problem_error(response)
         return TypeAdapter(answer).validate_python(response.json())
 
+    def store_files(self, path: Path, *, progress: ProgressCallback | None = None) -> Manifest:
+        """Upload each file (streamed, hashed while sent); the server must hash it the same."""
+        from registry.transfer import HashingReader, store_tree
+
+        def put(stream: BinaryIO, item: Any, advance: Callable[[int], None] | None) -> BlobInfo:
+            reader = HashingReader(stream)
+            answer: BlobPublic = self._request(
+                "POST",
+                "/blobs",
+                BlobPublic,
+                content=reader.chunks(advance),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(item.size),
+                },
+                timeout=None,
+            )
+            if answer.digest != reader.digest or answer.size != reader.size:
+                raise errors.BlobMismatch(reader.digest, answer.digest)
+            return BlobInfo(digest=answer.digest, size=answer.size)
+
+        return store_tree(path, put, progress=progress)
+
+    def admit_model(
+        self,
+        *,
+        manifest: Manifest,
+        profile: ScanProfile | None = None,
+        parents: Sequence[str] = (),
+        relation: Relation | None = None,
+        datasets: Sequence[tuple[str, Relation]] = (),
+        **fields: Any,
+    ) -> ArtifactPublic:
+        """Ask the server to scan the uploaded files and register the version."""
+        body = {
+            **fields,
+            "parents": list(parents),
+            "manifest": manifest_in(manifest).model_dump(),
+            "relation": relation.value if relation else None,
+            "datasets": [{"ref": ref, "use": use.value} for ref, use in datasets],
+            "profile": _profile_json(profile) if profile is not None else None,
+        }
+        return self._request(
+            "POST", "/models/stored", ArtifactPublic, json=_drop_none(body), timeout=None
+        )
+
+    def pull(
+        self,
+        ref: str,
+        dest: Path,
+        *,
+        team: str | None = None,
+        override: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> PullTicket:
+        """Record the pull on the server, then stream each file, verifying it while writing."""
+        from registry.store import CHUNK
+        from registry.transfer import check_destination, write_verified
+
+        check_destination(dest)
+        ticket: PullTicket = self._request(
+            "POST",
+            f"/models/{ref}/pulls",
+            PullTicket,
+            json=_drop_none({"team": team, "override": override}),
+        )
+        if progress is not None:
+            progress.start(sum(f.size for f in ticket.files), len(ticket.files))
+        advance = progress.advance if progress is not None else None
+        for index, item in enumerate(ticket.files):
+            with self._http.stream(
+                "GET", f"/pulls/{ticket.id}/files/{index}", timeout=None
+            ) as answer:
+                if answer.status_code >= 400:
+                    answer.read()
+                    raise _problem_error(answer)
+                write_verified(
+                    dest,
+                    item.path,
+                    size=item.size,
+                    sha256=item.sha256,
+                    chunks=answer.iter_bytes(CHUNK),
+                    advance=advance,
+                )
+        return ticket
+
+    def _record_blobs(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise errors.ConfigurationError("blobs are recorded by the server when they are uploaded")
+
+    def _start_pull(
+        self, ref: str, *, team: str | None = None, override: str | None = None
+    ) -> PullTicket:
+        return self._request(
+            "POST",
+            f"/models/{ref}/pulls",
+            PullTicket,
+            json=_drop_none({"team": team, "override": override}),
+        )
+
+    def _pulls_of(self, ref: str) -> list[PullPublic]:
+        return self._request("GET", f"/artifacts/{ref}/pulls", list[PullPublic])
+
     def _register_model(
         self,
         *,
@@ -170,8 +386,10 @@ class RemoteRegistry:
         scan: ScanReport | None = None,
         profile: ScanProfile | None = None,
         behavioral: BehavioralReport | None = None,
+        provenance: ScanProvenance | None = None,
         **fields: Any,
     ) -> ArtifactPublic:
+        del provenance  # the server records what a client sends as client-reported
         body = {
             **fields,
             "scan": scan.to_json() if scan else None,
@@ -410,6 +628,15 @@ class RemoteRegistry:
             "results": [item.model_dump(mode="json") for item in results],
         }
         return self._request("POST", f"/models/{ref}/replays", ReplaySummary, json=body)
+
+
+def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    while data := stream.read(size):
+        yield data
+
+
+def _blob(entry: ManifestEntry) -> BlobInfo:
+    return BlobInfo(digest=f"sha256:{entry.sha256}", size=entry.size)
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

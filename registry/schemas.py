@@ -56,6 +56,9 @@ class ArtifactPublic(PublicModel):
     finding: str
     status: str
     placeholder: bool = False
+    #: Whether the registry holds the version's files in its artifact store (pullable
+    #: once admitted); a metadata-only version's files are held elsewhere.
+    stored: bool = False
     signed: bool = False
     #: The fingerprint (``sha256:`` + the bundle's key hint) of the EC key whose
     #: OpenSSF model-signing bundle is stored with the model; ``None`` if none is.
@@ -63,6 +66,44 @@ class ArtifactPublic(PublicModel):
     parents: list[ParentLink] = Field(default_factory=list)
     created_at: UtcDateTime
     created_by: str
+
+
+class StoredFilePublic(PublicModel):
+    """One file of a stored version: path, size and SHA-256 (hex)."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class PullTicket(PublicModel):
+    """A recorded pull: the version handed out and the files to fetch, by index."""
+
+    id: int
+    ref: str
+    digest: str
+    files: list[StoredFilePublic]
+
+
+class PullPublic(PublicModel):
+    """Someone pulled a version from the registry (who, for which team, when)."""
+
+    id: int
+    ref: str
+    user: str
+    team: str | None = None
+    digest: str
+    #: The pulled version's status now.
+    status: str
+    override: str | None = None
+    created_at: UtcDateTime
+
+
+class BlobPublic(PublicModel):
+    """A file's content the artifact store now holds."""
+
+    digest: str
+    size: int
 
 
 class FlagPublic(PublicModel):
@@ -169,6 +210,8 @@ class TeamPublic(PublicModel):
 
     name: str
     require_approval: bool
+    #: The team builds on, deploys and pulls only versions the registry holds and scanned.
+    require_registry_scan: bool = False
     created_at: UtcDateTime
 
 
@@ -414,6 +457,40 @@ class RegisterModelRequest(PublicModel):
     behavioral: BehavioralReportIn | None = None
 
 
+class RegisterStoredRequest(PublicModel):
+    """``POST /api/v1/models/stored``: a version whose files were uploaded to ``/blobs``.
+
+    No scan report: the registry scans the stored files itself.
+    """
+
+    name: str
+    version: str
+    manifest: ManifestIn
+    parents: list[str] = Field(default_factory=list)
+    relation: (
+        Literal["finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"] | None
+    ) = None
+    datasets: list[DatasetUseIn] = Field(default_factory=list)
+    publisher: str | None = None
+    source: str | None = None
+    format: str | None = None
+    team: str | None = None
+    signature: str | None = None
+    allow_duplicate_content: bool = False
+    override: str | None = None
+    model_signing_bundle: dict[str, Any] | None = None
+    model_signing_public_key: str | None = Field(default=None, max_length=4000)
+    #: The model's own behavioral scan profile (base64 of its reference ``.npz``).
+    profile: Base64Bytes | None = None
+
+
+class PullRequest(PublicModel):
+    """``POST /api/v1/models/{ref}/pulls``."""
+
+    team: str | None = None
+    override: str | None = None
+
+
 class AddParentsRequest(PublicModel):
     """``POST /api/v1/artifacts/{ref}/parents``."""
 
@@ -479,6 +556,7 @@ class TeamRequest(PublicModel):
 
     name: str
     require_approval: bool = False
+    require_registry_scan: bool = False
 
 
 class DecisionRequest(PublicModel):

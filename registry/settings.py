@@ -11,6 +11,10 @@ from registry.audit_key import KEY_FILENAME, AuditKeyFile
 from registry.errors import ConfigurationError
 
 DEFAULT_DB_FILENAME = "registry.db"
+#: Largest model file a server accepts in one upload: 64 GiB.
+DEFAULT_MAX_UPLOAD_BYTES = 64 * 2**30
+#: The local artifact store's directory, beside the registry (MBOM_STORE_URL overrides).
+STORE_DIRNAME = "store"
 #: Seconds a writer waits for another writer's lock before giving up (MBOM_BUSY_TIMEOUT).
 DEFAULT_BUSY_TIMEOUT = 30.0
 
@@ -31,6 +35,24 @@ class Settings:
     token: str | None = None
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT
     audit_key_file: Path | None = None
+    store_url: str | None = None
+    #: Largest file a server takes in one upload (``MBOM_MAX_UPLOAD_BYTES``).
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+
+    def store_location(self) -> str:
+        """Where the artifact store lives: ``MBOM_STORE_URL``, or a directory beside the registry.
+
+        Beside an embedded registry that is ``store/`` next to its SQLite file; for
+        PostgreSQL, ``store/`` in the data directory (teams set ``s3://bucket/prefix``).
+        """
+        if self.store_url:
+            return self.store_url
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(self.database_url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            return str(Path(parsed.database).expanduser().parent / STORE_DIRNAME)
+        return str(data_directory() / STORE_DIRNAME)
 
     def audit_key(self) -> AuditKeyFile:
         """Where the audit chain's HMAC key lives: ``MBOM_AUDIT_KEY_FILE``, or beside the registry.
@@ -53,7 +75,8 @@ class Settings:
         """Read ``MBOM_DATABASE_URL``, ``MBOM_HOME``, ``MBOM_SERVER``, ``MBOM_TOKEN``,
         ``MBOM_BUSY_TIMEOUT``.
 
-        And ``MBOM_AUDIT_KEY_FILE``: see :meth:`audit_key`.
+        And ``MBOM_AUDIT_KEY_FILE`` (see :meth:`audit_key`) and ``MBOM_STORE_URL``
+        (see :meth:`store_location`).
         """
         env = os.environ if environ is None else environ
         url = env.get("MBOM_DATABASE_URL") or _default_sqlite_url(env)
@@ -64,6 +87,8 @@ class Settings:
             token=env.get("MBOM_TOKEN") or None,
             busy_timeout=_busy_timeout(env.get("MBOM_BUSY_TIMEOUT")),
             audit_key_file=_audit_key_file(env, url),
+            store_url=env.get("MBOM_STORE_URL") or None,
+            max_upload_bytes=_max_upload(env.get("MBOM_MAX_UPLOAD_BYTES")),
         )
 
 
@@ -90,6 +115,18 @@ def _audit_key_file(env: Mapping[str, str], url: str) -> Path | None:
 
 def _default_sqlite_url(env: Mapping[str, str]) -> str:
     return f"sqlite:///{data_directory(env) / DEFAULT_DB_FILENAME}"
+
+
+def _max_upload(value: str | None) -> int:
+    if not value:
+        return DEFAULT_MAX_UPLOAD_BYTES
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigurationError(
+            f"MBOM_MAX_UPLOAD_BYTES is not a positive number of bytes: {value!r}",
+            hint="unset it for the default of 64 GiB, or set e.g. "
+            "MBOM_MAX_UPLOAD_BYTES=10737418240",
+        )
+    return int(value)
 
 
 def _busy_timeout(value: str | None) -> float:

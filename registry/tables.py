@@ -59,8 +59,57 @@ class Artifact(SQLModel, table=True):
     finding: str = Field(default="unscanned", max_length=16)
     status: str = Field(default="clean", max_length=16)
     placeholder: bool = False
+    #: Whether the registry holds every file of the manifest in its artifact store
+    #: (``stored_file`` lists them); a metadata-only version's files are held elsewhere.
+    stored: bool = False
     created_at: datetime = _time_field()
     created_by: str = Field(max_length=200)
+
+
+class Blob(SQLModel, table=True):
+    """A file's content in the artifact store, by SHA-256: present once recorded here.
+
+    A row is written only after its bytes are complete in the store, and the store
+    object is deleted only in the transaction that deletes the row (``store gc``),
+    so a recorded blob is a present blob. ``claimed_at`` is when a registration last
+    relied on it: collection spares blobs claimed within its grace period.
+    """
+
+    __tablename__ = "blob"
+
+    digest: str = Field(primary_key=True, max_length=80)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = _time_field()
+    claimed_at: datetime = _time_field()
+
+
+class StoredFile(SQLModel, table=True):
+    """One file of a stored version: its path in the model and the blob holding it."""
+
+    __tablename__ = "stored_file"
+    __table_args__ = (Index("ix_stored_file_digest", "digest"),)
+
+    artifact_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    path: str = Field(primary_key=True, max_length=1000)
+    digest: str = Field(max_length=80)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class Pull(SQLModel, table=True):
+    """Someone downloaded a stored version from the registry (``mbom pull``)."""
+
+    __tablename__ = "pull"
+    __table_args__ = (Index("ix_pull_artifact", "artifact_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id")
+    user: str = Field(max_length=200)
+    team: str | None = Field(default=None, max_length=100)
+    #: The manifest digest of what was handed out.
+    digest: str = Field(max_length=80)
+    #: The approver's reason when the pull was allowed despite a rule.
+    override: str | None = Field(default=None, max_length=4000)
+    created_at: datetime = _time_field()
 
 
 class Edge(SQLModel, table=True):
@@ -151,6 +200,8 @@ class Team(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100, unique=True)
     require_approval: bool = False
+    #: Bases must be stored in the registry and scanned by it (no metadata-only parents).
+    require_registry_scan: bool = False
     created_at: datetime = _time_field()
 
 

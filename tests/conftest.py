@@ -128,3 +128,10 @@ def make_model(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _own_artifact_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's registries keep files in its own store, never in the user's data directory."""
+    if not os.environ.get("MBOM_STORE_URL"):
+        monkeypatch.setenv("MBOM_STORE_URL", str(tmp_path / "artifact-store"))

@@ -6,15 +6,21 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from registry import limits
-from registry.api import problems
+from registry.api import files, problems
 from registry.api.body_limits import JsonDepthLimit
 from registry.api.routes import router
 from registry.db import make_engine, migrate
 from registry.service.audit import bind_key, key_file_of
 from registry.settings import Settings
+from registry.store import BlobStore, open_store
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    store: BlobStore | None = None,
+) -> FastAPI:
     """Build the app on its own engine (created from ``settings`` unless given)."""
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.database_url, busy_timeout=settings.busy_timeout)
@@ -31,8 +37,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(JsonDepthLimit)
     app.state.engine = engine
     app.state.settings = settings
+    app.state.store = store or open_store(settings.store_location())
     problems.install(app)
     app.add_middleware(problems.UnexpectedErrors)
+    # Before the JSON routes: their /artifacts/{ref:path} would swallow .../pulls.
+    app.include_router(files.router)
+    app.include_router(files.json_router)
     app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

@@ -383,7 +383,11 @@ def list_deployments(
 def create_team(body: TeamRequest, session: SessionDep, actor: CurrentActor) -> TeamPublic:
     """Create a team (admins)."""
     return service.create_team(
-        session, actor=actor, name=body.name, require_approval=body.require_approval
+        session,
+        actor=actor,
+        name=body.name,
+        require_approval=body.require_approval,
+        require_registry_scan=body.require_registry_scan,
     )
 
 

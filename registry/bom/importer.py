@@ -8,7 +8,6 @@ import is idempotent. Flags and statuses in the document are not imported: the
 receiving registry's own findings decide (statuses are recomputed).
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping

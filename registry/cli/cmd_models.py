@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
 from registry.cli import model_signing_opts, render
 from registry.cli.cmd_hf import HfHashesOpt, verify_hub_hashes
-from registry.cli.cmd_scan import print_report
+from registry.cli.cmd_scan import print_report, read_profile_option
 from registry.cli.main import (
     JsonOpt,
     OverrideOpt,
@@ -29,6 +29,7 @@ from registry.cli.model_signing_opts import (
     SigningKeyOpt,
     SigningOutOpt,
 )
+from registry.cli.progress import TransferProgress
 from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -138,13 +139,24 @@ def register(
     ] = False,
     reference: ReferenceOpt = None,
     scan_timeout: ScanTimeoutOpt = None,
+    metadata_only: Annotated[
+        bool,
+        typer.Option(
+            "--metadata-only",
+            help="Record the model without storing its files (held elsewhere): its scans "
+            "are client-reported and never make it clean, and it cannot be pulled.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Scan, hash and register PATH as NAME@VERSION with its lineage.
+    """Store, scan and register PATH as NAME@VERSION with its lineage.
 
-    The static scan runs first and never loads a file: malicious files register
-    the model quarantined (compromised, blocked for every team); suspicious ones
-    are refused unless an approver passes --override.
+    Every file goes into the registry's artifact store (streamed, SHA-256
+    content-addressed: a file shared by many versions is stored once), and the
+    registry scans what it stored: the static scan first, which never loads a
+    file: malicious files register the model quarantined (compromised, blocked
+    for every team); suspicious ones are refused unless an approver passes
+    --override. Once admitted, `mbom pull NAME@VERSION DEST` hands the files out.
 
     With a behavioral scan profile (--reference, or one inherited from a parent)
     the model is then loaded in a sandboxed subprocess and scanned for
@@ -156,52 +168,154 @@ def register(
     out of PATH, special files, and parents that are tainted, blocked for the
     team or not approved where approval is required.
     """
-    from registry.cli.cmd_behavior import admission_scans
+    from lineage import Relation
 
-    scans = admission_scans(
-        ctx_of(ctx),
-        path,
-        skip_scan=skip_scan,
-        reference=reference,
-        parents=parent or [],
-        scan_timeout=scan_timeout,
-    )
+    if metadata_only:
+        _register_metadata_only(
+            ctx,
+            path,
+            skip_scan=skip_scan,
+            reference=reference,
+            parent=parent or [],
+            scan_timeout=scan_timeout,
+            signing=(model_signing_key, model_signing_out, model_signing, public_key),
+            sign_key=sign_key,
+            json_=json_,
+            fields=dict(
+                name=name,
+                version=version,
+                parents=parent or [],
+                relation=Relation(relation.value) if relation else None,
+                datasets=[parse_dataset(d) for d in dataset or []],
+                publisher=publisher,
+                source=source,
+                format=format_,
+                team=team,
+                allow_duplicate_content=allow_duplicate_content,
+                override=override,
+            ),
+        )
+        return
+    if skip_scan:
+        render.err.print(
+            "note: the registry scans every file it stores; --skip-scan applies to "
+            "--metadata-only registrations only"
+        )
+    cli = ctx_of(ctx)
+    registry = cli.registry()
+    own_profile = read_profile_option(reference, path) if reference is not None else None
+    with TransferProgress("storing", path.name or str(path)) as progress:
+        stored = registry.store_files(path, progress=progress)
     signed_files = model_signing_opts.for_registration(
         path,
-        hash_path(path),
+        stored,
         signing_key=model_signing_key,
         out=model_signing_out,
         signature=model_signing,
         public_key=public_key,
     )
     manifest = signed_files.manifest
-    signature = None
-    if sign_key is not None:
-        from registry import signing
+    signature = _sign_digest(sign_key, manifest.digest)
+    with render.err.status(f"admission scans of {name}@{version} on the registry's side…"):
+        result = registry.admit_model(
+            manifest=manifest,
+            profile=own_profile,
+            parents=parent or [],
+            name=name,
+            version=version,
+            relation=Relation(relation.value) if relation else None,
+            datasets=[parse_dataset(d) for d in dataset or []],
+            publisher=publisher,
+            source=source,
+            format=format_,
+            team=team,
+            signature=signature,
+            allow_duplicate_content=allow_duplicate_content,
+            override=override,
+            model_signing_bundle=signed_files.bundle,
+            model_signing_public_key=signed_files.public_key_pem,
+        )
+    signed_files.write()
+    if json_:
+        render.emit_json(result)
+    else:
+        _print_registration(result, None)
+    if result.status == "compromised":
+        report = cli.call("status_report", result.ref)
+        reasons = [flag.reason for flag in report.flags if flag.active]
+        if any(reason.startswith("behavioral scan:") for reason in reasons):
+            why = "the behavioral scan found a backdoor"
+        elif any(reason.startswith("static scan:") for reason in reasons):
+            why = "the static scan found malicious content"
+        else:
+            why = (
+                f"its content is known to be malicious or it was flagged (mbom status {result.ref})"
+            )
+        render.error_line(
+            f"{result.ref} is quarantined: {why} "
+            "(it is recorded as compromised and blocked for every team)"
+        )
+        raise typer.Exit(1)
 
-        signature = signing.sign_digest(signing.load_private_key(sign_key), manifest.digest)
-    from lineage import Relation
 
+def _sign_digest(sign_key: Path | None, digest: str) -> str | None:
+    if sign_key is None:
+        return None
+    from registry import signing
+
+    return signing.sign_digest(signing.load_private_key(sign_key), digest)
+
+
+def _register_metadata_only(
+    ctx: typer.Context,
+    path: Path,
+    *,
+    skip_scan: bool,
+    reference: Path | None,
+    parent: list[str],
+    scan_timeout: float | None,
+    signing: tuple[Path | None, Path | None, Path | None, Path | None],
+    sign_key: Path | None,
+    json_: bool,
+    fields: dict[str, Any],
+) -> None:
+    """Today's registration for a model held elsewhere: hashed and scanned here, files kept out.
+
+    The scans ran on the user's machine, so the registry records them as
+    client-reported: a clean one leaves the finding ``unscanned``.
+    """
+    from registry.cli.cmd_behavior import admission_scans
+    from registry.schemas import ScanProvenance
+
+    scans = admission_scans(
+        ctx_of(ctx),
+        path,
+        skip_scan=skip_scan,
+        reference=reference,
+        parents=parent,
+        scan_timeout=scan_timeout,
+    )
+    signing_key, out, signature_file, public_key = signing
+    signed_files = model_signing_opts.for_registration(
+        path,
+        hash_path(path),
+        signing_key=signing_key,
+        out=out,
+        signature=signature_file,
+        public_key=public_key,
+    )
+    manifest = signed_files.manifest
     result: ArtifactPublic = ctx_of(ctx).call(
         "register_model",
-        name=name,
-        version=version,
         manifest=manifest,
-        parents=parent or [],
-        relation=Relation(relation.value) if relation else None,
-        datasets=[parse_dataset(d) for d in dataset or []],
-        publisher=publisher,
-        source=source,
-        format=format_,
-        team=team,
-        signature=signature,
-        allow_duplicate_content=allow_duplicate_content,
-        override=override,
+        signature=_sign_digest(sign_key, manifest.digest),
         scan=scans.static,
         model_signing_bundle=signed_files.bundle,
         model_signing_public_key=signed_files.public_key_pem,
         profile=scans.profile,
         behavioral=scans.behavioral,
+        provenance=ScanProvenance.CLIENT,
+        **fields,
     )
     signed_files.write()
     if json_:

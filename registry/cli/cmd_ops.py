@@ -163,10 +163,23 @@ def team_create(
     require_approval: Annotated[
         bool, typer.Option("--require-approval", help="Only approved bases may be built on.")
     ] = False,
+    require_registry_scan: Annotated[
+        bool,
+        typer.Option(
+            "--require-registry-scan",
+            help="Build on, deploy and pull only models whose files the registry holds "
+            "and scanned itself (no --metadata-only bases).",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Create a team (admins)."""
-    result = ctx_of(ctx).call("create_team", name=name, require_approval=require_approval)
+    result = ctx_of(ctx).call(
+        "create_team",
+        name=name,
+        require_approval=require_approval,
+        require_registry_scan=require_registry_scan,
+    )
     render.emit_json(result) if json_ else render.out.print(f"created team {result.name}")
 
 
@@ -178,7 +191,9 @@ def team_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
         render.emit_json(items)
         return
     render.table(
-        "teams", ["team", "requires approval"], [(t.name, t.require_approval) for t in items]
+        "teams",
+        ["team", "requires approval", "requires registry scan"],
+        [(t.name, t.require_approval, t.require_registry_scan) for t in items],
     )
 
 

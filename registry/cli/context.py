@@ -38,7 +38,9 @@ class CliContext:
                     settings.audit_key(),
                 )
                 migrate(engine)
-                self._registry = LocalRegistry(engine)
+                from registry.store import open_store
+
+                self._registry = LocalRegistry(engine, store=open_store(settings.store_location()))
         return self._registry
 
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:

@@ -50,6 +50,11 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 bom_app = typer.Typer(help="Bills of materials: CycloneDX ML-BOM and SPDX 3.", no_args_is_help=True)
 app.add_typer(bom_app, name="bom")
+store_app = typer.Typer(
+    help="The artifact store holding every stored version's files: verify, collect.",
+    no_args_is_help=True,
+)
+app.add_typer(store_app, name="store")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 RefArg = Annotated[
@@ -154,4 +159,5 @@ from registry.cli import (  # noqa: E402, F401
     cmd_models,
     cmd_ops,
     cmd_scan,
+    cmd_store,
 )

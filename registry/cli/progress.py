@@ -18,6 +18,9 @@ from registry.cli.render import err
 class HashingProgress:
     """Implements :class:`registry.manifest.ProgressCallback` with a rich bar on stderr."""
 
+    #: What the bar says is happening to the files.
+    verb = "hashing"
+
     def __init__(self, label: str) -> None:
         self._progress = Progress(
             TextColumn("{task.description}"),
@@ -42,10 +45,22 @@ class HashingProgress:
     def start(self, total_bytes: int, files: int) -> None:
         """Create the bar once the total is known."""
         self._task = self._progress.add_task(
-            f"hashing {files} files of {self._label}", total=total_bytes
+            f"{self.verb} {files} files of {self._label}", total=total_bytes
         )
 
     def advance(self, nbytes: int) -> None:
         """Advance the bar (thread-safe: rich takes a lock)."""
         if self._task is not None:
             self._progress.advance(self._task, nbytes)
+
+
+class TransferProgress(HashingProgress):
+    """The same bar for storing (uploading) or pulling: ``TransferProgress("pulling", ref)``."""
+
+    def __init__(self, verb: str, label: str) -> None:
+        super().__init__(label)
+        self.verb = verb
+
+    def __enter__(self) -> TransferProgress:
+        super().__enter__()
+        return self

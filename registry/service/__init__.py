@@ -38,10 +38,15 @@ from registry.service.flags import clear, flag, status_report, unflag
 from registry.service.hf_import import import_hf
 from registry.service.ossf_signing import model_signing_bundle, verify_model_signing
 from registry.service.policy import create_team, decide, list_decisions, list_teams
+from registry.service.pulls import pulls_of, start_pull
 from registry.service.queries import ancestors, blast_radius, deployed_descendants, descendants
 from registry.service.status import find_inconsistencies
+from registry.service.stored import record_blobs
 
 __all__ = [
+    "pulls_of",
+    "record_blobs",
+    "start_pull",
     "replay_plan",
     "record_rescan",
     "record_replays",

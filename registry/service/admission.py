@@ -109,6 +109,8 @@ def record_scan(
         )
         return
     finding = {Verdict.CLEAN: "clean"}.get(report.verdict, "suspicious")
+    if finding == "clean" and provenance is not ScanProvenance.REGISTRY:
+        finding = "unscanned"  # a client's word never makes a model clean
     flagged = session.exec(select(Flag).where(Flag.artifact_id == artifact.id, Flag.active)).first()
     if flagged is not None:  # a placeholder flagged before its files came: the flag stands
         flagged.previous_finding = finding  # and unflagging restores what the scan found

@@ -48,6 +48,7 @@ from registry.service.authorization import (
 from registry.service.graph import add_edges
 from registry.service.refs import Ref, ref_of, resolve
 from registry.service.status import recompute
+from registry.service.stored import claim_files
 from registry.tables import Artifact, Edge, PublisherKey, Signature
 from scanning.behavioral.report import BehavioralReport, BehaviorVerdict, ScanProfile
 from scanning.report import ScanReport, Verdict
@@ -79,8 +80,13 @@ def register_model(
     profile: ScanProfile | None = None,
     behavioral: BehavioralReport | None = None,
     provenance: ScanProvenance = ScanProvenance.CLIENT,
+    stored: bool = False,
 ) -> ArtifactPublic:
     """Record a model version, its lineage edges and dataset uses in one transaction.
+
+    ``stored``: the registry holds every file of ``manifest`` in its artifact store
+    (uploaded before this call); each is claimed and recorded, or the registration
+    is refused naming the missing ones. Otherwise the version is metadata-only.
 
     ``profile`` is the model's own behavioral scan profile (descendants inherit
     it); ``behavioral`` the behavioral scan run on admission (see
@@ -147,6 +153,8 @@ def register_model(
         actor=actor,
     )
     add_edges(session, artifact, placeholders.new_links(session, artifact, links))
+    if stored:
+        claim_files(session, artifact, manifest)
     if fingerprint and signature:
         session.add(
             Signature(artifact_id=artifact.id or 0, fingerprint=fingerprint, signature=signature)
@@ -169,6 +177,8 @@ def register_model(
             "signed_by": fingerprint,
             "scan": scan.verdict.value if scan else None,
             "behavioral": behavioral.verdict.value if behavioral else None,
+            "stored": stored,
+            "scanned_by": provenance.value,
         },
     )
     admission.quarantine_known_content(session, [artifact], actor=actor)
@@ -399,6 +409,7 @@ def artifact_public(session: Session, artifact: Artifact) -> ArtifactPublic:
         finding=artifact.finding,
         status=artifact.status,
         placeholder=artifact.placeholder,
+        stored=artifact.stored,
         signed=signed is not None,
         model_signing_key=ossf_signing.model_signing_key(session, artifact.id),
         parents=[ParentLink(ref=ref_of(p), kind=p.kind, relation=r) for p, r in parents],

@@ -24,9 +24,9 @@ from registry.tables import Artifact, AuditEvent, Clearance, Decision, Flag
 
 
 def _active_flags(session: Session) -> Sequence[tuple[Any, ...]]:
-    query = select(
-        col(Flag.id), col(Flag.artifact_id), col(Flag.reason), col(Flag.vouched)
-    ).where(col(Flag.active))
+    query = select(col(Flag.id), col(Flag.artifact_id), col(Flag.reason), col(Flag.vouched)).where(
+        col(Flag.active)
+    )
     return [tuple(row) for row in session.exec(query)]
 
 

@@ -80,6 +80,9 @@ class Operation(StrEnum):
     LIST_TOKENS = "list tokens"
     ENROLL_KEY = "enroll publisher keys"
     ANCHOR_AUDIT = "anchor the audit log"
+    UPLOAD_FILES = "upload model files"
+    PULL = "pull models"
+    COLLECT_STORE = "collect unreferenced blobs"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,10 @@ RULES: Mapping[Operation, Rule] = {
     Operation.LIST_TOKENS: Rule(Role.ADMIN, Scope.GLOBAL),
     Operation.ENROLL_KEY: Rule(Role.ADMIN, Scope.GLOBAL),
     Operation.ANCHOR_AUDIT: Rule(Role.ADMIN, Scope.GLOBAL),
+    # Bytes alone change nothing: a blob matters once a registration (team-scoped) names it.
+    Operation.UPLOAD_FILES: Rule(Role.PUBLISHER, Scope.GLOBAL),
+    Operation.PULL: Rule(Role.READER, Scope.TEAM),
+    Operation.COLLECT_STORE: Rule(Role.ADMIN, Scope.GLOBAL),
 }
 
 

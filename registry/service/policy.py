@@ -25,22 +25,33 @@ from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize
 from registry.service.graph import ancestor_rows
 from registry.service.refs import ref_of, resolve
-from registry.tables import Artifact, Decision, Edge, Team
+from registry.tables import Artifact, Decision, Edge, ScanRecord, Team
 
 Verdict = Literal["approve", "block"]
 
 
 @mutation
 def create_team(
-    session: Session, *, actor: Actor, name: str, require_approval: bool = False
+    session: Session,
+    *,
+    actor: Actor,
+    name: str,
+    require_approval: bool = False,
+    require_registry_scan: bool = False,
 ) -> TeamPublic:
-    """Create a team (admins only)."""
+    """Create a team (admins only).
+
+    ``require_registry_scan``: the team builds on, deploys and pulls only versions
+    whose files the registry holds and scanned itself (no metadata-only bases).
+    """
     authorize(actor, Operation.CREATE_TEAM)
     if not name.strip() or any(ch.isspace() for ch in name):
         raise InvalidInput(f"{name!r} is not a team name", hint="use one word, e.g. fraud-ml")
     if session.exec(select(Team).where(Team.name == name)).first():
         raise AlreadyExists("team", name)
-    team = Team(name=name, require_approval=require_approval)
+    team = Team(
+        name=name, require_approval=require_approval, require_registry_scan=require_registry_scan
+    )
     session.add(team)
     session.flush()
     audit.record(
@@ -48,7 +59,10 @@ def create_team(
         actor=actor,
         operation="team.create",
         subject=f"team:{name}",
-        details={"require_approval": require_approval},
+        details={
+            "require_approval": require_approval,
+            "require_registry_scan": require_registry_scan,
+        },
     )
     return TeamPublic.model_validate(team, from_attributes=True)
 
@@ -242,7 +256,40 @@ def registration_violations(
         if Status(parent.status).is_tainted and DEFAULT_PROPAGATION[relation]
     ]
     models = [parent for parent, _ in parents if parent.kind == "model"]
+    problems += registry_scan_violations(session, team=team, artifacts=models, role="parent ")
     return problems + parent_violations(session, team=team, parents=models, flag_blocks=True)
+
+
+def registry_scan_violations(
+    session: Session, *, team: str | None, artifacts: Sequence[Artifact], role: str = ""
+) -> list[str]:
+    """For a team that requires registry-scanned bases: the versions the registry does
+    not hold, or holds but has not scanned itself."""
+    required = require_team(session, team)
+    if required is None or not required.require_registry_scan:
+        return []
+    problems = []
+    for artifact in artifacts:
+        if not artifact.stored:
+            problems.append(
+                f"{role}{ref_of(artifact)} is metadata-only (team {team} requires "
+                "models stored and scanned by the registry)"
+            )
+        elif not registry_scanned(session, artifact):
+            problems.append(
+                f"{role}{ref_of(artifact)} has no scan by the registry (team {team} requires one)"
+            )
+    return problems
+
+
+def registry_scanned(session: Session, artifact: Artifact) -> bool:
+    """Whether the newest static scan of ``artifact`` is one the registry ran itself."""
+    provenance = session.exec(
+        select(ScanRecord.provenance)
+        .where(ScanRecord.artifact_id == artifact.id)
+        .order_by(col(ScanRecord.id).desc())
+    ).first()
+    return provenance == "registry"
 
 
 def lineage_violations(
@@ -322,6 +369,7 @@ def deployment_violations(session: Session, *, team: str, artifact: Artifact) ->
     if decision is not None and decision.verdict == "block":
         problems.append(f"{ref_of(artifact)} is blocked for {_scope(decision)}: {decision.reason}")
     problems += _blocks_above(session, team=team, nodes=[artifact])
+    problems += registry_scan_violations(session, team=team, artifacts=[artifact])
     vetted = artifact.team == team or (decision is not None and decision.verdict == "approve")
     if required is not None and required.require_approval and not vetted:
         parents = _parent_models(session, artifact)

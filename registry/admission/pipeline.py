@@ -1,0 +1,176 @@
+"""The admission pipeline: scan a version's stored files, then register it with the verdicts.
+
+:func:`scan_stored` runs the scans on files the registry holds: the static scan
+always (it never loads a file), then, unless that found malicious content, the
+behavioral scan in the sandboxed subprocess when the model has a profile of its
+own or inherits one from a parent. :func:`admit_model` wraps it between two
+short transactions (look up the inherited profile and the calibration baseline;
+record the registration with ``provenance=registry``), so no database lock is
+held while a scan runs.
+
+What a client says it found is never an input here: the server ignores a
+submitted report for a stored version, and a metadata-only version (files held
+elsewhere) is recorded with the client's report as ``client``-provenance,
+which never makes it clean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from registry.admission.files import materialized
+from registry.db import unit_of_work
+from registry.errors import InvalidInput
+from registry.identity import Actor
+from registry.manifest import Manifest
+from registry.schemas import ArtifactPublic, ScanProvenance
+from registry.service import artifacts, behavior, stored
+from registry.store import BlobStore
+from scanning.report import ScanReport, Verdict
+
+if TYPE_CHECKING:
+    from scanning.behavioral.api import Limits
+    from scanning.behavioral.report import BehavioralReport, ScanProfile
+    from scanning.behavioral.sandbox import Progress
+
+
+@dataclass(frozen=True)
+class AdmissionScans:
+    """What admission found: the static scan, the model's own profile (kept for its
+    descendants) and the behavioral scan (``None`` when it did not run)."""
+
+    static: ScanReport | None
+    profile: ScanProfile | None
+    behavioral: BehavioralReport | None
+
+
+#: Called with each step's name as admission moves on ("static scan", "behavioral scan").
+StepCallback = Callable[[str], None]
+
+
+def _inherited(
+    engine: Engine, parents: Sequence[str]
+) -> tuple[ScanProfile | None, str | None, list[dict[str, float | str]]]:
+    """The profile a child of ``parents`` inherits, its reference digest and its baseline."""
+    from scanning.behavioral.profile import profile_from_npz
+
+    with unit_of_work(engine) as session:
+        found = behavior.inherited_profile(session, parents) if parents else None
+        if found is None:
+            return None, None, []
+        try:
+            profile = profile_from_npz(found.reference)
+        except ValueError as exc:
+            raise InvalidInput(f"the stored profile of {found.origin} is unusable: {exc}") from exc
+        return profile, found.reference_digest, behavior.baseline(session, found.reference_digest)
+
+
+def _baseline(engine: Engine, digest: str) -> list[dict[str, float | str]]:
+    with unit_of_work(engine) as session:
+        return behavior.baseline(session, digest)
+
+
+def scan_stored(
+    engine: Engine,
+    store: BlobStore,
+    manifest: Manifest,
+    *,
+    profile: ScanProfile | None,
+    parents: Sequence[str],
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+    on_step: StepCallback | None = None,
+) -> AdmissionScans:
+    """Run the admission scans on the stored files of ``manifest``."""
+    from scanning.behavioral.api import DEFAULT_LIMITS, scan_model
+    from scanning.behavioral.profile import profile_to_npz, reference_digest
+    from scanning.static import scan_path
+
+    with materialized(store, manifest) as path:
+        if on_step is not None:
+            on_step("static scan")
+        static = scan_path(path)
+        if static.verdict is Verdict.MALICIOUS:
+            return AdmissionScans(static, profile, None)
+        if profile is not None:
+            scan_profile, baseline = (
+                profile,
+                _baseline(engine, reference_digest(profile_to_npz(profile))),
+            )
+        else:
+            inherited, _digest, baseline = _inherited(engine, parents)
+            if inherited is None:
+                return AdmissionScans(static, None, None)
+            scan_profile = inherited
+        if on_step is not None:
+            on_step("behavioral scan")
+        report = scan_model(
+            path,
+            scan_profile,
+            baseline=baseline,
+            limits=limits or DEFAULT_LIMITS,
+            progress=progress,
+        )
+        return AdmissionScans(static, profile, report)
+
+
+def admit_model(
+    engine: Engine,
+    store: BlobStore,
+    *,
+    actor: Actor,
+    manifest: Manifest,
+    profile: ScanProfile | None = None,
+    parents: Sequence[str] = (),
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+    on_step: StepCallback | None = None,
+    **fields: Any,
+) -> ArtifactPublic:
+    """Register a version whose files the store holds, with the registry's own scans.
+
+    Refused before any scan when a file is missing from the store (upload it
+    first). ``fields`` are :func:`registry.service.register_model`'s other
+    arguments (name, version, relation, team, override, ...); a ``scan`` or
+    ``behavioral`` report given there is a client's and is not accepted.
+    """
+    for claimed in ("scan", "behavioral", "provenance", "stored"):
+        if fields.get(claimed) is not None:
+            raise InvalidInput(
+                f"{claimed!r} is decided by the registry for a stored version",
+                hint="leave it out: the registry scans the files it holds",
+            )
+        fields.pop(claimed, None)
+    with unit_of_work(engine) as session:
+        missing = stored.missing_blobs(session, manifest)
+    if missing:
+        from registry.errors import FilesNotStored
+
+        raise FilesNotStored(missing)
+    scans = scan_stored(
+        engine,
+        store,
+        manifest,
+        profile=profile,
+        parents=parents,
+        limits=limits,
+        progress=progress,
+        on_step=on_step,
+    )
+    with unit_of_work(engine) as session:
+        return artifacts.register_model(
+            session,
+            actor=actor,
+            manifest=manifest,
+            parents=parents,
+            scan=scans.static,
+            profile=scans.profile,
+            behavioral=scans.behavioral,
+            provenance=ScanProvenance.REGISTRY,
+            stored=True,
+            **fields,
+        )

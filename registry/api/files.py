@@ -1,0 +1,198 @@
+"""Routes that move model files: upload into the store, admission of a stored version, pull.
+
+Bodies and answers stream: a multi-GB model never sits in the server's memory.
+These routes stay off the JSON router's body checks (which read a body whole)
+and hold no database transaction while bytes move: they authenticate in one
+short unit of work, move the bytes, then record what happened in another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Engine
+
+from registry import service
+from registry.api.deps import CurrentActor, SessionDep, check_text_inputs
+from registry.db import unit_of_work
+from registry.errors import AuthenticationRequired, LimitExceeded
+from registry.identity import Actor
+from registry.schemas import (
+    ArtifactPublic,
+    BlobPublic,
+    PullPublic,
+    PullRequest,
+    PullTicket,
+    RegisterStoredRequest,
+    manifest_of,
+)
+from registry.service.authorization import Operation, authorize
+from registry.service.pulls import pulled_file
+from registry.store import CHUNK, BlobStore
+
+router = APIRouter(prefix="/api/v1")
+json_router = APIRouter(prefix="/api/v1", dependencies=[Depends(check_text_inputs)])
+
+#: Bytes handed from the event loop to the storing thread at a time.
+_HANDOFF = 4 << 20
+
+
+def _store(request: Request) -> BlobStore:
+    store: BlobStore = request.app.state.store
+    return store
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _actor(request: Request) -> Actor:
+    """The bearer token's actor, looked up in a transaction of its own."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationRequired(
+            "this server needs a bearer token", hint="send Authorization: Bearer <token>"
+        )
+    with unit_of_work(_engine(request)) as session:
+        return service.authenticate(session, token.strip())
+
+
+class _BodyReader:
+    """A blocking, file-like view of the request body, for the storing thread."""
+
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
+        self._body = body
+        self._buffer = bytearray()
+        self._done = False
+
+    async def _fill(self, wanted: int) -> None:
+        while len(self._buffer) < wanted and not self._done:
+            try:
+                self._buffer += await self._body.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (fewer only at the end of the body)."""
+        wanted = _HANDOFF if size is None or size < 0 else size
+        if len(self._buffer) < wanted and not self._done:
+            anyio.from_thread.run(self._fill, max(wanted, _HANDOFF))
+        data = bytes(self._buffer[:wanted])
+        del self._buffer[:wanted]
+        return data
+
+
+@router.post("/blobs", status_code=status.HTTP_201_CREATED, tags=["files"])
+async def upload_blob(
+    request: Request,
+    content_length: Annotated[int | None, Header()] = None,
+    x_mbom_sha256: Annotated[str | None, Header()] = None,
+) -> BlobPublic:
+    """Stream one file's bytes into the artifact store (publishers).
+
+    The server hashes what it receives; ``X-Mbom-Sha256`` (``sha256:<hex>``),
+    when sent, must match or nothing is stored. Answers the digest and size
+    the registry recorded; the file becomes part of a version only when a
+    registration names it.
+    """
+    actor = await anyio.to_thread.run_sync(_actor, request)
+    authorize(actor, Operation.UPLOAD_FILES)
+    limit = request.app.state.settings.max_upload_bytes
+    if content_length is not None and content_length > limit:
+        raise LimitExceeded(
+            "the uploaded file",
+            f"{content_length} bytes; this server takes at most {limit} per file",
+            hint="raise MBOM_MAX_UPLOAD_BYTES on the server",
+        )
+    store = _store(request)
+    reader = _BodyReader(request.stream().__aiter__())
+
+    def put() -> Any:
+        return store.put(
+            reader,  # type: ignore[arg-type]  # only read() is used
+            expected=x_mbom_sha256,
+            expected_size=content_length,
+            max_bytes=limit,
+        )
+
+    info = await anyio.to_thread.run_sync(put)
+
+    def record() -> None:
+        with unit_of_work(_engine(request)) as session:
+            service.record_blobs(session, [info], actor=actor, store=store)
+
+    await anyio.to_thread.run_sync(record)
+    return BlobPublic(digest=info.digest, size=info.size)
+
+
+@json_router.post("/models/stored", status_code=status.HTTP_201_CREATED, tags=["files"])
+def register_stored(body: RegisterStoredRequest, request: Request) -> ArtifactPublic:
+    """Register a version whose files were uploaded: the registry scans them itself.
+
+    Refused (409 ``files-not-stored``) naming the files the store does not hold.
+    The static scan, and the behavioral scan when the model has or inherits a
+    scan profile, run here on the stored files before the version is recorded.
+    """
+    from lineage import Relation
+    from registry.admission import admit_model
+    from registry.api.routes import scan_profile
+
+    actor = _actor(request)
+    fields = body.model_dump(exclude={"manifest", "relation", "datasets", "profile"})
+    return admit_model(
+        _engine(request),
+        _store(request),
+        actor=actor,
+        manifest=manifest_of(body.manifest),
+        relation=Relation(body.relation) if body.relation else None,
+        datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
+        profile=scan_profile(body.profile) if body.profile is not None else None,
+        **fields,
+    )
+
+
+@json_router.post("/models/{ref:path}/pulls", status_code=status.HTTP_201_CREATED, tags=["files"])
+def start_pull(ref: str, body: PullRequest, session: SessionDep, actor: CurrentActor) -> PullTicket:
+    """Check and record a pull (readers of the team); the ticket lists the files to fetch."""
+    return service.start_pull(session, ref, actor=actor, team=body.team, override=body.override)
+
+
+@json_router.get("/artifacts/{ref:path}/pulls", tags=["files"])
+def pulls(ref: str, session: SessionDep, _actor: CurrentActor) -> list[PullPublic]:
+    """Who pulled this version or any version derived from it, newest first."""
+    return service.pulls_of(session, ref)
+
+
+@router.get("/pulls/{pull_id}/files/{index}", tags=["files"])
+def download(pull_id: int, index: int, request: Request) -> StreamingResponse:
+    """Stream one file of a recorded pull (only its puller, while the version is untainted)."""
+    actor = _actor(request)
+    with unit_of_work(_engine(request)) as session:
+        item = pulled_file(session, pull_id, index, actor=actor)
+    store = _store(request)
+    digest = f"sha256:{item.sha256}"
+    if not store.exists(digest):
+        from registry.errors import BlobMissing
+
+        raise BlobMissing(digest, store=store.url)
+
+    def chunks() -> Iterator[bytes]:
+        with store.open(digest) as stream:
+            while data := stream.read(CHUNK):
+                yield data
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(item.size),
+            "X-Mbom-Sha256": digest,
+        },
+    )

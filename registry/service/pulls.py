@@ -1,0 +1,153 @@
+"""Pulling a vetted version from the registry: the gate, and the record of who took what.
+
+A pull is allowed by the same rules as a deployment for the pulling team (the
+version tainted, blocked for the team or along its lineage, or not approved
+where the team requires approval is refused unless an approver overrides), and
+only for a version the registry holds and has scanned itself. Every allowed pull
+is recorded before a byte is handed out, so ``descendants --deployed`` and
+``status`` can name who took a model that is flagged later.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from lineage import Status
+from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from registry.identity import Actor
+from registry.schemas import PullPublic, PullTicket, StoredFilePublic
+from registry.service import audit, policy
+from registry.service._tx import mutation
+from registry.service.authorization import Operation, authorize
+from registry.service.refs import ref_of, resolve
+from registry.service.stored import stored_manifest
+from registry.tables import Artifact, LineageClosure, Pull, utcnow
+
+#: How long a recorded pull may fetch its files (a pull is one download, not a licence).
+PULL_WINDOW = timedelta(hours=6)
+
+
+def pull_violations(session: Session, artifact: Artifact, *, team: str | None) -> list[str]:
+    """Why handing ``artifact`` out (to ``team``) breaks the policy; the deploy rules."""
+    if team is not None:
+        return policy.deployment_violations(session, team=team, artifact=artifact)
+    if Status(artifact.status).is_tainted:
+        return [f"{ref_of(artifact)} is {artifact.status}"]
+    return []
+
+
+@mutation
+def start_pull(
+    session: Session,
+    ref: str,
+    *,
+    actor: Actor,
+    team: str | None = None,
+    override: str | None = None,
+) -> PullTicket:
+    """Check and record a pull of a stored version; the ticket lists the files to fetch."""
+    authorize(actor, Operation.PULL, team=team)
+    artifact = resolve(session, ref, kind="model")
+    if not artifact.stored or artifact.placeholder:
+        raise NotFound(
+            "stored files of",
+            ref_of(artifact),
+            hint="it was registered --metadata-only: the registry does not hold its files",
+        )
+    if artifact.finding == "unscanned" and not Status(artifact.status).is_tainted:
+        raise Conflict(
+            f"{ref_of(artifact)} has not been scanned by the registry yet",
+            hint=f"an admin runs mbom rescan {ref_of(artifact)}",
+        )
+    policy.enforce(
+        session,
+        actor=actor,
+        violations=pull_violations(session, artifact, team=team),
+        override=override,
+        team=team,
+        subject=ref_of(artifact),
+    )
+    pull = Pull(
+        artifact_id=artifact.id or 0,
+        user=actor.user,
+        team=team,
+        digest=artifact.digest or "",
+        override=override,
+    )
+    session.add(pull)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        operation="pull",
+        subject=ref_of(artifact),
+        details={"team": team, "digest": artifact.digest, "override": override},
+    )
+    manifest = stored_manifest(session, artifact)
+    return PullTicket(
+        id=pull.id or 0,
+        ref=ref_of(artifact),
+        digest=artifact.digest or "",
+        files=[
+            StoredFilePublic(path=e.path, size=e.size, sha256=e.sha256) for e in manifest.entries
+        ],
+    )
+
+
+def pulled_file(session: Session, pull_id: int, index: int, *, actor: Actor) -> StoredFilePublic:
+    """The ``index``-th file of a recorded pull, if ``actor`` may fetch it now.
+
+    Only the puller fetches, within :data:`PULL_WINDOW`, and never once the
+    version became tainted: a flag between the pull and the download stops it.
+    """
+    pull = session.get(Pull, pull_id)
+    if pull is None or pull.user != actor.user:
+        raise NotFound("pull", str(pull_id))
+    if utcnow() - _utc(pull.created_at) > PULL_WINDOW:
+        raise PermissionDenied(
+            f"pull {pull_id} has expired", hint="pull again: each pull is checked and recorded"
+        )
+    artifact = session.get(Artifact, pull.artifact_id)
+    assert artifact is not None
+    if Status(artifact.status).is_tainted and pull.override is None:
+        raise PermissionDenied(f"{ref_of(artifact)} became {artifact.status} after the pull")
+    entries = stored_manifest(session, artifact).entries
+    if not 0 <= index < len(entries):
+        raise InvalidInput(f"pull {pull_id} has {len(entries)} files; there is no file {index}")
+    entry = entries[index]
+    return StoredFilePublic(path=entry.path, size=entry.size, sha256=entry.sha256)
+
+
+def _utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC time (SQLite gives naive UTC back)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def pulls_of(session: Session, ref: str) -> list[PullPublic]:
+    """Who pulled ``ref`` or any version derived from it: the exposure beyond deployments."""
+    root = resolve(session, ref)
+    below = select(LineageClosure.descendant_id).where(LineageClosure.ancestor_id == root.id)
+    rows = session.exec(
+        select(Pull, Artifact)
+        .join(Artifact, col(Artifact.id) == Pull.artifact_id)
+        .where(or_(col(Pull.artifact_id) == root.id, col(Pull.artifact_id).in_(below)))
+        .order_by(col(Pull.created_at).desc(), col(Pull.id).desc())
+    ).all()
+    return [pull_public(pull, artifact) for pull, artifact in rows]
+
+
+def pull_public(pull: Pull, artifact: Artifact) -> PullPublic:
+    """The public view of a pull."""
+    return PullPublic(
+        id=pull.id or 0,
+        ref=ref_of(artifact),
+        user=pull.user,
+        team=pull.team,
+        digest=pull.digest,
+        status=artifact.status,
+        override=pull.override,
+        created_at=pull.created_at,
+    )
