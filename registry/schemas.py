@@ -145,6 +145,11 @@ class StatusReport(PublicModel):
     scan: dict[str, Any] | None = None
     #: The newest behavioral scan (its report, plus ``provenance``: who ran it).
     behavioral_scan: dict[str, Any] | None = None
+    #: Whether the registry holds the files (``False``: metadata-only, scans client-reported).
+    stored: bool = False
+    #: How many times it or a descendant was pulled, and the newest of those pulls.
+    pulls: int = 0
+    pulled_by: list[PullPublic] = Field(default_factory=list)
 
 
 class LineageEntry(PublicModel):
@@ -191,6 +196,9 @@ class BlastRadius(PublicModel):
     versions: int
     groups: list[BlastRadiusGroup]
     nearest: list[DeploymentPublic]
+    #: How many times it or a descendant was pulled from the registry, and the newest pulls.
+    pulls: int = 0
+    pulled_by: list[PullPublic] = Field(default_factory=list)
 
 
 class StatusChange(PublicModel):

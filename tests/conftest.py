@@ -24,6 +24,7 @@ from registry.db import make_engine, migrate
 from registry.identity import Actor, Role
 from registry.manifest import Manifest, ManifestEntry
 from registry.service.audit import bind_key
+from registry.store import open_store
 
 PG_URL = os.environ.get("MBOM_TEST_POSTGRES_URL")
 # Unique per test run, so that concurrent runs (xdist, several checkouts) never collide.
@@ -100,9 +101,9 @@ def admin() -> Actor:
 
 
 @pytest.fixture
-def reg(engine: Engine, admin: Actor) -> LocalRegistry:
+def reg(engine: Engine, admin: Actor, tmp_path: Path) -> LocalRegistry:
     """The registry as an admin sees it: each call is one unit of work."""
-    return LocalRegistry(engine, admin)
+    return LocalRegistry(engine, admin, store=open_store(str(tmp_path / "artifact-store")))
 
 
 def fake_manifest(*contents: str) -> Manifest:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         BlastRadius,
         DeploymentPublic,
         LineageEntry,
+        PullPublic,
         ReplayPublic,
         StatusChange,
         StatusReport,
@@ -118,6 +119,9 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     render.out.print(render.bold(report.ref), f"({report.kind})")
     render.out.print(f"  finding  {report.finding}")
     render.out.print(f"  status   {render.status(report.status)}")
+    if report.kind == "model":
+        held = "yes" if report.stored else "no (metadata-only: its scans are client-reported)"
+        render.out.print(f"  stored   {held}")
     if report.scan is not None:
         findings = report.scan.get("findings", [])
         render.out.print(
@@ -133,6 +137,10 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
             f"  behavior {scanned.get('verdict')} (score {scanned.get('score')}; "
             f"by the {scanned.get('provenance', 'client')})"
         )
+    if report.pulls:
+        render.out.print(f"  pulled   {report.pulls} times (it or a descendant); newest:")
+        for pulled in report.pulled_by[:5]:
+            render.out.print(f"           {_pull_line(pulled)}")
     for item in report.flags:
         state = "active" if item.active else f"withdrawn by {item.resolved_by}: {item.resolution}"
         render.out.print(
@@ -216,6 +224,7 @@ def descendants(
             render.emit_json(found)
             return
         _print_deployments(f"{len(found)} deployments descend from {ref}", found)
+        _print_pulls(ctx_of(ctx).call("pulls_of", ref), ref)
         return
     entries: list[LineageEntry] = ctx_of(ctx).call("descendants", ref, depth=depth, team=team)
     _print_entries(f"{len(entries)} descendants of {ref}", entries, json_)
@@ -232,6 +241,40 @@ def _print_blast_radius(radius: BlastRadius) -> None:
     )
     if radius.nearest:
         _print_deployments(f"the nearest {len(radius.nearest)}", radius.nearest)
+    if radius.pulls:
+        render.out.print(f"{radius.pulls} pulls of it or its descendants; the newest:")
+        for pulled in radius.pulled_by:
+            render.out.print(f"  {_pull_line(pulled)}")
+
+
+def _pull_line(pulled: PullPublic) -> str:
+    team = f" for {pulled.team}" if pulled.team else ""
+    forced = f" (override: {pulled.override})" if pulled.override else ""
+    return (
+        f"{pulled.ref} by {pulled.user}{team} at {pulled.created_at:%Y-%m-%d %H:%M}, "
+        f"now {pulled.status}{forced}"
+    )
+
+
+def _print_pulls(pulls: list[PullPublic], ref: str) -> None:
+    """Who pulled it or a descendant: copies outside the registry's deployments."""
+    if not pulls:
+        return
+    render.table(
+        f"{len(pulls)} pulls of {ref} or its descendants (copies that may run anywhere)",
+        ["model", "pulled by", "team", "when", "status now", "override"],
+        [
+            (
+                p.ref,
+                p.user,
+                p.team or "",
+                f"{p.created_at:%Y-%m-%d %H:%M}",
+                render.status(p.status),
+                p.override or "",
+            )
+            for p in pulls
+        ],
+    )
 
 
 def _print_deployments(title: str, deployments: list[DeploymentPublic]) -> None:

@@ -34,11 +34,12 @@ from registry.service.behavior import (
 )
 from registry.service.behavior import baseline as behavior_baseline
 from registry.service.deployments import deploy, list_deployments, undeploy
+from registry.service.exposure import pulls_of
 from registry.service.flags import clear, flag, status_report, unflag
 from registry.service.hf_import import import_hf
 from registry.service.ossf_signing import model_signing_bundle, verify_model_signing
 from registry.service.policy import create_team, decide, list_decisions, list_teams
-from registry.service.pulls import pulls_of, start_pull
+from registry.service.pulls import start_pull
 from registry.service.queries import ancestors, blast_radius, deployed_descendants, descendants
 from registry.service.status import find_inconsistencies
 from registry.service.stored import record_blobs

@@ -19,6 +19,7 @@ from registry.schemas import (
 from registry.service import audit, policy
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize, authorize_model
+from registry.service.exposure import pulls_below
 from registry.service.graph import ancestor_rows, descendant_rows, labels_of, names_of
 from registry.service.queries import affected_deployments, entries_for
 from registry.service.refs import ref_of, resolve
@@ -217,6 +218,7 @@ def status_report(session: Session, ref: str) -> StatusReport:
     flags = session.exec(
         select(Flag).where(Flag.artifact_id == artifact.id).order_by(col(Flag.id))
     ).all()
+    pulled_by, pulls = pulls_below(session, artifact, limit=STATUS_PULLS)
     return StatusReport(
         ref=ref_of(artifact),
         kind=artifact.kind,
@@ -226,6 +228,9 @@ def status_report(session: Session, ref: str) -> StatusReport:
         scan=_scan_json(session, artifact, "static"),
         behavioral_scan=_scan_json(session, artifact, "behavioral"),
         sources=infection_sources(session, artifact),
+        stored=artifact.stored,
+        pulls=pulls,
+        pulled_by=pulled_by,
     )
 
 
@@ -274,6 +279,8 @@ def infection_sources(session: Session, artifact: Artifact) -> list[InfectionSou
 #: How many changed descendants a flag, unflag or clearance lists (nearest first);
 #: ``changed_total`` counts them all. Listing 20k entries with paths costs seconds.
 REPORT_LIMIT = 1000
+#: The newest pulls a status report lists (``pulls`` counts them all).
+STATUS_PULLS = 20
 
 
 def current_replays(

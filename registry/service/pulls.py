@@ -12,28 +12,38 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from lineage import Status
 from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from registry.identity import Actor
-from registry.schemas import PullPublic, PullTicket, StoredFilePublic
+from registry.schemas import PullTicket, StoredFilePublic
 from registry.service import audit, policy
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize
 from registry.service.refs import ref_of, resolve
 from registry.service.stored import stored_manifest
-from registry.tables import Artifact, LineageClosure, Pull, utcnow
+from registry.tables import Artifact, Pull, utcnow
 
 #: How long a recorded pull may fetch its files (a pull is one download, not a licence).
 PULL_WINDOW = timedelta(hours=6)
 
 
 def pull_violations(session: Session, artifact: Artifact, *, team: str | None) -> list[str]:
-    """Why handing ``artifact`` out (to ``team``) breaks the policy; the deploy rules."""
+    """Why handing ``artifact`` out (to ``team``) breaks the policy.
+
+    The deploy rules, and one more: a team that requires approval takes as a base
+    only what it approved (or registered itself), since a pulled model is a base.
+    """
     if team is not None:
-        return policy.deployment_violations(session, team=team, artifact=artifact)
+        problems = policy.deployment_violations(session, team=team, artifact=artifact)
+        required = policy.require_team(session, team)
+        decision = policy.effective_decision(session, team=team, artifact=artifact)
+        approved = decision is not None and decision.verdict == "approve"
+        vetted = approved or artifact.team == team
+        if required is not None and required.require_approval and not vetted:
+            problems.append(f"{ref_of(artifact)} is not approved for team {team}")
+        return problems
     if Status(artifact.status).is_tainted:
         return [f"{ref_of(artifact)} is {artifact.status}"]
     return []
@@ -55,7 +65,8 @@ def start_pull(
         raise NotFound(
             "stored files of",
             ref_of(artifact),
-            hint="it was registered --metadata-only: the registry does not hold its files",
+            message=f"{ref_of(artifact)} is metadata-only: the registry does not hold its files",
+            hint="pull it from where it is kept (its source), or register it with its files",
         )
     if artifact.finding == "unscanned" and not Status(artifact.status).is_tainted:
         raise Conflict(
@@ -124,30 +135,3 @@ def pulled_file(session: Session, pull_id: int, index: int, *, actor: Actor) -> 
 def _utc(moment: datetime) -> datetime:
     """A stored time as an aware UTC time (SQLite gives naive UTC back)."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def pulls_of(session: Session, ref: str) -> list[PullPublic]:
-    """Who pulled ``ref`` or any version derived from it: the exposure beyond deployments."""
-    root = resolve(session, ref)
-    below = select(LineageClosure.descendant_id).where(LineageClosure.ancestor_id == root.id)
-    rows = session.exec(
-        select(Pull, Artifact)
-        .join(Artifact, col(Artifact.id) == Pull.artifact_id)
-        .where(or_(col(Pull.artifact_id) == root.id, col(Pull.artifact_id).in_(below)))
-        .order_by(col(Pull.created_at).desc(), col(Pull.id).desc())
-    ).all()
-    return [pull_public(pull, artifact) for pull, artifact in rows]
-
-
-def pull_public(pull: Pull, artifact: Artifact) -> PullPublic:
-    """The public view of a pull."""
-    return PullPublic(
-        id=pull.id or 0,
-        ref=ref_of(artifact),
-        user=pull.user,
-        team=pull.team,
-        digest=pull.digest,
-        status=artifact.status,
-        override=pull.override,
-        created_at=pull.created_at,
-    )

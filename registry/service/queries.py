@@ -11,6 +11,7 @@ from sqlmodel import Session, col
 
 from registry.errors import InvalidInput
 from registry.schemas import BlastRadius, BlastRadiusGroup, DeploymentPublic, LineageEntry
+from registry.service.exposure import pulls_below
 from registry.service.graph import (
     Label,
     ancestor_rows,
@@ -195,12 +196,15 @@ def blast_radius(
         for owner, environment, status, n in connection.execute(groups).all()
     ]
     counted.sort(key=lambda g: (-g.deployments, g.team, g.environment, g.status))
+    pulled_by, pulls = pulls_below(session, root, limit=limit)
     return BlastRadius(
         ref=ref_of(root),
         deployments=sum(g.deployments for g in counted),
         versions=connection.execute(versions).scalar_one(),
         groups=counted,
         nearest=affected_deployments(session, root, depth=depth, team=team, limit=limit),
+        pulls=pulls,
+        pulled_by=pulled_by,
     )
 
 
