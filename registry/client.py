@@ -48,6 +48,7 @@ from registry.schemas import (
     ScanProvenance,
     StatusChange,
     StatusReport,
+    StoredReplayPublic,
     TeamPublic,
     TokenPublic,
     TriggerPublic,
@@ -58,6 +59,7 @@ from registry.store import BlobInfo, BlobStore
 from scanning.report import ScanReport
 
 if TYPE_CHECKING:  # NumPy is imported only by the verbs that send arrays
+    from scanning.behavioral.api import Limits
     from scanning.behavioral.report import BehavioralReport, ScanProfile
 
 
@@ -98,6 +100,16 @@ class Registry(Protocol):
         progress: ProgressCallback | None = None,
     ) -> PullTicket:
         """Download a stored version into ``dest`` (recorded, policy-checked, hash-verified)."""
+        ...
+
+    def rescan_stored(self, ref: str, *, limits: Limits) -> BehavioralScanPublic:
+        """Re-run the behavioral scan of a stored version on the registry's side."""
+        ...
+
+    def replay_stored(
+        self, ref: str, *, threshold: float, limits: Limits
+    ) -> tuple[ReplaySummary, list[dict[str, str]]]:
+        """Replay a flagged model's trigger on its descendants' stored files."""
         ...
 
 
@@ -184,6 +196,25 @@ class LocalRegistry:
                     advance=advance,
                 )
         return ticket
+
+    def rescan_stored(self, ref: str, *, limits: Limits) -> BehavioralScanPublic:
+        """Re-run the behavioral scan on the stored files, here (this process is the registry)."""
+        from registry.admission.behavioral import rescan_stored
+
+        result, _report = rescan_stored(
+            self.engine, self.store, ref, actor=self.actor, limits=limits
+        )
+        return result
+
+    def replay_stored(
+        self, ref: str, *, threshold: float, limits: Limits
+    ) -> tuple[ReplaySummary, list[dict[str, str]]]:
+        """Replay the trigger on the descendants, reading stored files, here."""
+        from registry.admission.behavioral import replay_stored
+
+        return replay_stored(
+            self.engine, self.store, ref, actor=self.actor, threshold=threshold, limits=limits
+        )
 
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``registry.service.<verb>`` in one unit of work as this actor."""
@@ -360,6 +391,27 @@ class RemoteRegistry:
                     advance=advance,
                 )
         return ticket
+
+    def rescan_stored(self, ref: str, *, limits: Limits) -> BehavioralScanPublic:
+        """Ask the server to rescan the files it holds."""
+        body = {"timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb}
+        return self._request(
+            "POST", f"/models/{ref}/rescans", BehavioralScanPublic, json=body, timeout=None
+        )
+
+    def replay_stored(
+        self, ref: str, *, threshold: float, limits: Limits
+    ) -> tuple[ReplaySummary, list[dict[str, str]]]:
+        """Ask the server to replay the trigger on the stored descendants."""
+        body = {
+            "threshold": threshold,
+            "timeout_s": limits.timeout_s,
+            "memory_mb": limits.memory_mb,
+        }
+        answer: StoredReplayPublic = self._request(
+            "POST", f"/models/{ref}/replays/run", StoredReplayPublic, json=body, timeout=None
+        )
+        return answer.summary, [dict(item) for item in answer.skipped]
 
     def _record_blobs(self, *_args: Any, **_kwargs: Any) -> Any:
         raise errors.ConfigurationError("blobs are recorded by the server when they are uploaded")

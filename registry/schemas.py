@@ -492,6 +492,15 @@ class RegisterStoredRequest(PublicModel):
     profile: Base64Bytes | None = None
 
 
+class StoredScanRequest(PublicModel):
+    """``POST /api/v1/models/{ref}/rescans`` and ``.../replays/run``: the sandbox's limits."""
+
+    timeout_s: FiniteFloat = Field(default=300.0, gt=0, le=86400)
+    memory_mb: int = Field(default=4096, ge=64, le=1_048_576)
+    #: For replays: share of triggered references collapsing to one class that confirms.
+    threshold: FiniteFloat = Field(default=0.5, ge=0.01, le=1.0)
+
+
 class PullRequest(PublicModel):
     """``POST /api/v1/models/{ref}/pulls``."""
 
@@ -711,6 +720,8 @@ class ReplayTarget(PublicModel):
     status: str
     location: str | None = None
     profile: str | None = None  # the reference digest of its (own or inherited) profile
+    #: The registry holds its files: a replay reads them from the store.
+    stored: bool = False
 
 
 class ReplayPlan(PublicModel):
@@ -793,3 +804,10 @@ class AttachTriggerRequest(PublicModel):
     #: Base64 of a ``.npz`` with arrays ``mask`` and ``pattern``.
     data: Base64Bytes
     target_class: ClassIndex | None = None
+
+
+class StoredReplayPublic(PublicModel):
+    """A replay the registry ran on stored files, and the targets it could not read."""
+
+    summary: ReplaySummary
+    skipped: list[dict[str, str]] = Field(default_factory=list)

@@ -9,7 +9,7 @@ short unit of work, move the bytes, then record what happened in another.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.from_thread
@@ -25,16 +25,22 @@ from registry.errors import AuthenticationRequired, LimitExceeded
 from registry.identity import Actor
 from registry.schemas import (
     ArtifactPublic,
+    BehavioralScanPublic,
     BlobPublic,
     PullPublic,
     PullRequest,
     PullTicket,
     RegisterStoredRequest,
+    StoredReplayPublic,
+    StoredScanRequest,
     manifest_of,
 )
 from registry.service.authorization import Operation, authorize
 from registry.service.pulls import pulled_file
 from registry.store import CHUNK, BlobStore
+
+if TYPE_CHECKING:
+    from scanning.behavioral.api import Limits
 
 router = APIRouter(prefix="/api/v1")
 json_router = APIRouter(prefix="/api/v1", dependencies=[Depends(check_text_inputs)])
@@ -204,3 +210,42 @@ def download(pull_id: int, index: int, request: Request) -> StreamingResponse:
             "X-Mbom-Sha256": digest,
         },
     )
+
+
+def _limits(body: StoredScanRequest) -> Limits:
+    from scanning.behavioral.api import Limits
+
+    return Limits(timeout_s=body.timeout_s, memory_mb=body.memory_mb)
+
+
+@json_router.post("/models/{ref:path}/rescans", tags=["behavior"])
+def rescan_stored(ref: str, body: StoredScanRequest, request: Request) -> BehavioralScanPublic:
+    """Re-run the behavioral scan of a stored version here, on the files the registry holds.
+
+    Recorded as the registry's own scan; a compromised verdict flags the model
+    (admins only, as any flag).
+    """
+    from registry.admission.behavioral import rescan_stored as rescan
+
+    result, _report = rescan(
+        _engine(request), _store(request), ref, actor=_actor(request), limits=_limits(body)
+    )
+    return result
+
+
+@json_router.post("/models/{ref:path}/replays/run", tags=["behavior"])
+def replay_stored(ref: str, body: StoredScanRequest, request: Request) -> StoredReplayPublic:
+    """Replay a flagged model's trigger on its descendants' stored files, here (admins)."""
+    from registry.admission.behavioral import replay_stored as replay
+
+    actor = _actor(request)
+    authorize(actor, Operation.RECORD_REPLAYS)  # before minutes of sandboxed work
+    summary, skipped = replay(
+        _engine(request),
+        _store(request),
+        ref,
+        actor=actor,
+        threshold=body.threshold,
+        limits=_limits(body),
+    )
+    return StoredReplayPublic(summary=summary, skipped=skipped)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,10 +22,8 @@ from registry.errors import InvalidInput, NotFound
 if TYPE_CHECKING:
     from registry.schemas import (
         BehavioralScanPublic,
-        ReplayIn,
         ReplayPlan,
         ReplaySummary,
-        ReplayTarget,
         ScanProfilePublic,
     )
     from scanning.behavioral.api import Limits
@@ -191,6 +189,17 @@ def rescan(
 
     cli = ctx_of(ctx)
     shown = cli.call("show", ref, kind="model")
+    if path is None and shown.stored:
+        _rescan_stored(
+            cli,
+            shown.ref,
+            shown.name,
+            limits_of(timeout, memory_limit),
+            trigger_out,
+            replay_descendants=replay_descendants,
+            json_=json_,
+        )
+        return
     files = _model_files(ref, path, shown.source)
     manifest = hash_path(files)
     if manifest.digest != shown.digest:
@@ -239,6 +248,57 @@ def rescan(
         if replayed is not None:
             print_replays(*replayed)
     raise typer.Exit(report.verdict.exit_code)
+
+
+def _rescan_stored(
+    cli: CliContext,
+    ref: str,
+    name: str,
+    limits: Limits,
+    trigger_out: Path | None,
+    *,
+    replay_descendants: bool,
+    json_: bool,
+) -> None:
+    """``mbom rescan N@V`` of a stored version: the registry scans the files it holds."""
+    from scanning.behavioral.api import save_trigger
+    from scanning.behavioral.report import BehavioralReport, TriggerPattern
+
+    with render.err.status(f"rescanning {ref} on the registry's side (sandboxed)…"):
+        result = cli.registry().rescan_stored(ref, limits=limits)
+    trigger = TriggerPattern.from_npz(result.trigger.data) if result.trigger is not None else None
+    report = BehavioralReport.from_json(result.report, trigger=trigger)
+    replayed = None
+    if report.verdict.value == "compromised" and replay_descendants:
+        replayed = _replay_after_flag_stored(cli, ref)
+    trigger_files = None
+    if report.trigger is not None and report.verdict.value != "clean":
+        directory = trigger_out or Path.cwd() / f"{name.replace('/', '_')}-trigger"
+        trigger_files = save_trigger(report.trigger, directory.resolve())
+    if json_:
+        data = result.model_dump(mode="json", exclude={"trigger"})
+        data["trigger"] = (
+            {"npz": str(trigger_files[0]), "png": str(trigger_files[1])} if trigger_files else None
+        )
+        data["replay"] = None if replayed is None else replayed[0].model_dump(mode="json")
+        render.emit_json(data)
+    else:
+        _print_rescan(result, report, trigger_files)
+        if replayed is not None:
+            print_replays(*replayed)
+    raise typer.Exit(report.verdict.exit_code)
+
+
+def _replay_after_flag_stored(
+    cli: CliContext, ref: str
+) -> tuple[ReplaySummary, list[dict[str, str]]] | None:
+    try:
+        plan: ReplayPlan = cli.call("replay_plan", ref)
+    except NotFound:
+        return None
+    if not plan.descendants:
+        return None
+    return cli.registry().replay_stored(ref, threshold=0.5, limits=limits_of(None, None))
 
 
 def _model_files(ref: str, path: Path | None, source: str | None) -> Path:
@@ -330,8 +390,12 @@ def replay(
         cli.call("attach_trigger", ref, data=trigger.read_bytes(), target_class=target_class)
     elif target_class is not None:
         raise InvalidInput("--target-class goes with --trigger")
-    plan: ReplayPlan = cli.call("replay_plan", ref)
-    summary, skipped = run_replay(cli, plan, threshold, limits_of(timeout, memory_limit), locations)
+    limits = limits_of(timeout, memory_limit)
+    if locations:  # files named here: replayed here, as a client
+        plan: ReplayPlan = cli.call("replay_plan", ref)
+        summary, skipped = run_replay(cli, plan, threshold, limits, locations)
+    else:  # stored descendants are read from the registry's store, on its side
+        summary, skipped = cli.registry().replay_stored(ref, threshold=threshold, limits=limits)
     if json_:
         data = summary.model_dump(mode="json")
         data["skipped"] = skipped
@@ -350,10 +414,18 @@ def run_replay(
     locations: dict[str, Path] | None = None,
 ) -> tuple[ReplaySummary, list[dict[str, str]]]:
     """Replay the plan's trigger in the sandbox and record the results in the registry."""
+    from registry.admission.behavioral import run_replays
     from scanning.behavioral.report import TriggerPattern
 
     pattern = TriggerPattern.from_npz(plan.trigger.data)
-    results, skipped = _run_replays(plan, pattern, threshold, limits, locations or {})
+    results, skipped = run_replays(
+        plan,
+        pattern,
+        threshold=threshold,
+        limits=limits,
+        locations=locations or {},
+        progress=BehavioralProgress,
+    )
     summary: ReplaySummary = cli.call(
         "record_replays", plan.source, trigger_id=plan.trigger.id, results=results
     )
@@ -381,45 +453,6 @@ def _parse_paths(items: Sequence[str]) -> dict[str, Path]:
             raise InvalidInput(f"--path {item!r} is not N@V=DIR")
         found[ref] = Path(where)
     return found
-
-
-def _run_replays(
-    plan: ReplayPlan,
-    pattern: Any,
-    threshold: float,
-    limits: Limits,
-    locations: dict[str, Path],
-) -> tuple[list[ReplayIn], list[dict[str, str]]]:
-    from registry.schemas import ReplayIn
-    from scanning.behavioral.api import replay_trigger
-
-    targets = [("descendant", t) for t in plan.descendants] + [
-        ("baseline", t) for t in plan.baseline
-    ]
-    results: list[ReplayIn] = []
-    skipped: list[dict[str, str]] = []
-    for index, (role, target) in enumerate(targets, 1):
-        where = _where(target, locations)
-        if where is None:
-            skipped.append({"ref": target.ref, "role": role, "why": "its files are not available"})
-            continue
-        profile = _profile(plan, target)
-        with BehavioralProgress(f"{target.ref} ({index}/{len(targets)})") as progress:
-            report = replay_trigger(
-                where, profile, pattern, threshold=threshold, limits=limits, progress=progress
-            )
-        results.append(ReplayIn(ref=target.ref, role=role, report=report.to_json()))
-    return results, skipped
-
-
-def _where(target: ReplayTarget, locations: dict[str, Path]) -> Path | None:
-    where = locations.get(target.ref) or (Path(target.location) if target.location else None)
-    return where if where is not None and where.exists() else None
-
-
-def _profile(plan: ReplayPlan, target: ReplayTarget) -> ScanProfile:
-    assert target.profile is not None
-    return stored_profile(plan.profiles[target.profile])
 
 
 def print_replays(summary: ReplaySummary, skipped: list[dict[str, str]]) -> None:

@@ -455,6 +455,7 @@ def _target(session: Session, node: int, depth: int | None) -> ReplayTarget:
         status=artifact.status,
         location=location_of(artifact.source),
         profile=profile.reference_digest if profile else None,
+        stored=artifact.stored,
     )
 
 
