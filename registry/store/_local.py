@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from registry.errors import BlobMissing
+from registry.errors import BlobMissing, ConfigurationError
 from registry.store._common import BlobCheck, BlobInfo, Progress, hash_stream, hex_of, receive
 
 _SHARD = re.compile(r"[0-9a-f]{2}")
@@ -31,8 +31,14 @@ class LocalBlobStore:
         self._blobs = self.root / "sha256"
         #: Where uploads are written until verified; same file system, so the rename is atomic.
         self.temp_dir = self.root / "tmp"
-        self._blobs.mkdir(parents=True, exist_ok=True)
-        self.temp_dir.mkdir(exist_ok=True)
+        try:
+            self._blobs.mkdir(parents=True, exist_ok=True)
+            self.temp_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot use {self.root} as an artifact store: {exc.strerror or exc}",
+                hint="point the store URL at a directory mbom can write",
+            ) from exc
         self.url = self.root.as_uri()
 
     def __repr__(self) -> str:

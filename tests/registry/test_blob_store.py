@@ -456,3 +456,32 @@ def test_clean_temp_removes_only_old_leftovers(tmp_path: Path) -> None:
     fresh.write_bytes(b"an upload in progress")
     assert store.clean_temp(older_than=3600) == 1
     assert list(store.temp_dir.iterdir()) == [fresh]
+
+
+def test_public_names_are_pinned() -> None:
+    import registry.store as store_package
+    from registry.store import blobs
+
+    pinned = {
+        "CHUNK",
+        "DIGEST_RE",
+        "BlobCheck",
+        "BlobInfo",
+        "BlobStore",
+        "LocalBlobStore",
+        "S3BlobStore",
+        "copy_verified",
+        "hex_of",
+        "open_store",
+    }
+    assert set(store_package.__all__) == pinned
+    assert set(blobs.__all__) == pinned
+    for name in pinned:
+        assert getattr(store_package, name) is getattr(blobs, name)
+
+
+def test_a_file_is_no_store_directory(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    with pytest.raises(errors.ConfigurationError, match="cannot use .*a-file as an artifact store"):
+        open_store(str(taken))
