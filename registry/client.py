@@ -247,6 +247,10 @@ _PROBLEM_CLASSES: dict[str, type[errors.MbomError]] = {
         errors.AuthenticationRequired,
         errors.ConfigurationError,
         errors.Conflict,
+        errors.LimitExceeded,
+        errors.BlobMismatch,
+        errors.BlobMissing,
+        errors.BlobCorrupt,
     )
 }
 

@@ -263,3 +263,51 @@ class InvalidBom(InvalidInput):
         super().__init__(f"{where} {problem}", hint=hint)
         self.where = where
         self.problem = problem
+
+
+class BlobMismatch(InvalidInput):
+    """Bytes sent to the artifact store are not the ones announced (digest or size)."""
+
+    code = "blob-mismatch"
+
+    def __init__(self, expected: str, actual: str, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"the uploaded content does not match: expected {expected}, received {actual}",
+            hint=hint
+            or "nothing was stored; check that the file did not change or get cut short "
+            "in transit, then upload it again",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class BlobMissing(NotFound):
+    """A blob named by its digest is not in the artifact store."""
+
+    code = "blob-missing"
+
+    def __init__(self, digest: str, *, store: str, hint: str | None = None) -> None:
+        super().__init__(
+            "blob",
+            digest,
+            message=f"blob {digest} is not in the artifact store {store}",
+            hint=hint or "upload the artifact again, or restore the store from a backup",
+        )
+        self.digest = digest
+        self.store = store
+
+
+class BlobCorrupt(MbomError):
+    """A stored blob's bytes no longer hash to its digest: a fault of the server's storage."""
+
+    code = "blob-corrupt"
+
+    def __init__(self, digest: str, problem: str, *, store: str) -> None:
+        super().__init__(
+            f"blob {digest} in the artifact store {store} is corrupt: {problem}",
+            hint="the stored bytes changed after upload; tell the registry's operators, "
+            "who restore it from a backup or have it uploaded again",
+        )
+        self.digest = digest
+        self.problem = problem
+        self.store = store

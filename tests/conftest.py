@@ -24,7 +24,7 @@ from registry.db import make_engine, migrate
 from registry.identity import Actor, Role
 from registry.manifest import Manifest, ManifestEntry
 from registry.service.audit import bind_key
-from registry.store import open_store
+from registry.store import BlobStore, open_store
 
 PG_URL = os.environ.get("MBOM_TEST_POSTGRES_URL")
 # Unique per test run, so that concurrent runs (xdist, several checkouts) never collide.
@@ -136,3 +136,32 @@ def _own_artifact_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     """Each test's registries keep files in its own store, never in the user's data directory."""
     if not os.environ.get("MBOM_STORE_URL"):
         monkeypatch.setenv("MBOM_STORE_URL", str(tmp_path / "artifact-store"))
+
+
+S3_URL = os.environ.get("MBOM_TEST_S3_URL")
+
+
+@pytest.fixture
+def s3_url() -> str:
+    """The test bucket's URL (``s3://bucket/prefix``), from ``bash scripts/s3.sh``.
+
+    Skips without ``MBOM_TEST_S3_URL``; with ``MBOM_REQUIRE_S3=1`` (CI) that fails instead.
+    """
+    if not S3_URL:
+        if os.environ.get("MBOM_REQUIRE_S3") == "1":
+            pytest.fail("MBOM_REQUIRE_S3=1 but MBOM_TEST_S3_URL is not set")
+        pytest.skip('set MBOM_TEST_S3_URL (eval "$(bash scripts/s3.sh)") to run the S3 tests')
+    return S3_URL.rstrip("/")
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    """An empty artifact store: a local directory, then a fresh prefix of the S3 test bucket."""
+    if request.param == "local":
+        yield open_store(str(tmp_path / "blobs"))
+        return
+    url = f"{request.getfixturevalue('s3_url')}/{uuid.uuid4().hex[:12]}"
+    store = open_store(url, spool_dir=tmp_path / "spool")
+    yield store
+    for digest in list(store.digests()):
+        store.delete(digest)

@@ -33,6 +33,7 @@ _STATUS: tuple[tuple[type[errors.MbomError], int], ...] = (
     (errors.InvalidInput, 400),
     (errors.UnsafePath, 400),
     (errors.ConfigurationError, 500),
+    (errors.BlobCorrupt, 500),
     (errors.DatabaseBusy, 503),
 )
 
