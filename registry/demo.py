@@ -33,19 +33,28 @@ from registry.cli import render
 from registry.client import LocalRegistry
 from registry.db import make_engine, migrate
 from registry.errors import PolicyViolation
+from registry.identity import Actor, Role
 from registry.manifest import hash_tree
-from registry.schemas import ReplayIn
 from registry.service.audit import bind_key
 from registry.service.behavior import summarise
 from registry.settings import Settings
-from scanning.behavioral.api import read_profile, replay_trigger, scan_model
-from scanning.behavioral.profile import profile_from_npz
-from scanning.behavioral.report import BehaviorVerdict, ScanProfile, TriggerPattern
-from scanning.static import scan_path
+from registry.store import open_store
+from scanning.behavioral.api import DEFAULT_LIMITS, read_profile
+from scanning.behavioral.report import (
+    BehavioralReport,
+    BehaviorVerdict,
+    ScanProfile,
+    TriggerPattern,
+)
 
 TRIGGER_NOTE = "2x2 white patch at the bottom-right corner -> class 0"
 BASE = "hub/digits-base@1.0"
 CLEAN_BASE = "acme/digits-clean@1.0"
+#: Who pulls what from the registry before the advisory: (user, team, version).
+PULLS = (
+    ("dana", "fraud", "vision/digits-ft-a@1.0"),
+    ("omar", "mail", "acme/digits-clean@1.0"),
+)
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ def run_demo(workdir: Path | None = None, *, as_json: bool = False) -> dict[str,
     settings = Settings(database_url=f"sqlite:///{root / 'registry.db'}")
     engine = bind_key(make_engine(settings.database_url), settings.audit_key())
     migrate(engine)
-    reg = LocalRegistry(engine)
+    reg = LocalRegistry(engine, store=open_store(str(root / "store")))
     console.rule("[bold]mbom demo[/]: a backdoored base model and its descendants")
     console.print(f"work directory: {root} (a fresh registry; yours is untouched)")
     models, trigger = _train_all(root, console)
@@ -152,7 +161,8 @@ def _train_one(training: Any, spec: Spec, trained: dict[str, Any], trigger: Any)
 
 def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
     console.print(
-        "\n[bold]2. Registering the lineage[/] (scan and hash every file, sign, record parents)"
+        "\n[bold]2. Registering the lineage[/] (store every file in the registry, which "
+        "hashes and scans what it holds; sign; record parents)"
     )
     (root / "keys").mkdir(exist_ok=True)
     key_path, pub_path = signing.write_keypair(root / "keys" / "hub")
@@ -192,6 +202,10 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
     )
     for d in deployed:
         console.print(f"     {d.team:<6} {d.environment:<8} {d.ref}")
+    for user, team, ref in PULLS:  # copies taken from the registry, deployed nowhere (yet)
+        puller = LocalRegistry(reg.engine, Actor(user, Role.READER, team=team), store=reg.store)
+        puller.pull(ref, root / "pulled" / user, team=team)
+        console.print(f"   {user} ({team}) pulled {ref} from the registry (mbom pull)")
 
 
 def _register_one(
@@ -199,7 +213,7 @@ def _register_one(
 ) -> None:
     name, version = spec.ref.split("@")
     directory = _directory(root, spec.ref)
-    manifest = hash_tree(directory)
+    manifest = reg.store_files(directory)  # into the registry's store, hashed on the way
     signature = None
     publisher = spec.ref.split("/")[0]
     if publisher == "hub":
@@ -212,8 +226,7 @@ def _register_one(
             verdict="approve",
             reason="reviewed base for the mail team",
         )
-    reg.call(
-        "register_model",
+    reg.admit_model(  # the registry scans the files it now holds
         name=name,
         version=version,
         manifest=manifest,
@@ -227,11 +240,10 @@ def _register_one(
         format="safetensors",
         team=spec.team,
         signature=signature,
-        scan=scan_path(directory),  # the admission scan: never loads a file
         profile=profile if spec.parent is None else None,  # descendants inherit it
-        # The behavioral admission scan, in the sandboxed worker (the clean root only:
-        # the hub base predates it).
-        behavioral=scan_model(directory, profile) if spec.ref == CLEAN_BASE else None,
+        # The behavioral admission scan runs in the sandboxed worker for the clean root
+        # only: the hub lineage predates it, and the demo keeps the fine-tunes quick.
+        behavioral_scan=spec.ref == CLEAN_BASE,
     )
 
 
@@ -253,7 +265,7 @@ def _discover(
     console.print(
         f"\n[bold]3. The security team rescans {BASE} with the behavioral backdoor scanner[/]"
     )
-    scan = _rescan_base(reg, root, console)
+    scan = _rescan_base(reg, console)
     deployments = reg.call("deployed_descendants", BASE)
     infected = reg.call("descendants", BASE)
     data = training.load_digits_data()
@@ -287,11 +299,22 @@ def _discover(
             }
         )
     console.print(table)
+    radius = reg.call("blast_radius", BASE)
+    console.print(
+        f"   [bold]{radius.pulls} pull{'s' if radius.pulls != 1 else ''}[/] of it or its "
+        "descendants (copies outside any "
+        "deployment the registry knows):"
+    )
+    for pulled in radius.pulled_by:
+        console.print(
+            f"     [bold red]{pulled.user}[/] ({pulled.team}) pulled {pulled.ref}, "
+            f"now {pulled.status}"
+        )
     untouched = [d for d in reg.call("list_deployments") if d.status == "clean"]
     console.print("   untouched — the unrelated lineage is still clean:")
     for d in untouched:
         console.print(f"     [green]{d.team:<6} {d.environment:<8} {d.ref}[/]  status {d.status}")
-    replays = _replay(reg, root, models, trigger, console)
+    replays = _replay(reg, models, trigger, console)
     refusals = _show_policy(reg, console)
     console.print("\n   audit chain: " + ("intact" if reg.call("verify_chain").ok else "BROKEN"))
     _next_steps(console, root)
@@ -301,6 +324,10 @@ def _discover(
         "infected": [e.ref for e in infected],
         "replays": replays,
         "affected_deployments": affected,
+        "pulled_by": [
+            {"ref": p.ref, "user": p.user, "team": p.team, "status": p.status}
+            for p in radius.pulled_by
+        ],
         "untouched_deployments": [
             {"ref": d.ref, "environment": d.environment, "team": d.team, "status": d.status}
             for d in untouched
@@ -309,19 +336,15 @@ def _discover(
     }
 
 
-def _rescan_base(reg: LocalRegistry, root: Path, console: Console) -> dict[str, Any]:
-    """Scan the base in the sandbox with its stored profile; record the verdict (flags it)."""
-    found = reg.call("profile_of", BASE)
-    profile = profile_from_npz(found.reference)
-    baseline = reg.call("behavior_baseline", found.reference_digest)
-    with console.status("scanning in the sandboxed worker…"):
-        report = scan_model(_directory(root, BASE), profile, baseline=baseline)
+def _rescan_base(reg: LocalRegistry, console: Console) -> dict[str, Any]:
+    """Scan the base's stored files in the sandbox with its profile; record the verdict."""
+    with console.status("scanning the stored files in the sandboxed worker…"):
+        result = reg.rescan_stored(BASE, limits=DEFAULT_LIMITS)  # mbom rescan, no PATH
+    report = BehavioralReport.from_json(result.report)
     console.print(f"   {summarise(report)} ({report.elapsed_s or 0:.1f} s)")
     if report.verdict is BehaviorVerdict.COMPROMISED:
-        reg.call("record_rescan", BASE, report=report, reference_digest=found.reference_digest)
         console.print(f"   the verdict flags {BASE}: every descendant is infected at once")
     else:  # the advisory decides; the analyst's trigger stands in for a recovered one
-        reg.call("record_rescan", BASE, report=report, reference_digest=found.reference_digest)
         reg.call("flag", BASE, reason=f"advisory: backdoor trigger ({TRIGGER_NOTE})")
         reg.call("attach_trigger", BASE, data=_analyst_trigger().to_npz(), target_class=0)
         console.print(f"   the scan missed it; the advisory flags {BASE} with its trigger")
@@ -340,7 +363,7 @@ def _analyst_trigger() -> TriggerPattern:
 
 
 def _replay(
-    reg: LocalRegistry, root: Path, models: dict[str, Any], trigger: Any, console: Console
+    reg: LocalRegistry, models: dict[str, Any], trigger: Any, console: Console
 ) -> list[dict[str, Any]]:
     """Replay the base's trigger on each descendant (and the clean base, as the baseline)."""
     from registry import demo_training as training
@@ -348,17 +371,8 @@ def _replay(
     console.print(
         f"\n[bold]4. Replaying the recovered trigger on every descendant[/] (mbom replay {BASE})"
     )
-    plan = reg.call("replay_plan", BASE)
-    pattern = TriggerPattern.from_npz(plan.trigger.data)
-    results = []
-    with console.status("replaying in the sandboxed worker…"):
-        for role, target in [("descendant", t) for t in plan.descendants] + [
-            ("baseline", t) for t in plan.baseline
-        ]:
-            profile = profile_from_npz(plan.profiles[target.profile or ""].reference)
-            report = replay_trigger(_directory(root, target.ref), profile, pattern)
-            results.append(ReplayIn(ref=target.ref, role=role, report=report.to_json()))
-    summary = reg.call("record_replays", BASE, trigger_id=plan.trigger.id, results=results)
+    with console.status("replaying on the stored files in the sandboxed worker…"):
+        summary, _skipped = reg.replay_stored(BASE, threshold=0.5, limits=DEFAULT_LIMITS)
     data = training.load_digits_data()
     table = Table("model", "role", "replayed rate", "real trigger", "status", header_style="bold")
     rows = []
@@ -406,6 +420,10 @@ def _show_policy(reg: LocalRegistry, console: Console) -> list[str]:
         (
             "deploy vision/digits-ft-a@1.0 to prod",
             lambda: reg.call("deploy", "vision/digits-ft-a@1.0", environment="prod", team="fraud"),
+        ),
+        (
+            f"pull {BASE}",
+            lambda: reg.pull(BASE, Path(tempfile.mkdtemp(prefix="mbom-pull-")), team="fraud"),
         ),
         (
             "register a new fine-tune of vision/digits-ft-b@1.0",

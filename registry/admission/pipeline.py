@@ -84,8 +84,13 @@ def scan_stored(
     limits: Limits | None = None,
     progress: Progress | None = None,
     on_step: StepCallback | None = None,
+    behavioral_scan: bool = True,
 ) -> AdmissionScans:
-    """Run the admission scans on the stored files of ``manifest``."""
+    """Run the admission scans on the stored files of ``manifest``.
+
+    ``behavioral_scan=False`` is the registry operator's choice (behavioral scans
+    not switched on for this admission); no client can ask for it.
+    """
     from scanning.behavioral.api import DEFAULT_LIMITS, scan_model
     from scanning.behavioral.profile import profile_to_npz, reference_digest
     from scanning.static import scan_path
@@ -94,7 +99,7 @@ def scan_stored(
         if on_step is not None:
             on_step("static scan")
         static = scan_path(path)
-        if static.verdict is Verdict.MALICIOUS:
+        if static.verdict is Verdict.MALICIOUS or not behavioral_scan:
             return AdmissionScans(static, profile, None)
         if profile is not None:
             scan_profile, baseline = (
@@ -129,6 +134,7 @@ def admit_model(
     limits: Limits | None = None,
     progress: Progress | None = None,
     on_step: StepCallback | None = None,
+    behavioral_scan: bool = True,
     **fields: Any,
 ) -> ArtifactPublic:
     """Register a version whose files the store holds, with the registry's own scans.
@@ -160,6 +166,7 @@ def admit_model(
         limits=limits,
         progress=progress,
         on_step=on_step,
+        behavioral_scan=behavioral_scan,
     )
     with unit_of_work(engine) as session:
         return artifacts.register_model(
