@@ -75,8 +75,25 @@ class Registry(Protocol):
         """Run one domain operation by name."""
         ...
 
-    def store_files(self, path: Path, *, progress: ProgressCallback | None = None) -> Manifest:
+    def store_files(
+        self,
+        path: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        allowed_roots: tuple[Path, ...] = (),
+    ) -> Manifest:
         """Put every file under ``path`` into the registry's store; the manifest it received."""
+        ...
+
+    def admit_hf(
+        self,
+        plan: ImportPlan,
+        *,
+        manifest: Manifest,
+        profile: ScanProfile | None = None,
+        **fields: Any,
+    ) -> HfImportResult:
+        """Import a stored Hugging Face snapshot after the registry's own admission scans."""
         ...
 
     def admit_model(
@@ -133,7 +150,13 @@ class LocalRegistry:
             )
         return self._store
 
-    def store_files(self, path: Path, *, progress: ProgressCallback | None = None) -> Manifest:
+    def store_files(
+        self,
+        path: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        allowed_roots: tuple[Path, ...] = (),
+    ) -> Manifest:
         """Copy the files into the local store (hashed while copied) and record them."""
         from registry.transfer import store_tree
 
@@ -142,9 +165,30 @@ class LocalRegistry:
         def put(stream: BinaryIO, item: Any, advance: Callable[[int], None] | None) -> Any:
             return store.put(stream, expected_size=item.size, progress=advance)
 
-        manifest = store_tree(path, put, progress=progress)
+        manifest = store_tree(path, put, progress=progress, allowed_roots=allowed_roots)
         self.call("record_blobs", [_blob(e) for e in manifest.entries], store=store)
         return manifest
+
+    def admit_hf(
+        self,
+        plan: ImportPlan,
+        *,
+        manifest: Manifest,
+        profile: ScanProfile | None = None,
+        **fields: Any,
+    ) -> HfImportResult:
+        """Scan the stored snapshot here, then import it with its lineage."""
+        from registry.admission import admit_hf
+
+        return admit_hf(
+            self.engine,
+            self.store,
+            plan,
+            actor=self.actor,
+            manifest=manifest,
+            profile=profile,
+            **fields,
+        )
 
     def admit_model(
         self,
@@ -310,7 +354,13 @@ class RemoteRegistry:
             raise _problem_error(response)
         return TypeAdapter(answer).validate_python(response.json())
 
-    def store_files(self, path: Path, *, progress: ProgressCallback | None = None) -> Manifest:
+    def store_files(
+        self,
+        path: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        allowed_roots: tuple[Path, ...] = (),
+    ) -> Manifest:
         """Upload each file (streamed, hashed while sent); the server must hash it the same."""
         from registry.transfer import HashingReader, store_tree
 
@@ -331,7 +381,26 @@ class RemoteRegistry:
                 raise errors.BlobMismatch(reader.digest, answer.digest)
             return BlobInfo(digest=answer.digest, size=answer.size)
 
-        return store_tree(path, put, progress=progress)
+        return store_tree(path, put, progress=progress, allowed_roots=allowed_roots)
+
+    def admit_hf(
+        self,
+        plan: ImportPlan,
+        *,
+        manifest: Manifest,
+        profile: ScanProfile | None = None,
+        **fields: Any,
+    ) -> HfImportResult:
+        """Ask the server to scan the uploaded snapshot and import it."""
+        body = {
+            **fields,
+            "plan": plan.to_json(),
+            "manifest": manifest_in(manifest).model_dump(),
+            "profile": _profile_json(profile) if profile is not None else None,
+        }
+        return self._request(
+            "POST", "/models/hf/stored", HfImportResult, json=_drop_none(body), timeout=None
+        )
 
     def admit_model(
         self,

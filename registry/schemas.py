@@ -645,6 +645,19 @@ class HfImportRequest(PublicModel):
     behavioral: BehavioralReportIn | None = None
 
 
+class HfStoredImportRequest(PublicModel):
+    """``POST /api/v1/models/hf/stored``: a snapshot whose files were uploaded to ``/blobs``."""
+
+    plan: ImportPlan
+    manifest: ManifestIn
+    team: str | None = None
+    publisher: str | None = None
+    allow_duplicate_content: bool = False
+    override: str | None = None
+    #: The snapshot's own scan profile (base64 of its reference ``.npz``).
+    profile: Base64Bytes | None = None
+
+
 class Problem(PublicModel):
     """An RFC 9457 problem body, as the API returns it for every error."""
 

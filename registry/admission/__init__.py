@@ -7,6 +7,6 @@ and (next) the scan workers call the same :func:`admit_model`.
 """
 
 from registry.admission.files import materialized
-from registry.admission.pipeline import AdmissionScans, admit_model, scan_stored
+from registry.admission.pipeline import AdmissionScans, admit_hf, admit_model, scan_stored
 
-__all__ = ["AdmissionScans", "admit_model", "materialized", "scan_stored"]
+__all__ = ["AdmissionScans", "admit_hf", "admit_model", "materialized", "scan_stored"]

@@ -25,10 +25,11 @@ from sqlalchemy import Engine
 from registry.admission.files import materialized
 from registry.db import unit_of_work
 from registry.errors import InvalidInput
+from registry.hf import ImportPlan
 from registry.identity import Actor
 from registry.manifest import Manifest
-from registry.schemas import ArtifactPublic, ScanProvenance
-from registry.service import artifacts, behavior, stored
+from registry.schemas import ArtifactPublic, HfImportResult, ScanProvenance
+from registry.service import artifacts, behavior, hf_import, stored
 from registry.store import BlobStore
 from scanning.report import ScanReport, Verdict
 
@@ -174,6 +175,44 @@ def admit_model(
             actor=actor,
             manifest=manifest,
             parents=parents,
+            scan=scans.static,
+            profile=scans.profile,
+            behavioral=scans.behavioral,
+            provenance=ScanProvenance.REGISTRY,
+            stored=True,
+            **fields,
+        )
+
+
+def admit_hf(
+    engine: Engine,
+    store: BlobStore,
+    plan: ImportPlan,
+    *,
+    actor: Actor,
+    manifest: Manifest,
+    profile: ScanProfile | None = None,
+    limits: Limits | None = None,
+    **fields: Any,
+) -> HfImportResult:
+    """Import a Hugging Face snapshot whose files the store holds, with the registry's scans.
+
+    The registry becomes the internal mirror of the Hub models it vetted. The card
+    names its bases without versions, so only the snapshot's own profile is used.
+    """
+    with unit_of_work(engine) as session:
+        missing = stored.missing_blobs(session, manifest)
+    if missing:
+        from registry.errors import FilesNotStored
+
+        raise FilesNotStored(missing)
+    scans = scan_stored(engine, store, manifest, profile=profile, parents=(), limits=limits)
+    with unit_of_work(engine) as session:
+        return hf_import.import_hf(
+            session,
+            plan,
+            actor=actor,
+            manifest=manifest,
             scan=scans.static,
             profile=scans.profile,
             behavioral=scans.behavioral,

@@ -27,6 +27,8 @@ from registry.schemas import (
     ArtifactPublic,
     BehavioralScanPublic,
     BlobPublic,
+    HfImportResult,
+    HfStoredImportRequest,
     PullPublic,
     PullRequest,
     PullTicket,
@@ -167,6 +169,24 @@ def register_stored(body: RegisterStoredRequest, request: Request) -> ArtifactPu
         manifest=manifest_of(body.manifest),
         relation=Relation(body.relation) if body.relation else None,
         datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
+        profile=scan_profile(body.profile) if body.profile is not None else None,
+        **fields,
+    )
+
+
+@json_router.post("/models/hf/stored", status_code=status.HTTP_201_CREATED, tags=["files"])
+def import_hf_stored(body: HfStoredImportRequest, request: Request) -> HfImportResult:
+    """Import a Hugging Face snapshot whose files were uploaded; the registry scans them."""
+    from registry.admission import admit_hf
+    from registry.api.routes import scan_profile
+
+    fields = body.model_dump(exclude={"plan", "manifest", "profile"})
+    return admit_hf(
+        _engine(request),
+        _store(request),
+        body.plan,
+        actor=_actor(request),
+        manifest=manifest_of(body.manifest),
         profile=scan_profile(body.profile) if body.profile is not None else None,
         **fields,
     )

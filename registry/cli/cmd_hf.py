@@ -15,7 +15,7 @@ import typer
 from rich.text import Text
 
 from registry.cli import render
-from registry.cli.cmd_scan import print_report
+from registry.cli.cmd_scan import print_report, read_profile_option
 from registry.cli.main import (
     JsonOpt,
     OverrideOpt,
@@ -25,6 +25,7 @@ from registry.cli.main import (
     ctx_of,
     hash_path,
 )
+from registry.cli.progress import TransferProgress
 from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -85,6 +86,14 @@ def import_hf(
     ] = False,
     reference: ReferenceOpt = None,
     scan_timeout: ScanTimeoutOpt = None,
+    metadata_only: Annotated[
+        bool,
+        typer.Option(
+            "--metadata-only",
+            help="Record the snapshot without storing its files: its scans are "
+            "client-reported and it cannot be pulled.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Register a Hugging Face model with the lineage its model card declares, offline.
@@ -94,10 +103,11 @@ def import_hf(
     quantization_config quantized, else finetune), datasets, license and
     pipeline_tag. Bases and datasets the registry does not know become
     placeholders (NAME@unpinned, source hf://NAME) that a later registration
-    fills. The files are hashed (cache symlinks may lead into the repository's
-    blobs/ only) and scanned as by register: statically, then, with --reference,
-    behaviorally in the sandbox (a backdoor registers it flagged; a suspicious or
-    failed scan needs --override).
+    fills. The files go into the registry's store (cache symlinks may lead into
+    the repository's blobs/ only): the registry becomes the internal mirror of the
+    Hub models it vetted, and scans them as register does: statically, then, with
+    --reference, behaviorally in the sandbox (a backdoor registers it flagged; a
+    suspicious or failed scan needs --override).
     """
     os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is first imported
     from registry.hf import locate_snapshot, plan_import
@@ -106,8 +116,32 @@ def import_hf(
     plan = plan_import(snapshot, name=name, version=version)
     for warning in plan.warnings:
         render.err.print(f"mbom: warning: {warning}")
+    if not metadata_only:
+        if skip_scan:
+            render.err.print(
+                "note: the registry scans every file it stores; --skip-scan applies to "
+                "--metadata-only imports only"
+            )
+        own = read_profile_option(reference, snapshot.path) if reference is not None else None
+        registry = ctx_of(ctx).registry()
+        with TransferProgress("storing", plan.ref) as progress:
+            stored = registry.store_files(
+                snapshot.path, progress=progress, allowed_roots=tuple(snapshot.allowed_roots)
+            )
+        with render.err.status(f"admission scans of {plan.ref} on the registry's side…"):
+            imported = registry.admit_hf(
+                plan,
+                manifest=stored,
+                profile=own,
+                team=team,
+                publisher=publisher,
+                override=override,
+            )
+        _finish(ctx, imported, json_)
+        return
     manifest = hash_path(snapshot.path, allowed_roots=snapshot.allowed_roots)
     from registry.cli.cmd_behavior import admission_scans
+    from registry.schemas import ScanProvenance
 
     # Only the snapshot's own profile: the card names its bases without versions.
     scans = admission_scans(
@@ -128,6 +162,7 @@ def import_hf(
         override=override,
         profile=scans.profile,
         behavioral=scans.behavioral,
+        provenance=ScanProvenance.CLIENT,
     )
     if json_:
         render.emit_json(result)
@@ -136,6 +171,17 @@ def import_hf(
         if scans.static is not None and scans.static.findings:
             print_report(scans.static)
     scans.exit_if_quarantined(result.model.ref, result.model.status)
+
+
+def _finish(ctx: typer.Context, result: HfImportResult, json_: bool) -> None:
+    """Print a stored import; exit 1 with one line when admission quarantined it."""
+    from registry.cli.cmd_models import exit_if_quarantined
+
+    if json_:
+        render.emit_json(result)
+    else:
+        _print_import(result)
+    exit_if_quarantined(ctx_of(ctx), result.model.ref, result.model.status)
 
 
 def _print_import(result: HfImportResult) -> None:

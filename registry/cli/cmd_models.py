@@ -34,6 +34,7 @@ from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from lineage import Relation
+    from registry.cli.context import CliContext
     from registry.schemas import ArtifactPublic, VerifyReport
     from scanning.report import ScanReport
 
@@ -240,19 +241,22 @@ def register(
         render.emit_json(result)
     else:
         _print_registration(result, None)
-    if result.status == "compromised":
-        report = cli.call("status_report", result.ref)
+    exit_if_quarantined(cli, result.ref, result.status)
+
+
+def exit_if_quarantined(cli: CliContext, ref: str, status: str) -> None:
+    """One error line and exit 1 when admission quarantined ``ref``, naming which scan did."""
+    if status == "compromised":
+        report = cli.call("status_report", ref)
         reasons = [flag.reason for flag in report.flags if flag.active]
         if any(reason.startswith("behavioral scan:") for reason in reasons):
             why = "the behavioral scan found a backdoor"
         elif any(reason.startswith("static scan:") for reason in reasons):
             why = "the static scan found malicious content"
         else:
-            why = (
-                f"its content is known to be malicious or it was flagged (mbom status {result.ref})"
-            )
+            why = f"its content is known to be malicious or it was flagged (mbom status {ref})"
         render.error_line(
-            f"{result.ref} is quarantined: {why} "
+            f"{ref} is quarantined: {why} "
             "(it is recorded as compromised and blocked for every team)"
         )
         raise typer.Exit(1)

@@ -38,6 +38,7 @@ def import_hf(
     profile: ScanProfile | None = None,
     behavioral: BehavioralReport | None = None,
     provenance: ScanProvenance = ScanProvenance.CLIENT,
+    stored: bool = False,
 ) -> HfImportResult:
     """Register the snapshot ``plan`` describes, with its bases and datasets, in one transaction.
 
@@ -80,6 +81,7 @@ def import_hf(
         profile=profile,
         behavioral=behavioral,
         provenance=provenance,
+        stored=stored,
     )
     _audit(session, plan, model.ref, links, filled_ref, actor=actor)
     return HfImportResult(
