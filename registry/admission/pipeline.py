@@ -152,12 +152,8 @@ def admit_model(
                 hint="leave it out: the registry scans the files it holds",
             )
         fields.pop(claimed, None)
-    with unit_of_work(engine) as session:
-        missing = stored.missing_blobs(session, manifest)
-    if missing:
-        from registry.errors import FilesNotStored
-
-        raise FilesNotStored(missing)
+    with unit_of_work(engine) as session:  # before minutes of scanning: files held, sizes true
+        stored.check_held(session, manifest)
     scans = scan_stored(
         engine,
         store,
@@ -200,12 +196,8 @@ def admit_hf(
     The registry becomes the internal mirror of the Hub models it vetted. The card
     names its bases without versions, so only the snapshot's own profile is used.
     """
-    with unit_of_work(engine) as session:
-        missing = stored.missing_blobs(session, manifest)
-    if missing:
-        from registry.errors import FilesNotStored
-
-        raise FilesNotStored(missing)
+    with unit_of_work(engine) as session:  # before minutes of scanning: files held, sizes true
+        stored.check_held(session, manifest)
     scans = scan_stored(engine, store, manifest, profile=profile, parents=(), limits=limits)
     with unit_of_work(engine) as session:
         return hf_import.import_hf(

@@ -71,22 +71,13 @@ def record_blobs(
     return list(blobs)
 
 
-def missing_blobs(session: Session, manifest: Manifest) -> list[str]:
-    """The digests of ``manifest``'s files the registry does not hold."""
-    wanted = sorted({blob_digest(entry) for entry in manifest.entries})
-    held: set[str] = set()
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        held.update(session.exec(select(Blob.digest).where(col(Blob.digest).in_(chunk))).all())
-    return [digest for digest in wanted if digest not in held]
+def check_held(session: Session, manifest: Manifest, *, claim: bool = False) -> None:
+    """Refuse a manifest naming files the registry does not hold, or holds with another size.
 
-
-def claim_files(session: Session, artifact: Artifact, manifest: Manifest) -> None:
-    """Make ``artifact`` a stored version: every file's blob claimed and recorded as used.
-
-    Raises :class:`~registry.errors.FilesNotStored` listing the files the store
-    does not hold, and :class:`~registry.errors.InvalidInput` when a recorded blob's
-    size differs from the manifest's (a client that lies about sizes).
+    Raises :class:`~registry.errors.FilesNotStored` listing the missing files, and
+    :class:`~registry.errors.InvalidInput` when a recorded blob's size differs from
+    the manifest's (a client that lies about sizes). With ``claim``, each blob's
+    claim is refreshed first (in this transaction: see the module docstring).
     """
     sizes = {blob_digest(entry): entry.size for entry in manifest.entries}
     wanted = sorted(sizes)
@@ -94,7 +85,8 @@ def claim_files(session: Session, artifact: Artifact, manifest: Manifest) -> Non
     now = utcnow()
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        session.execute(update(Blob).where(col(Blob.digest).in_(chunk)).values(claimed_at=now))
+        if claim:
+            session.execute(update(Blob).where(col(Blob.digest).in_(chunk)).values(claimed_at=now))
         held.update(
             (digest, size)
             for digest, size in session.exec(
@@ -111,6 +103,14 @@ def claim_files(session: Session, artifact: Artifact, manifest: Manifest) -> Non
                 f"the registry received {held[digest]}",
                 hint="hash the files again: they changed or the manifest is wrong",
             )
+
+
+def claim_files(session: Session, artifact: Artifact, manifest: Manifest) -> None:
+    """Make ``artifact`` a stored version: every file's blob claimed and recorded as used.
+
+    Refused as :func:`check_held` refuses (files not held, sizes that differ).
+    """
+    check_held(session, manifest, claim=True)
     session.add_all(
         StoredFile(
             artifact_id=artifact.id or 0,

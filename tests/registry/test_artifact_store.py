@@ -1,8 +1,9 @@
 """The registry holds the models it vets: stored files, registry-side admission, pulls.
 
-Each scenario runs on SQLite and PostgreSQL (the ``engine`` fixture), embedded
-(:class:`LocalRegistry`) and, where the point is the API, through a real
-``uvicorn`` server with :class:`RemoteRegistry` or raw HTTP.
+Each scenario runs twice: on SQLite with a local store, and on PostgreSQL with
+the S3 server (``bash scripts/s3.sh``); embedded (:class:`LocalRegistry`) and,
+where the point is the API, through a real ``uvicorn`` server with
+:class:`RemoteRegistry` or raw HTTP.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -70,8 +72,38 @@ def same_tree(left: Path, right: Path) -> bool:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
-    return open_store(str(tmp_path / "artifact-store"))
+def store(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[BlobStore]:
+    """SQLite: a local directory; PostgreSQL: a fresh prefix of the S3 test bucket."""
+    if not database_url.startswith("postgresql"):
+        yield open_store(str(tmp_path / "artifact-store"))
+        return
+    url = f"{request.getfixturevalue('s3_url')}/{uuid.uuid4().hex[:12]}"
+    s3 = open_store(url, spool_dir=tmp_path / "spool")
+    yield s3
+    for digest in list(s3.digests()):
+        s3.delete(digest)
+
+
+@pytest.fixture
+def reg(engine: Engine, store: BlobStore) -> LocalRegistry:
+    """The embedded registry as an admin, on this test's store."""
+    return LocalRegistry(engine, Actor("alice", Role.ADMIN), store=store)
+
+
+def corrupt(store: BlobStore, digest: str) -> None:
+    """Change a stored blob's last byte behind the registry's back (a failing disk, an intruder)."""
+    with store.open(digest) as stream:
+        data = stream.read()
+    damaged = data[:-1] + bytes([data[-1] ^ 0xFF])
+    local = store.local_path(digest)
+    if local is not None:
+        os.chmod(local, 0o644)
+        local.write_bytes(damaged)
+        return
+    from registry.store import S3BlobStore
+
+    assert isinstance(store, S3BlobStore)
+    store._client.put_object(Bucket=store.bucket, Key=store.key(digest), Body=damaged)
 
 
 @dataclass
@@ -284,10 +316,7 @@ def test_a_corrupt_blob_fails_the_pull_and_store_verify_names_the_version(
     manifest = reg.store_files(model)
     reg.admit_model(manifest=manifest, name="m", version="1")
     weights = next(e for e in manifest.entries if e.path == "model.safetensors")
-    blob = store.local_path(f"sha256:{weights.sha256}")
-    assert blob is not None
-    os.chmod(blob, 0o644)
-    blob.write_bytes(blob.read_bytes()[:-1] + b"X")
+    corrupt(store, f"sha256:{weights.sha256}")
     with pytest.raises(BlobCorrupt):
         reg.pull("m@1", tmp_path / "out")
     leftovers = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
