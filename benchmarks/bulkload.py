@@ -268,6 +268,8 @@ def _audit_entries(
             "parents": [[hub.ref(p), r] for p, r in hub.links(node)], "signed_by": None,
             "scan": None,  # registered without a static scan report
             "behavioral": None,
+            "stored": False,  # metadata-only: the generator writes no files
+            "scanned_by": "registry",
         }
     for node, team, environment in deployed:
         yield "deploy", hub.ref(node), {"environment": environment, "team": team}

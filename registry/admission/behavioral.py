@@ -32,6 +32,7 @@ from registry.schemas import (
     ScanProvenance,
 )
 from registry.service import behavior
+from registry.service.authorization import Operation, authorize_model
 from registry.service.refs import ref_of, resolve
 from registry.service.stored import stored_manifest
 from registry.store import BlobStore
@@ -84,7 +85,10 @@ def rescan_stored(
     from scanning.behavioral.api import scan_model
 
     manifest = stored_files(engine, ref)
-    with unit_of_work(engine) as session:
+    with unit_of_work(engine) as session:  # who may rescan, before minutes of sandboxed work
+        authorize_model(
+            session, actor, Operation.RESCAN, artifact=resolve(session, ref, kind="model")
+        )
         found = behavior.profile_of(session, ref)
         if found is None:
             raise NotFound(

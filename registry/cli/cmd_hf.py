@@ -82,7 +82,11 @@ def import_hf(
     override: OverrideOpt = None,
     skip_scan: Annotated[
         bool,
-        typer.Option("--skip-scan", help="Do not scan the files (the finding stays unscanned)."),
+        typer.Option(
+            "--skip-scan",
+            help="With --metadata-only: do not scan the files here (the finding stays "
+            "unscanned). Files the registry stores are always scanned by the registry.",
+        ),
     ] = False,
     reference: ReferenceOpt = None,
     scan_timeout: ScanTimeoutOpt = None,
@@ -117,11 +121,6 @@ def import_hf(
     for warning in plan.warnings:
         render.err.print(f"mbom: warning: {warning}")
     if not metadata_only:
-        if skip_scan:
-            render.err.print(
-                "note: the registry scans every file it stores; --skip-scan applies to "
-                "--metadata-only imports only"
-            )
         own = read_profile_option(reference, snapshot.path) if reference is not None else None
         registry = ctx_of(ctx).registry()
         with TransferProgress("storing", plan.ref) as progress:

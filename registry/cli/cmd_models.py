@@ -136,7 +136,11 @@ def register(
     override: OverrideOpt = None,
     skip_scan: Annotated[
         bool,
-        typer.Option("--skip-scan", help="Do not scan the files (the finding stays unscanned)."),
+        typer.Option(
+            "--skip-scan",
+            help="With --metadata-only: do not scan the files here (the finding stays "
+            "unscanned). Files the registry stores are always scanned by the registry.",
+        ),
     ] = False,
     reference: ReferenceOpt = None,
     scan_timeout: ScanTimeoutOpt = None,
@@ -197,11 +201,6 @@ def register(
             ),
         )
         return
-    if skip_scan:
-        render.err.print(
-            "note: the registry scans every file it stores; --skip-scan applies to "
-            "--metadata-only registrations only"
-        )
     cli = ctx_of(ctx)
     registry = cli.registry()
     own_profile = read_profile_option(reference, path) if reference is not None else None

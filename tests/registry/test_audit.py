@@ -77,6 +77,8 @@ MUTATIONS = [
             "signed_by": None,
             "scan": None,
             "behavioral": None,
+            "stored": False,
+            "scanned_by": "registry",
             "parents": [["ft@1", "finetune"], ["d@1", "trained_on"]],
         },
     ),
@@ -143,7 +145,7 @@ MUTATIONS = [
         call("create_team", name="u", require_approval=True),
         ["team.create"],
         "team:u",
-        {"require_approval": True},
+        {"require_approval": True, "require_registry_scan": False},
     ),
     (
         [],

@@ -36,6 +36,7 @@ from registry.identity import Actor, Role
 from registry.service.audit import bind_key
 from registry.service.authorization import RULES, Operation
 from registry.settings import Settings
+from registry.store import open_store
 from tests.conftest import fake_manifest
 from tests.registry.live_server import serve_in_thread
 from tests.registry.test_db_support import pg_database  # noqa: F401  (a fixture)
@@ -164,6 +165,32 @@ def bom(ref: str, parent: str) -> dict[str, Any]:
     return {"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [model, base]}
 
 
+def uploaded(case: Case, content: str) -> dict[str, Any]:
+    """Put ``content`` into the server's store (as the admin's set-up); its manifest."""
+    data = content.encode()
+    info = case.reg.store.put(io.BytesIO(data))
+    case.reg.call("record_blobs", [info], store=case.reg.store)
+    return manifest(content)
+
+
+def stored_model(case: Case, prefix: str) -> str:
+    """A stored, admitted model of team a."""
+    ref = f"{prefix}-{case.n}@1"
+    case.reg.admit_model(
+        manifest=_manifest_of(case, ref),
+        name=ref.split("@")[0],
+        version="1",
+        team="a",
+    )
+    return ref
+
+
+def _manifest_of(case: Case, content: str) -> Any:
+    from registry.schemas import ManifestIn, manifest_of
+
+    return manifest_of(ManifestIn.model_validate(uploaded(case, content)))
+
+
 def token_id(case: Case) -> int:
     return int(case.reg.call("create_token", user=f"u{case.n}", role=Role.READER).id)
 
@@ -175,6 +202,58 @@ def trigger_of(case: Case) -> tuple[str, int]:
 
 
 ROWS = (
+    Row(
+        "upload a file",
+        "POST",
+        "/api/v1/blobs",
+        lambda c: ("/blobs", f"bytes of case {c.n}".encode()),
+        outcome(201, *ANY_PUBLISHER),
+    ),
+    Row(
+        "register a stored model for team a",
+        "POST",
+        "/api/v1/models/stored",
+        lambda c: (
+            "/models/stored",
+            {"name": f"s-{c.n}", "version": "1", "manifest": uploaded(c, f"s{c.n}"), "team": "a"},
+        ),
+        outcome(201, *FOR_TEAM_A),
+    ),
+    Row(
+        "import a stored Hugging Face snapshot for team a",
+        "POST",
+        "/api/v1/models/hf/stored",
+        lambda c: (
+            "/models/hf/stored",
+            {
+                "plan": {"repo_id": f"hf/s-{c.n}", "version": "1"},
+                "manifest": uploaded(c, f"hfs{c.n}"),
+                "team": "a",
+            },
+        ),
+        outcome(201, *FOR_TEAM_A),
+    ),
+    Row(
+        "pull a team-a model for team a",
+        "POST",
+        "/api/v1/models/{ref}/pulls",
+        lambda c: (f"/models/{stored_model(c, 'p')}/pulls", {"team": "a"}),
+        outcome(201, "reader", *FOR_TEAM_A),
+    ),
+    Row(
+        "rescan a stored team-a model on the server (no profile: 404 once allowed)",
+        "POST",
+        "/api/v1/models/{ref}/rescans",
+        lambda c: (f"/models/{stored_model(c, 'rs')}/rescans", {}),
+        outcome(404, *FOR_TEAM_A),
+    ),
+    Row(
+        "replay on stored files on the server (no trigger: 404 once allowed)",
+        "POST",
+        "/api/v1/models/{ref}/replays/run",
+        lambda c: (f"/models/{stored_model(c, 'rp')}/replays/run", {}),
+        outcome(404, *ADMIN),
+    ),
     Row(
         "register for team a",
         "POST",
@@ -490,9 +569,11 @@ def served(
     key = AuditKeyFile(tmp_path_factory.mktemp("matrix-key") / KEY_FILENAME)
     engine: Engine = bind_key(make_engine(url), key)  # the server writes with the same key
     migrate(engine)
-    reg = LocalRegistry(engine, Actor("root", Role.ADMIN))
+    store = open_store(str(tmp_path_factory.mktemp("matrix-store")))
+    reg = LocalRegistry(engine, Actor("root", Role.ADMIN), store=store)
     tokens = prepare(reg)
-    with serve_in_thread(create_app(Settings(database_url=url), engine=engine)) as base_url:
+    app = create_app(Settings(database_url=url), engine=engine, store=store)
+    with serve_in_thread(app) as base_url:
         clients = {
             caller: httpx.Client(
                 base_url=f"{base_url}/api/v1",
@@ -512,7 +593,10 @@ def served(
 def send(served: Served, row: Row, caller: str, request: tuple[str, Any]) -> int:
     """Send the row's request as ``caller``; the HTTP status (a problem body on errors)."""
     path, body = request
-    response = served.clients[caller].request(row.method, path, json=body)
+    if isinstance(body, bytes):
+        response = served.clients[caller].request(row.method, path, content=body)
+    else:
+        response = served.clients[caller].request(row.method, path, json=body)
     if response.status_code >= 400:
         assert response.headers["content-type"].startswith("application/problem+json")
     return response.status_code

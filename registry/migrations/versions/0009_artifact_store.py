@@ -29,16 +29,15 @@ def _time(name: str) -> sa.Column[sa.DateTime]:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("artifact", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("stored", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-    with op.batch_alter_table("team", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "require_registry_scan", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
-        )
+    # Plain ADD COLUMN (SQLite takes it natively with a constant default): a batch
+    # rebuild of ``artifact`` would drop a table other tables' foreign keys point at.
+    op.add_column(
+        "artifact", sa.Column("stored", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
+    op.add_column(
+        "team",
+        sa.Column("require_registry_scan", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     op.create_table(
         "blob",
         sa.Column("digest", sa.String(length=80), nullable=False),
@@ -78,7 +77,5 @@ def downgrade() -> None:
     op.drop_index("ix_stored_file_digest", table_name="stored_file")
     op.drop_table("stored_file")
     op.drop_table("blob")
-    with op.batch_alter_table("team", schema=None) as batch_op:
-        batch_op.drop_column("require_registry_scan")
-    with op.batch_alter_table("artifact", schema=None) as batch_op:
-        batch_op.drop_column("stored")
+    op.drop_column("team", "require_registry_scan")  # SQLite 3.35+ drops columns natively
+    op.drop_column("artifact", "stored")
