@@ -30,9 +30,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from registry.audit_key import KEY_FILENAME, AuditKeyFile
+from registry.bom import import_cyclonedx
 from registry.db import make_engine, migrate, unit_of_work
 from registry.identity import Actor, Role
-from registry.service import import_cyclonedx
 from registry.service.audit import bind_key
 
 ACTOR = Actor(user="bench", role=Role.ADMIN)

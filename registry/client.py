@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Engine
 
 from lineage import Relation
-from registry import errors, service
+from registry import bom, errors, service
 from registry.db import unit_of_work
 from registry.hf import ImportPlan
 from registry.identity import Actor, Role
@@ -261,10 +261,11 @@ class LocalRegistry:
         )
 
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
-        """Run ``registry.service.<verb>`` in one unit of work as this actor."""
-        if verb not in service.__all__:
+        """Run ``registry.service.<verb>`` (or ``registry.bom.<verb>``) in one unit of work."""
+        module = next((m for m in _VERB_MODULES if verb in m.__all__), None)
+        if module is None:
             raise AttributeError(verb)
-        operation: Callable[..., Any] = getattr(service, verb)
+        operation: Callable[..., Any] = getattr(module, verb)
         parameters = inspect.signature(operation).parameters
         if "actor" in parameters:
             kwargs["actor"] = self.actor
@@ -273,6 +274,10 @@ class LocalRegistry:
         with unit_of_work(self.engine) as session:
             return operation(session, *args, **kwargs)
 
+
+#: Where :meth:`LocalRegistry.call` finds its verbs: the domain operations and the bills
+#: of materials built on them (the service layer does not re-export the layer above it).
+_VERB_MODULES = (service, bom)
 
 _PROBLEM_CLASSES: dict[str, type[errors.MbomError]] = {
     cls.code: cls

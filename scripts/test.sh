@@ -13,4 +13,5 @@ fi
 export MBOM_REQUIRE_S3=1
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/lint-imports
 .venv/bin/pytest "$@"

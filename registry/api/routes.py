@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, status
 from fastapi import Path as FastApiPath
 
 from lineage import Relation
-from registry import service
+from registry import bom, service
 from registry.api.deps import CurrentActor, SessionDep, check_text_inputs
 from registry.errors import InvalidInput, NotFound
 from registry.identity import Role
@@ -547,8 +547,8 @@ def export_bom(
 ) -> dict[str, Any]:
     """A CycloneDX 1.6 ML-BOM or an SPDX 3.0.1 document for a model and its ancestry."""
     if format_ == "spdx3":
-        return service.export_spdx3(session, ref)
-    return service.export_cyclonedx(session, ref, spec_version=spec_version)
+        return bom.export_spdx3(session, ref)
+    return bom.export_cyclonedx(session, ref, spec_version=spec_version)
 
 
 @router.post("/bom/import", status_code=status.HTTP_201_CREATED, tags=["bom"])
@@ -563,4 +563,4 @@ def import_bom(
     ``team``: the team the import acts for (default: the token's team); the
     models it registers with files are that team's and meet its policy.
     """
-    return {"registered": service.import_cyclonedx(session, document, actor=actor, team=team)}
+    return {"registered": bom.import_cyclonedx(session, document, actor=actor, team=team)}

@@ -32,9 +32,10 @@ from sqlmodel import Session, select
 from registry.bom._lineage import Lineage, bom_ref, collect
 from registry.errors import InvalidInput
 from registry.schemas import InfectionSource
-from registry.service.admission import latest_scan, summarise
+from registry.service.admission import summarise
 from registry.service.flags import infection_sources
 from registry.service.refs import ref_of, resolve
+from registry.service.scans import latest_scan
 from registry.tables import Artifact, Clearance, Flag
 
 SPEC_VERSIONS = ("1.6",)

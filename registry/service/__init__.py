@@ -3,9 +3,10 @@
 Every function takes an open :class:`sqlmodel.Session` (one unit of work, see
 :func:`registry.db.unit_of_work`), its main argument positionally and the rest
 keyword-only, and returns the public views of :mod:`registry.schemas`.
+The bills of materials (:mod:`registry.bom`) are built on these operations and
+are not re-exported here: the service layer never imports the layers above it.
 """
 
-from registry.bom import export_cyclonedx, export_spdx3, import_cyclonedx
 from registry.service.access import (
     authenticate,
     create_token,
@@ -24,25 +25,26 @@ from registry.service.artifacts import (
     verify,
 )
 from registry.service.audit import anchor_chain, list_events, verify_chain
+from registry.service.behavior import baseline as behavior_baseline
 from registry.service.behavior import (
-    attach_trigger,
     inherited_profile,
     profile_of,
     record_replays,
     record_rescan,
     replay_plan,
 )
-from registry.service.behavior import baseline as behavior_baseline
 from registry.service.deployments import deploy, list_deployments, undeploy
 from registry.service.exposure import pulls_of
 from registry.service.flags import clear, flag, status_report, unflag
 from registry.service.hf_import import import_hf
-from registry.service.ossf_signing import model_signing_bundle, verify_model_signing
+from registry.service.ossf_signing import model_signing_bundle
+from registry.service.ossf_verify import verify_model_signing
 from registry.service.policy import create_team, decide, list_decisions, list_teams
 from registry.service.pulls import start_pull
 from registry.service.queries import ancestors, blast_radius, deployed_descendants, descendants
 from registry.service.status import find_inconsistencies
 from registry.service.stored import record_blobs
+from registry.service.triggers import attach_trigger
 
 __all__ = [
     "pulls_of",
@@ -68,12 +70,9 @@ __all__ = [
     "blast_radius",
     "descendants",
     "enroll_key",
-    "export_cyclonedx",
-    "export_spdx3",
     "find_inconsistencies",
     "flag",
     "identify",
-    "import_cyclonedx",
     "import_hf",
     "list_artifacts",
     "list_decisions",

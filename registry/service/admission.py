@@ -130,30 +130,6 @@ def summarise(report: ScanReport) -> str:
     return text + (f"; and {more} more findings" if more > 0 else "")
 
 
-def latest_scan(session: Session, artifact: Artifact) -> ScanReport | None:
-    """The newest stored static scan of an artifact (a behavioral one is no static report)."""
-    row = _latest_record(session, artifact, "static")
-    return ScanReport.from_json(row.report) if row else None
-
-
-def latest_scan_json(session: Session, artifact: Artifact, kind: str) -> dict[str, Any] | None:
-    """The newest ``kind`` scan (``static``, ``behavioral``) as JSON, with its ``provenance``."""
-    row = _latest_record(session, artifact, kind)
-    if row is None:
-        return None
-    report = ScanReport.from_json(row.report).to_json() if kind == "static" else dict(row.report)
-    return {**report, "provenance": row.provenance}
-
-
-def _latest_record(session: Session, artifact: Artifact, kind: str) -> ScanRecord | None:
-    return session.exec(
-        select(ScanRecord)
-        .where(ScanRecord.artifact_id == artifact.id, ScanRecord.kind == kind)
-        .order_by(col(ScanRecord.id).desc())
-        .limit(1)
-    ).first()
-
-
 def quarantine_known_content(
     session: Session, artifacts: Iterable[Artifact], *, actor: Actor
 ) -> None:

@@ -28,7 +28,6 @@ threshold another model's scan is judged by.
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +46,6 @@ from registry.schemas import (
     ReplayTarget,
     ScanProfilePublic,
     ScanProvenance,
-    TriggerPublic,
 )
 from registry.service import audit, policy
 from registry.service._tx import mutation
@@ -57,10 +55,12 @@ from registry.service.authorization import (
     authorize_model,
     rescan_operation,
 )
-from registry.service.flags import mark_compromised, replays_public
+from registry.service.flags import mark_compromised
 from registry.service.graph import ancestor_rows, descendant_rows, labels_of
 from registry.service.refs import ref_of, resolve
+from registry.service.replays import replays_public
 from registry.service.status import refresh_one
+from registry.service.triggers import store_trigger, trigger_public
 from registry.tables import Artifact, ReplayResult, ScanProfile, ScanRecord, Trigger
 from scanning.behavioral.inheritance import confirms_inheritance
 from scanning.behavioral.report import (
@@ -68,7 +68,6 @@ from scanning.behavioral.report import (
     BehaviorVerdict,
     ReplayMeasure,
     ReplayReport,
-    TriggerPattern,
 )
 from scanning.behavioral.report import ScanProfile as Profile
 
@@ -257,7 +256,7 @@ def record_scan(
     trigger = None
     flags = report.verdict is BehaviorVerdict.COMPROMISED and artifact.finding != "compromised"
     if report.trigger is not None and report.verdict is BehaviorVerdict.COMPROMISED:
-        trigger = _store_trigger(
+        trigger = store_trigger(
             session,
             artifact,
             report.trigger,
@@ -341,69 +340,9 @@ def record_rescan(
         ref=ref_of(artifact),
         verdict=report.verdict.value,
         report=report.to_json(),
-        trigger=_trigger_public(artifact, trigger) if trigger else None,
+        trigger=trigger_public(artifact, trigger) if trigger else None,
         status=artifact.status,
         provenance=provenance.value,
-    )
-
-
-@mutation
-def attach_trigger(
-    session: Session, ref: str, *, actor: Actor, data: bytes, target_class: int | None = None
-) -> TriggerPublic:
-    """Store an analyst's trigger (mask and pattern ``.npz``) with a model."""
-    artifact = resolve(session, ref, kind="model")
-    authorize(actor, Operation.ATTACH_TRIGGER)
-    try:
-        pattern = TriggerPattern.from_npz(data)
-    except (ValueError, OSError) as exc:
-        raise InvalidInput(f"not a usable trigger .npz: {exc}") from exc
-    if target_class is not None:
-        pattern = TriggerPattern(pattern.mask, pattern.pattern, target_class)
-    trigger = _store_trigger(session, artifact, pattern, origin="analyst", actor=actor)
-    audit.record(
-        session,
-        actor=actor,
-        operation="trigger.attach",
-        subject=ref_of(artifact),
-        details={"digest": trigger.digest, "target_class": trigger.target_class},
-    )
-    return _trigger_public(artifact, trigger)
-
-
-def _store_trigger(
-    session: Session,
-    artifact: Artifact,
-    pattern: TriggerPattern,
-    *,
-    origin: str,
-    actor: Actor,
-    details: dict[str, Any] | None = None,
-) -> Trigger:
-    data = pattern.to_npz()
-    trigger = Trigger(
-        artifact_id=artifact.id or 0,
-        target_class=pattern.target_class,
-        origin=origin,
-        data=data,
-        digest="sha256:" + hashlib.sha256(data).hexdigest(),
-        details=details or {},
-        actor=actor.user,
-    )
-    session.add(trigger)
-    session.flush()
-    return trigger
-
-
-def _trigger_public(artifact: Artifact, trigger: Trigger) -> TriggerPublic:
-    return TriggerPublic(
-        id=trigger.id or 0,
-        ref=ref_of(artifact),
-        origin="analyst" if trigger.origin == "analyst" else "scan",
-        target_class=trigger.target_class,
-        digest=trigger.digest,
-        data=base64.b64encode(trigger.data),  # Base64Bytes decodes its input
-        created_at=trigger.created_at,
     )
 
 
@@ -439,7 +378,7 @@ def replay_plan(session: Session, ref: str) -> ReplayPlan:
     relatives = _clean_relatives(session, source.id or 0, set(below), set(profiles))
     return ReplayPlan(
         source=ref_of(source),
-        trigger=_trigger_public(source, trigger),
+        trigger=trigger_public(source, trigger),
         descendants=[t for t in descendants if t.profile],
         baseline=relatives,
         profiles=profiles,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlmodel import Session, col, select
 
 from lineage import Status
@@ -12,7 +10,6 @@ from registry.identity import Actor
 from registry.schemas import (
     FlagPublic,
     InfectionSource,
-    ReplayPublic,
     StatusChange,
     StatusReport,
 )
@@ -20,9 +17,11 @@ from registry.service import audit, policy
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize, authorize_model
 from registry.service.exposure import pulls_below
-from registry.service.graph import ancestor_rows, descendant_rows, labels_of, names_of
+from registry.service.graph import ancestor_rows, descendant_rows, names_of
 from registry.service.queries import affected_deployments, entries_for
 from registry.service.refs import ref_of, resolve
+from registry.service.replays import current_replays
+from registry.service.scans import latest_scan_json
 from registry.service.status import (
     Change,
     infect_from_closure,
@@ -30,7 +29,8 @@ from registry.service.status import (
     refresh_one,
     withdraw_source,
 )
-from registry.tables import Artifact, Clearance, Flag, Infection, ReplayResult
+from registry.service.triggers import attach_trigger
+from registry.tables import Artifact, Clearance, Flag, Infection
 
 
 @mutation
@@ -53,8 +53,6 @@ def flag(
         raise InvalidInput(f"{ref_of(artifact)} is a dataset: a backdoor trigger goes with a model")
     changes = mark_compromised(session, artifact, actor=actor, reason=reason, vouched=True)
     if trigger is not None:
-        from registry.service.behavior import attach_trigger  # behavior builds on flags
-
         attach_trigger(session, ref_of(artifact), actor=actor, data=trigger)
     audit.record(
         session,
@@ -225,8 +223,8 @@ def status_report(session: Session, ref: str) -> StatusReport:
         finding=artifact.finding,
         status=artifact.status,
         flags=[_flag_public(artifact, f) for f in flags],
-        scan=_scan_json(session, artifact, "static"),
-        behavioral_scan=_scan_json(session, artifact, "behavioral"),
+        scan=latest_scan_json(session, artifact, "static"),
+        behavioral_scan=latest_scan_json(session, artifact, "behavioral"),
         sources=infection_sources(session, artifact),
         stored=artifact.stored,
         pulls=pulls,
@@ -283,38 +281,6 @@ REPORT_LIMIT = 1000
 STATUS_PULLS = 20
 
 
-def current_replays(
-    session: Session, *, source: int | None = None, artifact: int | None = None
-) -> list[ReplayPublic]:
-    """The trigger replays that count now (the newest per model and source)."""
-    query = select(ReplayResult).where(col(ReplayResult.superseded).is_(False))
-    if source is not None:
-        query = query.where(ReplayResult.source_id == source)
-    if artifact is not None:
-        query = query.where(ReplayResult.artifact_id == artifact)
-    return replays_public(session, session.exec(query).all())
-
-
-def replays_public(session: Session, rows: Sequence[ReplayResult]) -> list[ReplayPublic]:
-    """The public views of stored replay results (names read in one query)."""
-    names = labels_of(session, {r.source_id for r in rows} | {r.artifact_id for r in rows})
-    return [
-        ReplayPublic(
-            source=ref_of(names[row.source_id]),
-            ref=ref_of(names[row.artifact_id]),
-            role="baseline" if row.role == "baseline" else "descendant",
-            outcome="scan_error" if row.outcome == "scan_error" else "measured",
-            rate=row.rate,
-            collapsed_class=row.collapsed_class,
-            confirmed=row.confirmed,
-            threshold=row.threshold,
-            error=row.details.get("error"),
-            measured_at=row.created_at,
-        )
-        for row in rows
-    ]
-
-
 def _change_report(session: Session, artifact: Artifact, changes: list[Change]) -> StatusChange:
     session.refresh(artifact)
     moved = [c for c in changes if c.artifact_id != artifact.id]
@@ -357,9 +323,3 @@ def _flag_public(artifact: Artifact, row: Flag) -> FlagPublic:
 def _need_reason(reason: str, verb: str) -> None:
     if not reason.strip():
         raise InvalidInput(f"{verb} needs a --reason", hint="say why, for the audit log")
-
-
-def _scan_json(session: Session, artifact: Artifact, kind: str) -> dict[str, object] | None:
-    from registry.service.admission import latest_scan_json
-
-    return latest_scan_json(session, artifact, kind)

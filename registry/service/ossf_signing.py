@@ -5,7 +5,8 @@ P-256 public key *and* every file it signs matched the manifest being
 registered (files it ignores, like ``.git*`` and the signature file itself,
 aside). The registry keeps the bundle as JSON with the key's fingerprint, so
 ``mbom show N@V --model-signing-out FILE`` hands back a signature that
-``model_signing verify key`` accepts.
+``model_signing verify key`` accepts. Verifying files against a bundle later is
+:mod:`registry.service.ossf_verify`'s.
 """
 
 from __future__ import annotations
@@ -21,11 +22,7 @@ from registry.errors import InvalidInput, NotFound, SignatureError
 from registry.identity import Actor
 from registry.manifest import FileCheck, Manifest
 from registry.schemas import (
-    FileCheckPublic,
     ModelSigningBundlePublic,
-    ModelSigningCheck,
-    ModelSigningVerifyReport,
-    VerifyReport,
 )
 from registry.service import audit
 from registry.service.refs import ref_of, resolve
@@ -34,10 +31,10 @@ from registry.tables import Artifact, ModelSigningBundle
 __all__ = [
     "CheckedBundle",
     "check_bundle",
+    "differing",
     "model_signing_bundle",
     "model_signing_key",
     "store_bundle",
-    "verify_model_signing",
 ]
 
 #: How many differing files an error message names before "and N more".
@@ -127,95 +124,6 @@ def model_signing_bundle(session: Session, ref: str) -> ModelSigningBundlePublic
     )
 
 
-def verify_model_signing(
-    session: Session,
-    manifest: Manifest,
-    *,
-    bundle: Mapping[str, Any],
-    public_key_pem: str,
-    ref: str | None = None,
-    accept_cleared: bool = False,
-) -> ModelSigningVerifyReport:
-    """Check files against a model-signing bundle, and against the registry when it knows them.
-
-    The signature must verify (else :class:`~registry.errors.SignatureError`);
-    then every file is reported. When ``ref`` is given, or the manifest
-    identifies a registered model, the usual verification (files, signature,
-    lineage status) is part of the verdict, and the signature must have been
-    made with the model-signing key the registry recorded for that version
-    (``registered_key``); only then does it stand in for a missing Ed25519
-    signature.
-    """
-    parsed = msf.Bundle.from_json(bundle)
-    key = msf.load_public_key(public_key_pem.encode("utf-8"))
-    statement = msf.verify_bundle(parsed, key)
-    checks = msf.check_files(statement, manifest)
-    fingerprint = msf.key_fingerprint(key)
-    registered = _registry_verification(session, manifest, ref, accept_cleared)
-    recorded = _recorded_key(session, registered)
-    problems = [f"model-signing {check.state}: {check.path}" for check in _differing(checks)]
-    if registered is not None:
-        problems += _registry_problems(registered, fingerprint, recorded)
-    return ModelSigningVerifyReport(
-        ok=not problems,
-        digest=manifest.digest,
-        registered_key=recorded,
-        model_signing=ModelSigningCheck(
-            key_fingerprint=fingerprint,
-            model_name=statement.model_name,
-            serialization=statement.serialization.to_json(),
-            files=[_public(check) for check in checks],
-        ),
-        registry=registered,
-        problems=problems,
-    )
-
-
-def _registry_verification(
-    session: Session, manifest: Manifest, ref: str | None, accept_cleared: bool
-) -> VerifyReport | None:
-    # Imported here: artifacts imports this module for the register hook.
-    from registry.service.artifacts import verify
-
-    try:
-        return verify(session, manifest, ref=ref, accept_cleared=accept_cleared)
-    except NotFound:
-        if ref is not None:
-            raise
-        return None  # files the registry does not know: the signature alone decides
-
-
-def _recorded_key(session: Session, registered: VerifyReport | None) -> str | None:
-    """The model-signing key the registry recorded for the verified version, if any."""
-    if registered is None:
-        return None
-    return model_signing_key(session, resolve(session, registered.ref, kind="model").id)
-
-
-def _registry_problems(
-    registered: VerifyReport, fingerprint: str, recorded: str | None
-) -> list[str]:
-    """The registry's problems with these files, judged with the signature's key.
-
-    The model-signing signature stands in for an absent Ed25519 signature only
-    when it was made with the key the registry recorded for that version: any
-    key can sign any files, so a signature by another key proves nothing about
-    the registered publisher. A present but invalid Ed25519 signature still fails.
-    """
-    problems = [f"registry: {p}" for p in registered.problems]
-    if recorded is None:
-        return problems
-    if recorded != fingerprint:
-        return [
-            *problems,
-            f"registry: the model-signing signature was made with key {fingerprint}, but "
-            f"{registered.ref} was registered signed with key {recorded}",
-        ]
-    if registered.signature.state == "unsigned":
-        problems.remove("registry: signature unsigned")
-    return problems
-
-
 def _newest(session: Session, artifact_id: int | None) -> ModelSigningBundle | None:
     return session.exec(
         select(ModelSigningBundle)
@@ -225,26 +133,18 @@ def _newest(session: Session, artifact_id: int | None) -> ModelSigningBundle | N
     ).first()
 
 
-def _differing(checks: Sequence[FileCheck]) -> list[FileCheck]:
+def differing(checks: Sequence[FileCheck]) -> list[FileCheck]:
+    """The checks of files that do not match the signed statement."""
     return [check for check in checks if check.state != "match"]
 
 
 def _refuse_differences(checks: Sequence[FileCheck]) -> None:
-    differing = _differing(checks)
-    if not differing:
+    changed = differing(checks)
+    if not changed:
         return
-    named = "; ".join(f"{check.state}: {check.path}" for check in differing[:_NAMED])
-    more = f" and {len(differing) - _NAMED} more" if len(differing) > _NAMED else ""
+    named = "; ".join(f"{check.state}: {check.path}" for check in changed[:_NAMED])
+    more = f" and {len(changed) - _NAMED} more" if len(changed) > _NAMED else ""
     raise SignatureError(
         f"the model-signing signature does not cover these files ({named}{more})",
         hint="sign exactly the files being registered, or register the files that were signed",
-    )
-
-
-def _public(check: FileCheck) -> FileCheckPublic:
-    return FileCheckPublic(
-        path=check.path,
-        state=check.state,
-        expected_sha256=check.expected_sha256,
-        actual_sha256=check.actual_sha256,
     )

@@ -22,6 +22,7 @@ from registry.service.graph import (
     paths_up,
 )
 from registry.service.refs import ref_of, resolve
+from registry.service.replays import current_replays
 from registry.tables import Artifact, DeployedPath, Deployment
 
 
@@ -43,8 +44,6 @@ def descendants(
 
 def _replay_rates(session: Session, source: int) -> dict[str, float]:
     """The measured rate of ``source``'s trigger on each descendant it was replayed on."""
-    from registry.service.flags import current_replays
-
     return {
         r.ref: r.rate
         for r in current_replays(session, source=source)
