@@ -121,6 +121,24 @@ class Admission:
         raise typer.Exit(1)
 
 
+def exit_if_quarantined(cli: CliContext, ref: str, status: str) -> None:
+    """One error line and exit 1 when admission quarantined ``ref``, naming which scan did."""
+    if status == "compromised":
+        report = cli.call("status_report", ref)
+        reasons = [flag.reason for flag in report.flags if flag.active]
+        if any(reason.startswith("behavioral scan:") for reason in reasons):
+            why = "the behavioral scan found a backdoor"
+        elif any(reason.startswith("static scan:") for reason in reasons):
+            why = "the static scan found malicious content"
+        else:
+            why = f"its content is known to be malicious or it was flagged (mbom status {ref})"
+        render.error_line(
+            f"{ref} is quarantined: {why} "
+            "(it is recorded as compromised and blocked for every team)"
+        )
+        raise typer.Exit(1)
+
+
 def admission_scans(
     cli: CliContext,
     path: Path,

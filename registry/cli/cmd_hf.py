@@ -174,7 +174,7 @@ def import_hf(
 
 def _finish(ctx: typer.Context, result: HfImportResult, json_: bool) -> None:
     """Print a stored import; exit 1 with one line when admission quarantined it."""
-    from registry.cli.cmd_models import exit_if_quarantined
+    from registry.cli.cmd_behavior import exit_if_quarantined
 
     if json_:
         render.emit_json(result)

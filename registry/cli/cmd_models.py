@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from registry.cli import model_signing_opts, render
+from registry.cli.cmd_behavior import exit_if_quarantined
 from registry.cli.cmd_hf import HfHashesOpt, verify_hub_hashes
 from registry.cli.cmd_scan import print_report, read_profile_option
 from registry.cli.main import (
@@ -34,7 +35,6 @@ from registry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from lineage import Relation
-    from registry.cli.context import CliContext
     from registry.schemas import ArtifactPublic, VerifyReport
     from scanning.report import ScanReport
 
@@ -241,24 +241,6 @@ def register(
     else:
         _print_registration(result, None)
     exit_if_quarantined(cli, result.ref, result.status)
-
-
-def exit_if_quarantined(cli: CliContext, ref: str, status: str) -> None:
-    """One error line and exit 1 when admission quarantined ``ref``, naming which scan did."""
-    if status == "compromised":
-        report = cli.call("status_report", ref)
-        reasons = [flag.reason for flag in report.flags if flag.active]
-        if any(reason.startswith("behavioral scan:") for reason in reasons):
-            why = "the behavioral scan found a backdoor"
-        elif any(reason.startswith("static scan:") for reason in reasons):
-            why = "the static scan found malicious content"
-        else:
-            why = f"its content is known to be malicious or it was flagged (mbom status {ref})"
-        render.error_line(
-            f"{ref} is quarantined: {why} "
-            "(it is recorded as compromised and blocked for every team)"
-        )
-        raise typer.Exit(1)
 
 
 def _sign_digest(sign_key: Path | None, digest: str) -> str | None:

@@ -148,16 +148,3 @@ def main() -> None:
 def _printable(message: str) -> str:
     """The message with anything the terminal cannot encode escaped."""
     return message.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-# The command modules attach themselves to the apps above.
-from registry.cli import (  # noqa: E402, F401
-    cmd_behavior,
-    cmd_bom,
-    cmd_hf,
-    cmd_lineage,
-    cmd_models,
-    cmd_ops,
-    cmd_scan,
-    cmd_store,
-)
