@@ -480,9 +480,14 @@ def table(bench: Bench, host: dict[str, object], repeat: int) -> str:
         "",
         f"register floor: shutil.copyfile + hashlib SHA-256 of the copies; pull floor: cp of the "
         f"stored blobs + hashlib SHA-256. Server RSS: {bench.peaks.method}; idle "
-        f"{max(bench.peaks.idle):.0f} MiB.",
+        f"{max(bench.peaks.idle):.0f} MiB; per run, upload {_mib(bench.peaks.register)}, "
+        f"pull {_mib(bench.peaks.pull)}.",
     ]
     return "\n".join(lines)
+
+
+def _mib(values: list[float]) -> str:
+    return " / ".join(f"{value:.0f}" for value in values)
 
 
 def as_json(bench: Bench, host: dict[str, object], phases: dict[str, object] | None) -> str:
