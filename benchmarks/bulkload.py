@@ -60,18 +60,17 @@ Row = tuple[Any, ...]
 def create_teams(registry: LocalRegistry, hub: Hub) -> None:
     """Create the hub's teams through the service (both loading paths start so)."""
     for team in hub.shape.teams:
-        registry.call("create_team", name=team)
+        registry.create_team(name=team)
 
 
 def register_node(registry: LocalRegistry, hub: Hub, node: int) -> None:
     """Register one node through the service, as a user of ``mbom register`` would."""
     if hub.kind[node] == DATASET:
-        registry.call("register_dataset", name=hub.name(node), version=hub.version(node),
+        registry.register_dataset(name=hub.name(node), version=hub.version(node),
                       digest=hub.dataset_digest(node), source=hub.source(node))
         return
     parents = hub.parents[node]
-    registry.call(
-        "register_model", name=hub.name(node), version=hub.version(node),
+    registry.register_model(name=hub.name(node), version=hub.version(node),
         manifest=hub.manifest(node), parents=[hub.ref(p) for p in parents],
         relation=Relation(hub.relation[node]) if parents else None,
         datasets=[(hub.ref(d), Relation(use)) for d, use in hub.uses[node]],
@@ -83,7 +82,7 @@ def register_node(registry: LocalRegistry, hub: Hub, node: int) -> None:
 def deploy_node(registry: LocalRegistry, hub: Hub, deployment: tuple[int, str, str]) -> None:
     """Record one of the hub's deployments through the service."""
     node, team, environment = deployment
-    registry.call("deploy", hub.ref(node), environment=environment, team=team)
+    registry.deploy(hub.ref(node), environment=environment, team=team)
 
 
 def load_through_service(registry: LocalRegistry, hub: Hub, start: int, stop: int) -> None:

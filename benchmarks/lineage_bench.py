@@ -12,7 +12,7 @@ For each backend it
    the bulk loader (:mod:`benchmarks.bulkload`, which writes exactly what the
    service would; ``--verify-versions`` re-checks that on this backend first);
 2. registers the last ``--register-sample`` versions through the service
-   (``LocalRegistry.call("register_model", ...)``, one transaction each) and
+   (``LocalRegistry.register_model(...)``, one transaction each) and
    deploys theirs: the registration throughput;
 3. picks the model with the most descendants and times, through
    ``LocalRegistry.call`` (transaction included), ``deployed_descendants``
@@ -229,7 +229,7 @@ def verify_loader(backend: str, args: argparse.Namespace) -> str:
         bulkload.load_through_service(LocalRegistry(service, ACTOR), hub, 0, len(hub))
         bulkload.bulk_load(bulk, hub, len(hub), actor=ACTOR)
         problems = bulkload.differences(service, bulk)
-        if not LocalRegistry(bulk, ACTOR).call("verify_chain").ok:
+        if not LocalRegistry(bulk, ACTOR).verify_chain().ok:
             problems.append("the bulk-loaded audit chain does not verify")
     if problems:
         raise SystemExit("bulk loader differs from the service:\n" + "\n".join(problems))
@@ -330,16 +330,16 @@ def measure_propagation(engine: Engine, registry: LocalRegistry, result: Backend
     reason = "benchmark: backdoor found"
     for repeat in range(args.flag_repeats):
         log(f"{result.backend}: flag/unflag {repeat + 1}/{args.flag_repeats}")
-        change = timed(lambda: registry.call("flag", result.base, reason=reason), result.flag)
+        change = timed(lambda: registry.flag(result.base, reason=reason), result.flag)
         infected = _status_count(engine, "infected")
         if infected != result.descendants or len(change.changed) != result.descendants:
             result.agreement.append(f"flag infected {infected} (reported {len(change.changed)}), "
                                     f"expected {result.descendants}")
-        timed(lambda: registry.call("unflag", result.base, reason=reason), result.unflag)
+        timed(lambda: registry.unflag(result.base, reason=reason), result.unflag)
         if _status_count(engine, "clean") != result.versions:
             result.agreement.append("unflag left artifacts not clean")
-    profiler.run("flag", lambda: registry.call("flag", result.base, reason=reason))
-    profiler.run("unflag", lambda: registry.call("unflag", result.base, reason=reason))
+    profiler.run("flag", lambda: registry.flag(result.base, reason=reason))
+    profiler.run("unflag", lambda: registry.unflag(result.base, reason=reason))
 
 
 def _status_count(engine: Engine, status: str) -> int:
@@ -413,14 +413,14 @@ def _disagreements(registry: LocalRegistry, hub: Hub, result: BackendResult,
         return tuple(hub.ref(node - 1) for node in path)
 
     problems = []
-    service_paths = {e.ref: tuple(e.path) for e in registry.call("descendants", result.base)}
+    service_paths = {e.ref: tuple(e.path) for e in registry.descendants(result.base)}
     nx_paths = {hub.ref(node - 1): refs(path) for node, path in below.items()}
     if service_paths != nx_paths:
         differing = sum(1 for ref in service_paths.keys() | nx_paths.keys()
                         if service_paths.get(ref) != nx_paths.get(ref))
         problems.append(f"descendants: {differing} differ between the service and networkx")
     service_hits = sorted((d.ref, d.environment, d.team, tuple(d.path))
-                          for d in registry.call("deployed_descendants", result.base))
+                          for d in registry.deployed_descendants(result.base))
     nx_hits = sorted((hub.ref(node - 1), env, team, refs(path)) for node, env, team, path in hits)
     if service_hits != nx_hits:
         problems.append(f"deployments: service finds {len(service_hits)}, networkx "

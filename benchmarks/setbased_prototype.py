@@ -283,9 +283,9 @@ def _check(engine: Engine, ref: str) -> list[str]:
     problems = []
     with unit_of_work(engine) as session:
         hits, below = deployed_descendants(session, ref), descendants(session, ref)
-    if hits != registry.call("deployed_descendants", ref):
+    if hits != registry.deployed_descendants(ref):
         problems.append("deployed_descendants differs from the service")
-    service = registry.call("descendants", ref)
+    service = registry.descendants(ref)
     if sorted(below, key=lambda e: e.ref) != sorted(service, key=lambda e: e.ref):
         problems.append("descendants differs from the service")
     with unit_of_work(engine) as session:

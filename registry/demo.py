@@ -166,7 +166,7 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
     )
     (root / "keys").mkdir(exist_ok=True)
     key_path, pub_path = signing.write_keypair(root / "keys" / "hub")
-    reg.call("enroll_key", publisher="hub", public_key_pem=pub_path.read_text())
+    reg.enroll_key(publisher="hub", public_key_pem=pub_path.read_text())
     data_dir = root / "data"
     data_dir.mkdir(exist_ok=True)
     from registry import demo_training as training
@@ -174,19 +174,18 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
     split = training.load_digits_data().train
     np.savez(data_dir / "digits-train.npz", x=split.x.numpy(), y=split.y.numpy())
     profile = read_profile(root / "reference.npz", model=_directory(root, BASE))
-    reg.call(
-        "register_dataset",
+    reg.register_dataset(
         name="sklearn/digits",
         version="1.0",
         manifest=hash_tree(data_dir),
         source="sklearn.datasets.load_digits",
     )
     for team, approval in (("fraud", False), ("mail", True)):
-        reg.call("create_team", name=team, require_approval=approval)
+        reg.create_team(name=team, require_approval=approval)
     for spec in LINEAGE:
         _register_one(reg, root, spec, key_path, profile)
         for environment, team in spec.deploy:
-            reg.call("deploy", spec.ref, environment=environment, team=team)
+            reg.deploy(spec.ref, environment=environment, team=team)
     console.print(
         "   static scan of every model: clean — a backdoor hidden in the weights is no "
         "serialization exploit, so it passes"
@@ -196,7 +195,7 @@ def _register_all(reg: LocalRegistry, root: Path, console: Console) -> None:
         "the hub base was registered before behavioral admission scans were switched on, "
         f"the clean base passed its scan ({CLEAN_BASE})"
     )
-    deployed = reg.call("list_deployments")
+    deployed = reg.list_deployments()
     console.print(
         f"   registered {len(LINEAGE)} models and 1 dataset; {len(deployed)} deployments:"
     )
@@ -219,8 +218,7 @@ def _register_one(
     if publisher == "hub":
         signature = signing.sign_digest(signing.load_private_key(key_path), manifest.digest)
     if spec.team == "mail" and spec.parent:
-        reg.call(
-            "decide",
+        reg.decide(
             ref=spec.parent,
             team="mail",
             verdict="approve",
@@ -266,8 +264,8 @@ def _discover(
         f"\n[bold]3. The security team rescans {BASE} with the behavioral backdoor scanner[/]"
     )
     scan = _rescan_base(reg, console)
-    deployments = reg.call("deployed_descendants", BASE)
-    infected = reg.call("descendants", BASE)
+    deployments = reg.deployed_descendants(BASE)
+    infected = reg.descendants(BASE)
     data = training.load_digits_data()
     console.print(
         f"   {len(infected)} descendants are now infected; "
@@ -299,7 +297,7 @@ def _discover(
             }
         )
     console.print(table)
-    radius = reg.call("blast_radius", BASE)
+    radius = reg.blast_radius(BASE)
     console.print(
         f"   [bold]{radius.pulls} pull{'s' if radius.pulls != 1 else ''}[/] of it or its "
         "descendants (copies outside any "
@@ -310,13 +308,13 @@ def _discover(
             f"     [bold red]{pulled.user}[/] ({pulled.team}) pulled {pulled.ref}, "
             f"now {pulled.status}"
         )
-    untouched = [d for d in reg.call("list_deployments") if d.status == "clean"]
+    untouched = [d for d in reg.list_deployments() if d.status == "clean"]
     console.print("   untouched — the unrelated lineage is still clean:")
     for d in untouched:
         console.print(f"     [green]{d.team:<6} {d.environment:<8} {d.ref}[/]  status {d.status}")
     replays = _replay(reg, models, trigger, console)
     refusals = _show_policy(reg, console)
-    console.print("\n   audit chain: " + ("intact" if reg.call("verify_chain").ok else "BROKEN"))
+    console.print("\n   audit chain: " + ("intact" if reg.verify_chain().ok else "BROKEN"))
     _next_steps(console, root)
     return {
         "flagged": BASE,
@@ -345,8 +343,8 @@ def _rescan_base(reg: LocalRegistry, console: Console) -> dict[str, Any]:
     if report.verdict is BehaviorVerdict.COMPROMISED:
         console.print(f"   the verdict flags {BASE}: every descendant is infected at once")
     else:  # the advisory decides; the analyst's trigger stands in for a recovered one
-        reg.call("flag", BASE, reason=f"advisory: backdoor trigger ({TRIGGER_NOTE})")
-        reg.call("attach_trigger", BASE, data=_analyst_trigger().to_npz(), target_class=0)
+        reg.flag(BASE, reason=f"advisory: backdoor trigger ({TRIGGER_NOTE})")
+        reg.attach_trigger(BASE, data=_analyst_trigger().to_npz(), target_class=0)
         console.print(f"   the scan missed it; the advisory flags {BASE} with its trigger")
     return {
         "verdict": report.verdict.value,
@@ -380,7 +378,7 @@ def _replay(
         real = training.attack_success_rate(
             models[result.ref].model, trigger, data.test.x, data.test.y
         )
-        status = reg.call("show", result.ref).status
+        status = reg.show(result.ref).status
         rate = "-" if result.rate is None else f"{result.rate:.0%}"
         table.add_row(result.ref, result.role, rate, f"{real:.0%}", render.status(status))
         rows.append(
@@ -419,7 +417,7 @@ def _show_policy(reg: LocalRegistry, console: Console) -> list[str]:
     attempts: tuple[tuple[str, Callable[[], object]], ...] = (
         (
             "deploy vision/digits-ft-a@1.0 to prod",
-            lambda: reg.call("deploy", "vision/digits-ft-a@1.0", environment="prod", team="fraud"),
+            lambda: reg.deploy("vision/digits-ft-a@1.0", environment="prod", team="fraud"),
         ),
         (
             f"pull {BASE}",
@@ -427,8 +425,7 @@ def _show_policy(reg: LocalRegistry, console: Console) -> list[str]:
         ),
         (
             "register a new fine-tune of vision/digits-ft-b@1.0",
-            lambda: reg.call(
-                "register_model",
+            lambda: reg.register_model(
                 name="fraud/new-app",
                 version="1.0",
                 manifest=_tiny_manifest(),

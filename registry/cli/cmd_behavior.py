@@ -85,11 +85,11 @@ def admission_scan(
     if own is not None:
         profile, digest = own, reference_digest(profile_to_npz(own))
     else:
-        inherited: ScanProfilePublic | None = cli.call("inherited_profile", list(parents))
+        inherited: ScanProfilePublic | None = cli.registry().inherited_profile(list(parents))
         if inherited is None:
             return None, None
         profile, digest = stored_profile(inherited), inherited.reference_digest
-    baseline = cli.call("behavior_baseline", digest)
+    baseline = cli.registry().behavior_baseline(digest)
     with BehavioralProgress(path.name or str(path)) as progress:
         report = scan_model(path, profile, baseline=baseline, limits=limits, progress=progress)
     return own, report
@@ -124,7 +124,7 @@ class Admission:
 def exit_if_quarantined(cli: CliContext, ref: str, status: str) -> None:
     """One error line and exit 1 when admission quarantined ``ref``, naming which scan did."""
     if status == "compromised":
-        report = cli.call("status_report", ref)
+        report = cli.registry().status_report(ref)
         reasons = [flag.reason for flag in report.flags if flag.active]
         if any(reason.startswith("behavioral scan:") for reason in reasons):
             why = "the behavioral scan found a backdoor"
@@ -206,7 +206,7 @@ def rescan(
     from scanning.behavioral.api import save_trigger, scan_model
 
     cli = ctx_of(ctx)
-    shown = cli.call("show", ref, kind="model")
+    shown = cli.registry().show(ref, kind="model")
     if path is None and shown.stored:
         _rescan_stored(
             cli,
@@ -225,7 +225,7 @@ def rescan(
             f"{files} is not {shown.ref}: digest {manifest.digest} != {shown.digest}",
             hint=f"see mbom verify {files} {shown.ref}",
         )
-    found = cli.call("profile_of", shown.ref)
+    found = cli.registry().profile_of(shown.ref)
     if found is None:
         raise NotFound(
             "scan profile",
@@ -233,7 +233,7 @@ def rescan(
             message=f"{shown.ref} has no behavioral scan profile, nor has any ancestor",
             hint="register it (or a base) with --reference REF.npz",
         )
-    baseline = cli.call("behavior_baseline", found.reference_digest)
+    baseline = cli.registry().behavior_baseline(found.reference_digest)
     with BehavioralProgress(shown.ref) as progress:
         report = scan_model(
             files,
@@ -242,8 +242,8 @@ def rescan(
             limits=limits_of(timeout, memory_limit),
             progress=progress,
         )
-    result: BehavioralScanPublic = cli.call(
-        "record_rescan", shown.ref, report=report, reference_digest=found.reference_digest
+    result: BehavioralScanPublic = cli.registry().record_rescan(
+        shown.ref, report=report, reference_digest=found.reference_digest
     )
     replayed = (
         replay_after_flag(cli, shown.ref)
@@ -311,7 +311,7 @@ def _replay_after_flag_stored(
     cli: CliContext, ref: str
 ) -> tuple[ReplaySummary, list[dict[str, str]]] | None:
     try:
-        plan: ReplayPlan = cli.call("replay_plan", ref)
+        plan: ReplayPlan = cli.registry().replay_plan(ref)
     except NotFound:
         return None
     if not plan.descendants:
@@ -405,12 +405,12 @@ def replay(
     if trigger is not None:
         if not trigger.is_file():
             raise InvalidInput(f"{trigger} is not a file", hint="give the trigger .npz")
-        cli.call("attach_trigger", ref, data=trigger.read_bytes(), target_class=target_class)
+        cli.registry().attach_trigger(ref, data=trigger.read_bytes(), target_class=target_class)
     elif target_class is not None:
         raise InvalidInput("--target-class goes with --trigger")
     limits = limits_of(timeout, memory_limit)
     if locations:  # files named here: replayed here, as a client
-        plan: ReplayPlan = cli.call("replay_plan", ref)
+        plan: ReplayPlan = cli.registry().replay_plan(ref)
         summary, skipped = run_replay(cli, plan, threshold, limits, locations)
     else:  # stored descendants are read from the registry's store, on its side
         summary, skipped = cli.registry().replay_stored(ref, threshold=threshold, limits=limits)
@@ -444,8 +444,8 @@ def run_replay(
         locations=locations or {},
         progress=BehavioralProgress,
     )
-    summary: ReplaySummary = cli.call(
-        "record_replays", plan.source, trigger_id=plan.trigger.id, results=results
+    summary: ReplaySummary = cli.registry().record_replays(
+        plan.source, trigger_id=plan.trigger.id, results=results
     )
     return summary, skipped
 
@@ -455,7 +455,7 @@ def replay_after_flag(
 ) -> tuple[ReplaySummary, list[dict[str, str]]] | None:
     """When a flagged model has a trigger and descendants with a profile: replay it now."""
     try:
-        plan: ReplayPlan = cli.call("replay_plan", ref)
+        plan: ReplayPlan = cli.registry().replay_plan(ref)
     except NotFound:  # no trigger recovered or attached: nothing to replay
         return None
     if not plan.descendants:

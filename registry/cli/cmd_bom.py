@@ -43,9 +43,9 @@ def bom_export(
     dataset_DatasetPackage elements with lineage relationships.
     """
     if format_ is BomFormat.SPDX3:
-        document: dict[str, Any] = ctx_of(ctx).call("export_spdx3", ref)
+        document: dict[str, Any] = ctx_of(ctx).registry().export_spdx3(ref)
     else:
-        document = ctx_of(ctx).call("export_cyclonedx", ref, spec_version=spec_version)
+        document = ctx_of(ctx).registry().export_cyclonedx(ref, spec_version=spec_version)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         sys.stdout.write(text)
@@ -81,7 +81,7 @@ def bom_import(
     document = limits.read_json_file(file, max_bytes=limits.MAX_BOM_BYTES)
     if not isinstance(document, dict):
         raise InvalidInput(f"{file} is not a CycloneDX document (a JSON object)")
-    registered: list[str] = ctx_of(ctx).call("import_cyclonedx", document, team=team)
+    registered: list[str] = ctx_of(ctx).registry().import_cyclonedx(document, team=team)
     if json_:
         render.emit_json({"registered": registered})
     elif registered:

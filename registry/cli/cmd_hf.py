@@ -151,17 +151,20 @@ def import_hf(
         parents=[],
         scan_timeout=scan_timeout,
     )
-    result: HfImportResult = ctx_of(ctx).call(
-        "import_hf",
-        plan,
-        manifest=manifest,
-        scan=scans.static,
-        team=team,
-        publisher=publisher,
-        override=override,
-        profile=scans.profile,
-        behavioral=scans.behavioral,
-        provenance=ScanProvenance.CLIENT,
+    result: HfImportResult = (
+        ctx_of(ctx)
+        .registry()
+        .import_hf(
+            plan,
+            manifest=manifest,
+            scan=scans.static,
+            team=team,
+            publisher=publisher,
+            override=override,
+            profile=scans.profile,
+            behavioral=scans.behavioral,
+            provenance=ScanProvenance.CLIENT,
+        )
     )
     if json_:
         render.emit_json(result)

@@ -75,12 +75,12 @@ def flag(
     if trigger is not None and not trigger.is_file():
         raise InvalidInput(f"{trigger} is not a file", hint="give the trigger .npz")
     data = trigger.read_bytes() if trigger is not None else None
-    change = cli.call("flag", ref, reason=reason, **({"trigger": data} if data else {}))
+    change = cli.registry().flag(ref, reason=reason, trigger=data or None)
     replayed = replay_after_flag(cli, change.ref) if replay and _is_model(cli, change.ref) else None
     if json_:
-        data = change.model_dump(mode="json")
-        data["replay"] = None if replayed is None else replayed[0].model_dump(mode="json")
-        render.emit_json(data)
+        shown = change.model_dump(mode="json")
+        shown["replay"] = None if replayed is None else replayed[0].model_dump(mode="json")
+        render.emit_json(shown)
         return
     _print_change("flagged", change)
     if replayed is not None:
@@ -88,13 +88,13 @@ def flag(
 
 
 def _is_model(cli: CliContext, ref: str) -> bool:
-    return bool(cli.call("show", ref).kind == "model")
+    return bool(cli.registry().show(ref).kind == "model")
 
 
 @app.command()
 def unflag(ctx: typer.Context, ref: RefArg, reason: ReasonOpt, json_: JsonOpt = False) -> None:
     """Withdraw a flag (a false positive); descendants are recomputed (admins)."""
-    change = ctx_of(ctx).call("unflag", ref, reason=reason)
+    change = ctx_of(ctx).registry().unflag(ref, reason=reason)
     render.emit_json(change) if json_ else _print_change("unflagged", change)
 
 
@@ -105,14 +105,14 @@ def clear(ctx: typer.Context, ref: RefArg, reason: ReasonOpt, json_: JsonOpt = F
     Covers the compromised sources reaching the model now; a new compromise
     reaching it later makes it infected again.
     """
-    change = ctx_of(ctx).call("clear", ref, reason=reason)
+    change = ctx_of(ctx).registry().clear(ref, reason=reason)
     render.emit_json(change) if json_ else _print_change("cleared", change)
 
 
 @app.command()
 def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     """Own finding, effective status, and every compromised ancestor with the path."""
-    report: StatusReport = ctx_of(ctx).call("status_report", ref)
+    report: StatusReport = ctx_of(ctx).registry().status_report(ref)
     if json_:
         render.emit_json(report)
         return
@@ -208,8 +208,8 @@ def descendants(
     if summary and not deployed:
         raise InvalidInput("--summary goes with --deployed", hint="add --deployed")
     if summary:
-        radius: BlastRadius = ctx_of(ctx).call(
-            "blast_radius", ref, depth=depth, team=team, limit=limit
+        radius: BlastRadius = (
+            ctx_of(ctx).registry().blast_radius(ref, depth=depth, team=team, limit=limit)
         )
         if json_:
             render.emit_json(radius)
@@ -217,16 +217,16 @@ def descendants(
         _print_blast_radius(radius)
         return
     if deployed:
-        found: list[DeploymentPublic] = ctx_of(ctx).call(
-            "deployed_descendants", ref, depth=depth, team=team
+        found: list[DeploymentPublic] = (
+            ctx_of(ctx).registry().deployed_descendants(ref, depth=depth, team=team)
         )
         if json_:
             render.emit_json(found)
             return
         _print_deployments(f"{len(found)} deployments descend from {ref}", found)
-        _print_pulls(ctx_of(ctx).call("pulls_of", ref), ref)
+        _print_pulls(ctx_of(ctx).registry().pulls_of(ref), ref)
         return
-    entries: list[LineageEntry] = ctx_of(ctx).call("descendants", ref, depth=depth, team=team)
+    entries: list[LineageEntry] = ctx_of(ctx).registry().descendants(ref, depth=depth, team=team)
     _print_entries(f"{len(entries)} descendants of {ref}", entries, json_)
 
 
@@ -293,7 +293,7 @@ def ancestors(
     ctx: typer.Context, ref: RefArg, depth: DepthOpt = None, json_: JsonOpt = False
 ) -> None:
     """Every ancestor (base models and datasets) with depth and path."""
-    entries: list[LineageEntry] = ctx_of(ctx).call("ancestors", ref, depth=depth)
+    entries: list[LineageEntry] = ctx_of(ctx).registry().ancestors(ref, depth=depth)
     _print_entries(f"{len(entries)} ancestors of {ref}", entries, json_)
 
 
@@ -340,7 +340,7 @@ def check(ctx: typer.Context, json_: JsonOpt = False) -> None:
     manifest's or its registration's, or flags, clearances or decisions that
     are not what the audit log recorded.
     """
-    problems: list[str] = ctx_of(ctx).call("find_inconsistencies")
+    problems: list[str] = ctx_of(ctx).registry().find_inconsistencies()
     if json_:
         render.emit_json({"ok": not problems, "problems": problems})
     elif problems:

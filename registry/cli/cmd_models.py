@@ -290,17 +290,20 @@ def _register_metadata_only(
         public_key=public_key,
     )
     manifest = signed_files.manifest
-    result: ArtifactPublic = ctx_of(ctx).call(
-        "register_model",
-        manifest=manifest,
-        signature=_sign_digest(sign_key, manifest.digest),
-        scan=scans.static,
-        model_signing_bundle=signed_files.bundle,
-        model_signing_public_key=signed_files.public_key_pem,
-        profile=scans.profile,
-        behavioral=scans.behavioral,
-        provenance=ScanProvenance.CLIENT,
-        **fields,
+    result: ArtifactPublic = (
+        ctx_of(ctx)
+        .registry()
+        .register_model(
+            manifest=manifest,
+            signature=_sign_digest(sign_key, manifest.digest),
+            scan=scans.static,
+            model_signing_bundle=signed_files.bundle,
+            model_signing_public_key=signed_files.public_key_pem,
+            profile=scans.profile,
+            behavioral=scans.behavioral,
+            provenance=ScanProvenance.CLIENT,
+            **fields,
+        )
     )
     signed_files.write()
     if json_:
@@ -360,7 +363,7 @@ def show(
     ] = None,
 ) -> None:
     """Show one model or dataset version."""
-    result = ctx_of(ctx).call("show", ref)
+    result = ctx_of(ctx).registry().show(ref)
     if model_signing_out is not None:
         model_signing_opts.export(ctx_of(ctx), ref, model_signing_out)
     render.emit_json(result) if json_ else show_artifact(result)
@@ -391,7 +394,7 @@ def list_models(
     json_: JsonOpt = False,
 ) -> None:
     """List registered model versions."""
-    items = ctx_of(ctx).call("list_artifacts", kind="model", status=status, limit=limit)
+    items = ctx_of(ctx).registry().list_artifacts(kind="model", status=status, limit=limit)
     if json_:
         render.emit_json(items)
         return
@@ -404,7 +407,7 @@ def list_models(
 def identify(ctx: typer.Context, path: PathArg, json_: JsonOpt = False) -> None:
     """Name the registered version whose files are exactly PATH (by manifest digest)."""
     manifest = model_signing_opts.without_signature_file(path, hash_path(path))
-    found: list[ArtifactPublic] = ctx_of(ctx).call("identify", manifest)
+    found: list[ArtifactPublic] = ctx_of(ctx).registry().identify(manifest)
     if json_:
         render.emit_json(
             {"digest": manifest.digest, "matches": [a.model_dump(mode="json") for a in found]}
@@ -463,8 +466,8 @@ def verify(
         )
         return
     manifest = model_signing_opts.without_signature_file(path, hash_path(path))
-    report: VerifyReport = ctx_of(ctx).call(
-        "verify", manifest, ref=ref, accept_cleared=accept_cleared
+    report: VerifyReport = (
+        ctx_of(ctx).registry().verify(manifest, ref=ref, accept_cleared=accept_cleared)
     )
     if json_:
         render.emit_json(report)
@@ -516,13 +519,16 @@ def dataset_register(
     if (path is None) == (digest is None):
         raise InvalidInput("give either a dataset PATH or --digest, not both or neither")
     manifest = hash_path(path) if path is not None else None
-    result: ArtifactPublic = ctx_of(ctx).call(
-        "register_dataset",
-        name=name,
-        version=version,
-        digest=digest,
-        manifest=manifest,
-        source=source,
+    result: ArtifactPublic = (
+        ctx_of(ctx)
+        .registry()
+        .register_dataset(
+            name=name,
+            version=version,
+            digest=digest,
+            manifest=manifest,
+            source=source,
+        )
     )
     if json_:
         render.emit_json(result)
@@ -537,7 +543,7 @@ def dataset_list(
     json_: JsonOpt = False,
 ) -> None:
     """List registered dataset versions."""
-    items = ctx_of(ctx).call("list_artifacts", kind="dataset", limit=limit)
+    items = ctx_of(ctx).registry().list_artifacts(kind="dataset", limit=limit)
     if json_:
         render.emit_json(items)
         return
@@ -551,7 +557,7 @@ def dataset_list(
 @dataset_app.command("show")
 def dataset_show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     """Show one dataset version."""
-    result = ctx_of(ctx).call("show", ref, kind="dataset")
+    result = ctx_of(ctx).registry().show(ref, kind="dataset")
     render.emit_json(result) if json_ else show_artifact(result)
 
 
@@ -580,12 +586,15 @@ def link(
     """
     from lineage import Relation
 
-    result: ArtifactPublic = ctx_of(ctx).call(
-        "add_parents",
-        ref,
-        parents=parent or [],
-        relation=Relation(relation.value) if relation else None,
-        datasets=[parse_dataset(d) for d in dataset or []],
+    result: ArtifactPublic = (
+        ctx_of(ctx)
+        .registry()
+        .add_parents(
+            ref,
+            parents=parent or [],
+            relation=Relation(relation.value) if relation else None,
+            datasets=[parse_dataset(d) for d in dataset or []],
+        )
     )
     if json_:
         render.emit_json(result)

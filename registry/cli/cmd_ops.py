@@ -27,6 +27,7 @@ from registry.errors import InvalidInput, PolicyViolation
 if TYPE_CHECKING:
     from registry.identity import Role
     from registry.schemas import AuditVerification, DecisionPublic, DeploymentPublic
+    from registry.service.policy import Verdict
 
 EnvOpt = Annotated[str, typer.Option("--env", help="The environment, e.g. prod.")]
 
@@ -52,7 +53,7 @@ def deploy(
     Refused for compromised, infected or confirmed models and for models
     blocked for the team, unless an approver overrides (audited).
     """
-    result = ctx_of(ctx).call("deploy", ref, environment=env, team=team, override=override)
+    result = ctx_of(ctx).registry().deploy(ref, environment=env, team=team, override=override)
     render.emit_json(result) if json_ else render.out.print(
         f"deployed {result.ref} to {env} for {team}"
     )
@@ -63,7 +64,7 @@ def undeploy(
     ctx: typer.Context, ref: RefArg, env: EnvOpt, team: TeamOpt, json_: JsonOpt = False
 ) -> None:
     """End a deployment."""
-    result = ctx_of(ctx).call("undeploy", ref, environment=env, team=team)
+    result = ctx_of(ctx).registry().undeploy(ref, environment=env, team=team)
     render.emit_json(result) if json_ else render.out.print(
         f"undeployed {result.ref} from {env} for {team}"
     )
@@ -77,7 +78,7 @@ def deployments(
     json_: JsonOpt = False,
 ) -> None:
     """List active deployments."""
-    items = ctx_of(ctx).call("list_deployments", team=team, environment=env)
+    items = ctx_of(ctx).registry().list_deployments(team=team, environment=env)
     if json_:
         render.emit_json(items)
         return
@@ -88,15 +89,17 @@ def deployments(
 
 def _decide(
     ctx: typer.Context,
-    verdict: str,
+    verdict: Verdict,
     ref: str,
     team: str,
     reason: str,
     all_versions: bool,
     json_: bool,
 ) -> None:
-    result: DecisionPublic = ctx_of(ctx).call(
-        "decide", ref=ref, team=team, verdict=verdict, reason=reason, all_versions=all_versions
+    result: DecisionPublic = (
+        ctx_of(ctx)
+        .registry()
+        .decide(ref=ref, team=team, verdict=verdict, reason=reason, all_versions=all_versions)
     )
     if json_:
         render.emit_json(result)
@@ -142,7 +145,7 @@ def decisions(
     json_: JsonOpt = False,
 ) -> None:
     """List active approvals and blocks (with --team: that team's and the global ones)."""
-    items: list[DecisionPublic] = ctx_of(ctx).call("list_decisions", team=team)
+    items: list[DecisionPublic] = ctx_of(ctx).registry().list_decisions(team=team)
     if json_:
         render.emit_json(items)
         return
@@ -174,11 +177,14 @@ def team_create(
     json_: JsonOpt = False,
 ) -> None:
     """Create a team (admins)."""
-    result = ctx_of(ctx).call(
-        "create_team",
-        name=name,
-        require_approval=require_approval,
-        require_registry_scan=require_registry_scan,
+    result = (
+        ctx_of(ctx)
+        .registry()
+        .create_team(
+            name=name,
+            require_approval=require_approval,
+            require_registry_scan=require_registry_scan,
+        )
     )
     render.emit_json(result) if json_ else render.out.print(f"created team {result.name}")
 
@@ -186,7 +192,7 @@ def team_create(
 @team_app.command("list")
 def team_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """List teams."""
-    items = ctx_of(ctx).call("list_teams")
+    items = ctx_of(ctx).registry().list_teams()
     if json_:
         render.emit_json(items)
         return
@@ -233,7 +239,7 @@ def keys_enroll(
         pem = public_key.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {public_key}: {exc}") from exc
-    result = ctx_of(ctx).call("enroll_key", publisher=publisher, public_key_pem=pem)
+    result = ctx_of(ctx).registry().enroll_key(publisher=publisher, public_key_pem=pem)
     render.emit_json(result) if json_ else render.out.print(
         f"enrolled {result.fingerprint} for {publisher}"
     )
@@ -246,7 +252,7 @@ def keys_list(
     json_: JsonOpt = False,
 ) -> None:
     """List enrolled keys."""
-    items = ctx_of(ctx).call("list_keys", publisher=publisher)
+    items = ctx_of(ctx).registry().list_keys(publisher=publisher)
     if json_:
         render.emit_json(items)
         return
@@ -268,7 +274,7 @@ def tokens_create(
     json_: JsonOpt = False,
 ) -> None:
     """Create a bearer token for mbom serve; the secret is shown once (admins)."""
-    result = ctx_of(ctx).call("create_token", user=user, role=_role(role), team=team)
+    result = ctx_of(ctx).registry().create_token(user=user, role=_role(role), team=team)
     if json_:
         render.emit_json(result)
     else:
@@ -281,7 +287,7 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """List tokens (never their secrets)."""
-    items = ctx_of(ctx).call("list_tokens")
+    items = ctx_of(ctx).registry().list_tokens()
     if json_:
         render.emit_json(items)
         return
@@ -299,7 +305,7 @@ def tokens_revoke(
     json_: JsonOpt = False,
 ) -> None:
     """Revoke a token."""
-    result = ctx_of(ctx).call("revoke_token", token_id)
+    result = ctx_of(ctx).registry().revoke_token(token_id)
     render.emit_json(result) if json_ else render.out.print(
         f"revoked token {result.id} of {result.user}"
     )
@@ -317,7 +323,7 @@ def audit_list(
     """List audit events (newest LIMIT, oldest first); `mbom audit verify` checks the chain."""
     if ctx.invoked_subcommand is not None:
         return
-    items = ctx_of(ctx).call("list_events", subject=subject, limit=limit)
+    items = ctx_of(ctx).registry().list_events(subject=subject, limit=limit)
     if json_:
         render.emit_json(items)
         return
@@ -361,17 +367,16 @@ def audit_verify(
     With --checkpoint, the newest events deleted or the history rewritten up to the
     checkpoint are found too; --public-key pins who must have signed it.
     """
-    signer, options = None, {}
+    signer, seq, head = None, None, None
     if checkpoint is not None:
         from registry.audit_checkpoint import read_checkpoint
 
         signed = read_checkpoint(checkpoint)
         signer = signed.signer(_read_text(public_key) if public_key else None)
-        options = {
-            "checkpoint_seq": signed.checkpoint.seq,
-            "checkpoint_head": signed.checkpoint.head,
-        }
-    result: AuditVerification = ctx_of(ctx).call("verify_chain", **options)
+        seq, head = signed.checkpoint.seq, signed.checkpoint.head
+    result: AuditVerification = (
+        ctx_of(ctx).registry().verify_chain(checkpoint_seq=seq, checkpoint_head=head)
+    )
     if json_:
         render.emit_json(result.model_dump(mode="json") | {"checkpoint_signer": signer})
     elif result.ok:
@@ -416,7 +421,7 @@ def audit_checkpoint(
 
     from registry.audit_checkpoint import Checkpoint, sign_checkpoint
 
-    result: AuditVerification = ctx_of(ctx).call("verify_chain")
+    result: AuditVerification = ctx_of(ctx).registry().verify_chain()
     if not result.ok:
         raise PolicyViolation(
             f"refusing to checkpoint a broken chain (event {result.first_bad_seq}: "
@@ -447,7 +452,7 @@ def audit_checkpoint(
 @audit_app.command("anchor")
 def audit_anchor(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Seal audit events written before mbom keyed its log, once, under the audit key (admins)."""
-    result: AuditVerification = ctx_of(ctx).call("anchor_chain")
+    result: AuditVerification = ctx_of(ctx).registry().anchor_chain()
     if json_:
         render.emit_json(result)
     else:

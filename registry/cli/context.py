@@ -24,12 +24,14 @@ class CliContext:
         if self._registry is None:
             settings = Settings.from_env()
             server = self.server or settings.server
-            # Imported here: the database stack costs ~0.5 s, --help needs none of it.
-            from registry.client import LocalRegistry, RemoteRegistry
-
+            # Imported here: the database stack costs ~0.5 s; --help and a client of a
+            # server need none of it.
             if server:
+                from registry.client.remote import RemoteRegistry
+
                 self._registry = RemoteRegistry(server, self.token or settings.token)
             else:
+                from registry.client.local import LocalRegistry
                 from registry.db import make_engine, migrate
                 from registry.service.audit import bind_key
 
@@ -44,5 +46,5 @@ class CliContext:
         return self._registry
 
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
-        """Run one domain verb on the registry."""
+        """Deprecated: ``cli.registry().flag(...)`` is ``cli.registry().flag(...)``."""
         return self.registry().call(verb, *args, **kwargs)

@@ -148,8 +148,7 @@ def verify(
 
     bundle = msf.read_bundle(signature)
     manifest = msf.without_path(hash_path(path), msf.path_inside(path, signature))
-    report: ModelSigningVerifyReport = cli.call(
-        "verify_model_signing",
+    report: ModelSigningVerifyReport = cli.registry().verify_model_signing(
         manifest,
         bundle=bundle.to_json(),
         public_key_pem=key_pem,
@@ -166,7 +165,7 @@ def verify(
 
 def export(cli: CliContext, ref: str, out: Path) -> None:
     """Write the bundle stored with ``ref`` to ``out``."""
-    stored = cli.call("model_signing_bundle", ref)
+    stored = cli.registry().model_signing_bundle(ref)
     try:
         out.write_text(json.dumps(stored.bundle, separators=(",", ":")), encoding="utf-8")
     except OSError as exc:

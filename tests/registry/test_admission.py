@@ -40,8 +40,7 @@ def write_model(root: Path, kind: str) -> Path:
 
 
 def register(reg: LocalRegistry, path: Path, name: str, **options: object) -> object:
-    return reg.call(
-        "register_model", name=name, version="1", manifest=hash_tree(path),
+    return reg.register_model(name=name, version="1", manifest=hash_tree(path),
         scan=scan_path(path), **options,
     )
 
@@ -49,18 +48,18 @@ def register(reg: LocalRegistry, path: Path, name: str, **options: object) -> ob
 def test_clean_scan_sets_the_finding(reg: LocalRegistry, tmp_path: Path) -> None:
     result = register(reg, write_model(tmp_path / "m", "clean"), "m")
     assert (result.finding, result.status) == ("clean", "clean")
-    assert reg.call("status_report", "m@1").scan["verdict"] == "clean"
+    assert reg.status_report("m@1").scan["verdict"] == "clean"
 
 
 def test_malicious_scan_quarantines_and_propagates(reg: LocalRegistry, tmp_path: Path) -> None:
     result = register(reg, write_model(tmp_path / "evil", "malicious"), "evil")
     assert (result.finding, result.status) == ("compromised", "compromised")
-    report = reg.call("status_report", "evil@1")
+    report = reg.status_report("evil@1")
     assert report.flags[0].reason.startswith("static scan: malicious:")
     assert "system" in report.flags[0].reason
     finding = report.scan["findings"][0]
     assert (finding["file"], finding["severity"]) == ("pytorch_model.bin", "malicious")
-    decisions = reg.call("list_decisions")
+    decisions = reg.list_decisions()
     assert [(d.subject, d.team, d.verdict) for d in decisions] == [("evil@1", None, "block")]
     # A descendant recorded later (with an approver's override) inherits the compromise.
     child = register(
@@ -75,13 +74,13 @@ def test_suspicious_scan_is_refused_without_override(reg: LocalRegistry, tmp_pat
     assert scan_path(path).verdict.value == "suspicious"
     with pytest.raises(PolicyViolation, match="static scan says odd@1 is suspicious"):
         register(reg, path, "odd")
-    assert reg.call("list_artifacts") == []
+    assert reg.list_artifacts() == []
     publisher = LocalRegistry(reg.engine, Actor("bob", Role.PUBLISHER))
     with pytest.raises(PermissionDenied, match="override"):
         register(publisher, path, "odd", override="looks fine")
     result = register(reg, path, "odd", override="pathlib.PosixPath is inert")
     assert (result.finding, result.status) == ("suspicious", "clean")
-    overrides = [e for e in reg.call("list_events") if e.operation == "policy.override"]
+    overrides = [e for e in reg.list_events() if e.operation == "policy.override"]
     assert overrides[0].details["reason"] == "pathlib.PosixPath is inert"
 
 

@@ -40,7 +40,7 @@ class Api:
 def api(engine: Engine, database_url: str) -> Iterator[Api]:
     """The app from ``create_app`` on this test's database, served by uvicorn."""
     bootstrap = LocalRegistry(engine, Actor("bootstrap", Role.ADMIN))
-    token = bootstrap.call("create_token", user="root", role=Role.ADMIN).token
+    token = bootstrap.create_token(user="root", role=Role.ADMIN).token
     assert token
     app = create_app(Settings(database_url=database_url), engine=engine)
     with serve_in_thread(app) as base_url:

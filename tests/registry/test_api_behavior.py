@@ -103,7 +103,7 @@ def npz(**arrays: Any) -> bytes:
 def api(engine: Engine, database_url: str) -> Iterator[Api]:
     """The app from ``create_app`` on this test's database, served by uvicorn."""
     bootstrap = LocalRegistry(engine, Actor("bootstrap", Role.ADMIN))
-    token = bootstrap.call("create_token", user="root", role=Role.ADMIN).token
+    token = bootstrap.create_token(user="root", role=Role.ADMIN).token
     assert token
     app = create_app(Settings(database_url=database_url), engine=engine)
     with serve_in_thread(app) as base_url:
@@ -119,9 +119,7 @@ def remote(api: Api) -> Iterator[RemoteRegistry]:
 
 def register(remote: RemoteRegistry, name: str, **fields: Any) -> Any:
     """Register ``name@1`` with a one-file manifest unique to the name."""
-    return remote.call(
-        "register_model", name=name, version="1", manifest=fake_manifest(name), **fields
-    )
+    return remote.register_model(name=name, version="1", manifest=fake_manifest(name), **fields)
 
 
 PROFILE = make_profile()
@@ -143,8 +141,7 @@ def family(remote: RemoteRegistry, engine: Engine) -> RemoteRegistry:
     # A name ending like a route: {ref:path} still takes all of it.
     register(remote, "team/profile", parents=["acme/ft@1"])
     embedded = LocalRegistry(engine, Actor("security", Role.ADMIN))
-    embedded.call(
-        "register_model",
+    embedded.register_model(
         name="other",
         version="1",
         manifest=fake_manifest("other"),
@@ -159,7 +156,7 @@ def family(remote: RemoteRegistry, engine: Engine) -> RemoteRegistry:
 
 
 def test_profiles_are_stored_and_inherited_over_http(family: RemoteRegistry) -> None:
-    own: ScanProfilePublic = family.call("profile_of", "acme/base@1")
+    own: ScanProfilePublic = family.profile_of("acme/base@1")
     assert (own.origin, own.input_shape, own.value_range, own.num_classes) == (
         "acme/base@1",
         [1, 8, 8],
@@ -172,20 +169,20 @@ def test_profiles_are_stored_and_inherited_over_http(family: RemoteRegistry) -> 
     assert np.array_equal(back.y, PROFILE.y)
 
     for ref in ("acme/ft@1", "team/profile@1", "model:team/profile@1"):
-        assert family.call("profile_of", ref).origin == "acme/base@1", ref
-    inherited = family.call("inherited_profile", ["lonely@1", "team/profile@1"])
+        assert family.profile_of(ref).origin == "acme/base@1", ref
+    inherited = family.inherited_profile(["lonely@1", "team/profile@1"])
     assert (inherited.origin, inherited.reference_digest) == ("acme/base@1", DIGEST)
-    assert family.call("inherited_profile", ["lonely@1"]) is None
-    assert family.call("inherited_profile", []) is None
-    assert family.call("profile_of", "lonely@1") is None
+    assert family.inherited_profile(["lonely@1"]) is None
+    assert family.inherited_profile([]) is None
+    assert family.profile_of("lonely@1") is None
     with pytest.raises(errors.NotFound, match="ghost@1"):
-        family.call("profile_of", "ghost@1")
+        family.profile_of("ghost@1")
     # Unknown parents are passed over: the registration refuses them with the reason.
-    assert family.call("inherited_profile", ["ghost@1"]) is None
+    assert family.inherited_profile(["ghost@1"]) is None
 
     # acme/base@1's scan came from a client: only other@1's, run by the registry, counts.
-    assert family.call("behavior_baseline", DIGEST) == [{"neural_cleanse": 0.8}]
-    assert family.call("behavior_baseline", "sha256:" + "0" * 64) == []
+    assert family.behavior_baseline(DIGEST) == [{"neural_cleanse": 0.8}]
+    assert family.behavior_baseline("sha256:" + "0" * 64) == []
 
 
 @pytest.mark.usefixtures("family")
@@ -212,17 +209,15 @@ def test_baseline_digest_may_be_percent_encoded(api: Api) -> None:
 
 def test_rescan_then_replay_confirms_a_descendant(family: RemoteRegistry) -> None:
     trigger = make_trigger()
-    scan = family.call(
-        "record_rescan", "acme/ft@1", report=compromised(trigger), reference_digest=DIGEST
-    )
+    scan = family.record_rescan("acme/ft@1", report=compromised(trigger), reference_digest=DIGEST)
     assert (scan.ref, scan.verdict, scan.status) == ("acme/ft@1", "compromised", "compromised")
     assert scan.report["trigger_asr"] == 0.97
     assert scan.trigger is not None
     assert scan.trigger.origin == "scan"
     assert scan.trigger.data == trigger.to_npz()
-    assert family.call("show", "team/profile@1").status == "infected"
+    assert family.show("team/profile@1").status == "infected"
 
-    plan = family.call("replay_plan", "acme/ft@1")
+    plan = family.replay_plan("acme/ft@1")
     assert (plan.source, plan.trigger.id) == ("acme/ft@1", scan.trigger.id)
     stamped = TriggerPattern.from_npz(plan.trigger.data)
     assert np.array_equal(stamped.mask, trigger.mask)
@@ -233,8 +228,7 @@ def test_rescan_then_replay_confirms_a_descendant(family: RemoteRegistry) -> Non
     assert [t.ref for t in plan.baseline] == ["other@1"]  # the ancestor acme/base@1 is not
     assert plan.profiles[DIGEST].origin == "acme/base@1"
 
-    summary = family.call(
-        "record_replays",
+    summary = family.record_replays(
         plan.source,
         trigger_id=plan.trigger.id,
         results=[replay("team/profile@1", 0.9), replay("other@1", 0.05, "baseline")],
@@ -245,53 +239,52 @@ def test_rescan_then_replay_confirms_a_descendant(family: RemoteRegistry) -> Non
         ("team/profile@1", "descendant", True),
         ("other@1", "baseline", False),
     }
-    assert family.call("show", "team/profile@1").status == "confirmed"
-    assert family.call("show", "other@1").status == "clean"
-    assert family.call("find_inconsistencies") == []
-    assert family.call("verify_chain").ok is True
+    assert family.show("team/profile@1").status == "confirmed"
+    assert family.show("other@1").status == "clean"
+    assert family.find_inconsistencies() == []
+    assert family.verify_chain().ok is True
 
 
 def test_an_analysts_trigger_is_attached_and_replayed(family: RemoteRegistry) -> None:
     analyst = make_trigger(target_class=None, corner=6)
-    attached = family.call("attach_trigger", "acme/ft@1", data=analyst.to_npz(), target_class=5)
+    attached = family.attach_trigger("acme/ft@1", data=analyst.to_npz(), target_class=5)
     assert (attached.ref, attached.origin, attached.target_class) == ("acme/ft@1", "analyst", 5)
     stored = TriggerPattern.from_npz(attached.data)
     assert stored.target_class == 5
     assert np.array_equal(stored.mask, analyst.mask)
     assert attached.digest.startswith("sha256:")
 
-    plan = family.call("replay_plan", "acme/ft@1")
+    plan = family.replay_plan("acme/ft@1")
     assert plan.trigger.id == attached.id
     assert [t.ref for t in plan.baseline] == ["other@1"]
     # A replay that does not reach the threshold confirms nothing (and acme/ft@1 is not flagged).
-    summary = family.call(
-        "record_replays",
+    summary = family.record_replays(
         "acme/ft@1",
         trigger_id=attached.id,
         results=[replay("team/profile@1", 0.1)],
     )
     assert summary.confirmed == []
-    assert family.call("show", "team/profile@1").status == "clean"
+    assert family.show("team/profile@1").status == "clean"
 
 
 def test_register_with_a_compromised_admission_scan(remote: RemoteRegistry) -> None:
     evil = register(remote, "evil", profile=PROFILE, behavioral=compromised(make_trigger()))
     assert (evil.finding, evil.status) == ("compromised", "compromised")
-    plan = remote.call("replay_plan", "evil@1")
+    plan = remote.replay_plan("evil@1")
     assert (plan.trigger.origin, plan.trigger.target_class, plan.descendants) == ("scan", 3, [])
-    assert remote.call("profile_of", "evil@1").origin == "evil@1"
+    assert remote.profile_of("evil@1").origin == "evil@1"
 
 
 # --- roles ----------------------------------------------------------------------------------
 
 
 def test_roles_are_checked_over_http(family: RemoteRegistry, api: Api) -> None:
-    scan = family.call(
-        "record_rescan", "acme/ft@1", report=compromised(make_trigger()), reference_digest=DIGEST
+    scan = family.record_rescan(
+        "acme/ft@1", report=compromised(make_trigger()), reference_digest=DIGEST
     )
     assert scan.trigger is not None
     tokens = {
-        role: family.call("create_token", user=role.value, role=role).token
+        role: family.create_token(user=role.value, role=role).token
         for role in (Role.READER, Role.PUBLISHER)
     }
     with (
@@ -305,22 +298,20 @@ def check_roles(
     admin: RemoteRegistry, reader: RemoteRegistry, publisher: RemoteRegistry, trigger_id: int
 ) -> None:
     """Readers read, publishers rescan, only admins attach triggers and record replays."""
-    assert reader.call("profile_of", "acme/ft@1").origin == "acme/base@1"
-    assert reader.call("replay_plan", "acme/ft@1").trigger.id == trigger_id
-    assert len(reader.call("behavior_baseline", DIGEST)) == 1  # other@1: the registry's scan
+    assert reader.profile_of("acme/ft@1").origin == "acme/base@1"
+    assert reader.replay_plan("acme/ft@1").trigger.id == trigger_id
+    assert len(reader.behavior_baseline(DIGEST)) == 1  # other@1: the registry's scan
     replays = {"trigger_id": trigger_id, "results": [replay("team/profile@1", 0.9)]}
     for who in (reader, publisher):
         with pytest.raises(errors.PermissionDenied, match="admin"):
-            who.call("record_replays", "acme/ft@1", **replays)
+            who.record_replays("acme/ft@1", **replays)
         with pytest.raises(errors.PermissionDenied, match="admin"):
-            who.call("attach_trigger", "acme/ft@1", data=make_trigger().to_npz())
+            who.attach_trigger("acme/ft@1", data=make_trigger().to_npz())
     with pytest.raises(errors.PermissionDenied, match="publisher"):
-        reader.call("record_rescan", "other@1", report=clean(0.5), reference_digest=DIGEST)
-    rescanned = publisher.call(
-        "record_rescan", "other@1", report=clean(0.5), reference_digest=DIGEST
-    )
+        reader.record_rescan("other@1", report=clean(0.5), reference_digest=DIGEST)
+    rescanned = publisher.record_rescan("other@1", report=clean(0.5), reference_digest=DIGEST)
     assert (rescanned.status, rescanned.provenance) == ("clean", "client")
-    assert admin.call("show", "team/profile@1").status == "infected", "refusals wrote nothing"
+    assert admin.show("team/profile@1").status == "infected", "refusals wrote nothing"
 
 
 # --- bad input: 4xx problems, never 500 ---------------------------------------------------------
@@ -688,9 +679,7 @@ BAD_REQUESTS: list[Any] = [
 
 def test_bad_payloads_get_4xx_problems(family: RemoteRegistry, api: Api) -> None:
     # The trigger of acme/ft@1 gets id 1 (the first trigger in a fresh database).
-    scan = family.call(
-        "record_rescan", REF, report=compromised(make_trigger()), reference_digest=DIGEST
-    )
+    scan = family.record_rescan(REF, report=compromised(make_trigger()), reference_digest=DIGEST)
     assert scan.trigger is not None
     assert scan.trigger.id == 1
     with api.client() as http:
@@ -707,7 +696,7 @@ def test_bad_payloads_get_4xx_problems(family: RemoteRegistry, api: Api) -> None
                 failures.append(f"{case.id}: {response.status_code} {response.text[:300]}")
         assert failures == []
         assert created(http.get("/audit/verify"))["events"] == events, "refusals wrote nothing"
-    assert sorted(m.ref for m in family.call("list_artifacts", kind="model")) == [
+    assert sorted(m.ref for m in family.list_artifacts(kind="model")) == [
         "acme/base@1",
         "acme/ft@1",
         "lonely@1",
@@ -718,11 +707,11 @@ def test_bad_payloads_get_4xx_problems(family: RemoteRegistry, api: Api) -> None
 
 def test_a_flag_carries_the_advisorys_trigger_over_http(family: RemoteRegistry) -> None:
     advisory = make_trigger(target_class=0, corner=6)
-    change = family.call("flag", "acme/base@1", reason="advisory", trigger=advisory.to_npz())
+    change = family.flag("acme/base@1", reason="advisory", trigger=advisory.to_npz())
     assert change.status == "compromised"
-    plan = family.call("replay_plan", "acme/base@1")
+    plan = family.replay_plan("acme/base@1")
     assert (plan.trigger.origin, plan.trigger.target_class) == ("analyst", 0)
     assert [t.ref for t in plan.descendants] == ["acme/ft@1", "team/profile@1"]
     with pytest.raises(errors.InvalidInput, match="not a usable trigger"):
-        family.call("flag", "other@1", reason="advisory", trigger=b"no npz")
-    assert family.call("show", "other@1").status == "clean"  # nothing half-written
+        family.flag("other@1", reason="advisory", trigger=b"no npz")
+    assert family.show("other@1").status == "clean"  # nothing half-written

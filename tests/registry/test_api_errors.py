@@ -53,9 +53,9 @@ SURROGATE_WRITES: list[tuple[str, dict[str, Any]]] = [
 def served(engine: Engine, database_url: str) -> Iterator[tuple[str, str]]:
     """The app on this test's database, with team t, base@1 and an admin token."""
     reg = LocalRegistry(engine, Actor("setup", Role.ADMIN))
-    reg.call("create_team", name="t")
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    token = str(reg.call("create_token", user="root", role=Role.ADMIN).token)
+    reg.create_team(name="t")
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
+    token = str(reg.create_token(user="root", role=Role.ADMIN).token)
     with serve_in_thread(create_app(Settings(database_url=database_url), engine=engine)) as url:
         yield url, token
 
@@ -78,7 +78,7 @@ def client(served: tuple[str, str]) -> httpx.Client:
 def test_lone_surrogate_is_a_400_problem_not_a_500(
     served: tuple[str, str], engine: Engine, path: str, body: dict[str, Any]
 ) -> None:
-    before = LocalRegistry(engine).call("list_events")
+    before = LocalRegistry(engine).list_events()
     with client(served) as http:
         response = post(http, path, body)
         problem = assert_problem(response, 400, "invalid-input")
@@ -86,7 +86,7 @@ def test_lone_surrogate_is_a_400_problem_not_a_500(
         assert "\\ud800" in problem["detail"]
         # The same connection answers the next request.
         assert http.get("/teams").status_code == 200
-    assert LocalRegistry(engine).call("list_events") == before
+    assert LocalRegistry(engine).list_events() == before
 
 
 def test_lone_surrogate_in_an_invalid_body_is_a_422_problem(served: tuple[str, str]) -> None:

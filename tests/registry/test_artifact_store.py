@@ -125,7 +125,7 @@ class Served:
         return httpx.Client(base_url=f"{self.base_url}/api/v1", headers=headers, timeout=60)
 
     def token(self, user: str, role: Role, team: str | None = None) -> str:
-        made = self.bootstrap.call("create_token", user=user, role=role, team=team)
+        made = self.bootstrap.create_token(user=user, role=role, team=team)
         assert made.token
         return str(made.token)
 
@@ -133,7 +133,7 @@ class Served:
 @pytest.fixture
 def served(engine: Engine, database_url: str, store: BlobStore) -> Iterator[Served]:
     bootstrap = LocalRegistry(engine, Actor("bootstrap", Role.ADMIN), store=store)
-    token = bootstrap.call("create_token", user="root", role=Role.ADMIN).token
+    token = bootstrap.create_token(user="root", role=Role.ADMIN).token
     app = create_app(Settings(database_url=database_url), engine=engine, store=store)
     with serve_in_thread(app) as base_url:
         running = Served(base_url, token, bootstrap)
@@ -152,12 +152,12 @@ def test_both_registries_store_admit_and_pull_the_same_way(
     assert manifest == hash_tree(model)  # what the registry received is what is on disk
     result = registry.admit_model(manifest=manifest, name="acme/base", version="1.0")
     assert (result.stored, result.finding, result.status) == (True, "clean", "clean")
-    status = registry.call("status_report", "acme/base@1.0")
+    status = registry.status_report("acme/base@1.0")
     assert status.scan["provenance"] == "registry"
     ticket = registry.pull("acme/base@1.0", tmp_path / "out")
     assert same_tree(model, tmp_path / "out")
     assert ticket.digest == manifest.digest
-    assert [p.user for p in registry.call("pulls_of", "acme/base@1.0")] == [ticket_user(side)]
+    assert [p.user for p in registry.pulls_of("acme/base@1.0")] == [ticket_user(side)]
 
 
 def ticket_user(side: str) -> str:
@@ -272,18 +272,18 @@ def test_readers_pull_but_only_publishers_upload(served: Served, tmp_path: Path)
 def test_pulls_are_refused_by_the_teams_rules_and_an_override_is_audited(
     reg: LocalRegistry, tmp_path: Path
 ) -> None:
-    reg.call("create_team", name="fraud", require_approval=True)
+    reg.create_team(name="fraud", require_approval=True)
     reg.admit_model(manifest=reg.store_files(clean_model(tmp_path / "b")), name="base", version="1")
     with pytest.raises(PolicyViolation, match="not approved for team fraud"):
         reg.pull("base@1", tmp_path / "o1", team="fraud")
-    reg.call("decide", ref="base@1", team="fraud", verdict="block", reason="licence")
+    reg.decide(ref="base@1", team="fraud", verdict="block", reason="licence")
     with pytest.raises(PolicyViolation, match="blocked"):
         reg.pull("base@1", tmp_path / "o2", team="fraud")
     assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").iterdir())
     reg.pull("base@1", tmp_path / "o3", team="fraud", override="incident drill")
-    events = [e for e in reg.call("list_events") if e.operation == "policy.override"]
+    events = [e for e in reg.list_events() if e.operation == "policy.override"]
     assert events[-1].details["reason"] == "incident drill"
-    reg.call("flag", "base@1", reason="advisory 42")
+    reg.flag("base@1", reason="advisory 42")
     with pytest.raises(PolicyViolation, match="compromised"):
         reg.pull("base@1", tmp_path / "o4")
 
@@ -291,7 +291,7 @@ def test_pulls_are_refused_by_the_teams_rules_and_an_override_is_audited(
 def test_who_pulled_a_flagged_base_or_its_descendants_is_in_the_blast_radius(
     reg: LocalRegistry, tmp_path: Path
 ) -> None:
-    reg.call("create_team", name="fraud")
+    reg.create_team(name="fraud")
     reg.admit_model(manifest=reg.store_files(clean_model(tmp_path / "b")), name="base", version="1")
     reg.admit_model(
         manifest=reg.store_files(clean_model(tmp_path / "c", seed=5)),
@@ -300,13 +300,13 @@ def test_who_pulled_a_flagged_base_or_its_descendants_is_in_the_blast_radius(
         parents=["base@1"],
     )
     reg.pull("child@1", tmp_path / "out", team="fraud")
-    reg.call("flag", "base@1", reason="backdoor advisory")
-    radius = reg.call("blast_radius", "base@1")
+    reg.flag("base@1", reason="backdoor advisory")
+    radius = reg.blast_radius("base@1")
     assert (radius.deployments, radius.pulls) == (0, 1)
     assert [(p.ref, p.user, p.team, p.status) for p in radius.pulled_by] == [
         ("child@1", "alice", "fraud", "infected")
     ]
-    assert reg.call("status_report", "base@1").pulls == 1
+    assert reg.status_report("base@1").pulls == 1
 
 
 def test_a_corrupt_blob_fails_the_pull_and_store_verify_names_the_version(
@@ -350,11 +350,11 @@ def test_metadata_only_versions_cannot_be_pulled_or_used_by_a_strict_team(
     reg: LocalRegistry, tmp_path: Path
 ) -> None:
     model = clean_model(tmp_path / "m")
-    reg.call("register_model", name="meta", version="1", manifest=hash_tree(model))
-    assert reg.call("show", "meta@1").stored is False
+    reg.register_model(name="meta", version="1", manifest=hash_tree(model))
+    assert reg.show("meta@1").stored is False
     with pytest.raises(NotFound, match="metadata-only"):
         reg.pull("meta@1", tmp_path / "out")
-    reg.call("create_team", name="strict", require_registry_scan=True)
+    reg.create_team(name="strict", require_registry_scan=True)
     with pytest.raises(PolicyViolation, match="metadata-only"):
         reg.admit_model(
             manifest=reg.store_files(clean_model(tmp_path / "c", seed=4)),
@@ -378,7 +378,7 @@ def test_only_the_puller_downloads_and_a_flag_stops_a_pull_in_progress(
         with served.http(other) as stranger:
             assert stranger.get(f"/pulls/{ticket['id']}/files/0").status_code == 404
         assert http.get(f"/pulls/{ticket['id']}/files/0").status_code == 200
-        remote.call("flag", "m@1", reason="advisory")
+        remote.flag("m@1", reason="advisory")
         assert http.get(f"/pulls/{ticket['id']}/files/0").status_code == 403
 
 
@@ -418,4 +418,4 @@ def test_a_bad_pull_destination_writes_nothing(reg: LocalRegistry, tmp_path: Pat
     with pytest.raises(InvalidInput, match="not an empty directory"):
         reg.pull("m@1", occupied)
     assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
-    assert reg.call("pulls_of", "m@1") == []
+    assert reg.pulls_of("m@1") == []

@@ -33,13 +33,11 @@ FIRST_TOKEN = object()  # the id of the first token, known only once it exists
 @pytest.fixture
 def history(reg: LocalRegistry) -> LocalRegistry:
     """A small registry: team t, base@1 -> ft@1, dataset d@1, ft@1 deployed for t."""
-    reg.call("create_team", name="t")
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    reg.call(
-        "register_model", name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"]
-    )
-    reg.call("register_dataset", name="d", version="1", digest="sha256:" + "d" * 64)
-    reg.call("deploy", "ft@1", environment="prod", team="t")
+    reg.create_team(name="t")
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
+    reg.register_model(name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"])
+    reg.register_dataset(name="d", version="1", digest="sha256:" + "d" * 64)
+    reg.deploy("ft@1", environment="prod", team="t")
     return reg
 
 
@@ -50,7 +48,7 @@ def call(verb: str, *args: Any, **kwargs: Any) -> Call:
 def run(reg: LocalRegistry, step: Call) -> Any:
     verb, args, kwargs = step
     if FIRST_TOKEN in args:  # ids are not reused on PostgreSQL after a test empties the tables
-        token_id = reg.call("list_tokens")[0].id
+        token_id = reg.list_tokens()[0].id
         args = tuple(token_id if arg is FIRST_TOKEN else arg for arg in args)
     return reg.call(verb, *args, **kwargs)
 
@@ -193,10 +191,10 @@ def test_every_change_appends_a_chained_event(
 ) -> None:
     for setup in before:
         run(history, setup)
-    seen = history.call("list_events")
+    seen = history.list_events()
     started = datetime.now(UTC)
     run(history, step)
-    events = history.call("list_events")
+    events = history.list_events()
     new = events[len(seen) :]
     assert events[: len(seen)] == seen
     assert [(e.operation, e.subject, e.actor) for e in new] == [
@@ -206,13 +204,13 @@ def test_every_change_appends_a_chained_event(
     assert all(started - timedelta(seconds=5) <= e.at <= datetime.now(UTC) for e in new)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.prev_hash for e in events] == [GENESIS] + [e.hash for e in events[:-1]]
-    assert history.call("verify_chain").ok
+    assert history.verify_chain().ok
 
 
 def test_enrolling_a_key_is_audited(reg: LocalRegistry, tmp_path: Path) -> None:
     _, public = signing.write_keypair(tmp_path / "acme")
-    key = reg.call("enroll_key", publisher="acme", public_key_pem=public.read_text())
-    [event] = reg.call("list_events")
+    key = reg.enroll_key(publisher="acme", public_key_pem=public.read_text())
+    [event] = reg.list_events()
     assert (event.operation, event.subject, event.actor, event.details) == (
         "key.enroll",
         "publisher:acme",
@@ -222,10 +220,10 @@ def test_enrolling_a_key_is_audited(reg: LocalRegistry, tmp_path: Path) -> None:
 
 
 def test_the_actor_is_whoever_acted(history: LocalRegistry) -> None:
-    LocalRegistry(history.engine, Actor("carol", Role.APPROVER)).call(
-        "decide", ref="base@1", team="t", verdict="block", reason="r"
+    LocalRegistry(history.engine, Actor("carol", Role.APPROVER)).decide(
+        ref="base@1", team="t", verdict="block", reason="r"
     )
-    assert history.call("list_events")[-1].actor == "carol"
+    assert history.list_events()[-1].actor == "carol"
 
 
 READS = [
@@ -257,23 +255,23 @@ def test_reads_append_nothing(history: LocalRegistry) -> None:
 
 
 def test_events_are_listed_oldest_first_by_subject_and_limit(history: LocalRegistry) -> None:
-    history.call("flag", "base@1", reason="x")
-    assert [e.operation for e in history.call("list_events", subject="base@1")] == [
+    history.flag("base@1", reason="x")
+    assert [e.operation for e in history.list_events(subject="base@1")] == [
         "register",
         "flag",
     ]
-    assert [e.seq for e in history.call("list_events", limit=2)] == [5, 6]
-    assert history.call("list_events", subject="nobody@1") == []
+    assert [e.seq for e in history.list_events(limit=2)] == [5, 6]
+    assert history.list_events(subject="nobody@1") == []
 
 
 def test_an_untouched_chain_verifies(history: LocalRegistry) -> None:
-    result = history.call("verify_chain")
+    result = history.verify_chain()
     assert (result.ok, result.events, result.first_bad_seq, result.problem) == (True, 5, None, None)
-    assert result.head == history.call("list_events")[-1].hash
+    assert result.head == history.list_events()[-1].hash
 
 
 def test_an_empty_chain_verifies(reg: LocalRegistry) -> None:
-    result = reg.call("verify_chain")
+    result = reg.verify_chain()
     assert (result.ok, result.events, result.head) == (True, 0, GENESIS)
 
 
@@ -377,10 +375,10 @@ TAMPERS: list[tuple[str, Tamper, int, str]] = [
 def test_tampering_is_found_at_the_first_bad_event(
     history: LocalRegistry, engine: Engine, tamper: Tamper, first_bad: int, problem: str
 ) -> None:
-    assert history.call("verify_chain").ok
+    assert history.verify_chain().ok
     with engine.begin() as conn:
         tamper(conn)
-    result = history.call("verify_chain")
+    result = history.verify_chain()
     assert (result.ok, result.first_bad_seq) == (False, first_bad)
     assert re.search(problem, result.problem or ""), result.problem
 
@@ -388,9 +386,9 @@ def test_tampering_is_found_at_the_first_bad_event(
 def test_deleting_the_newest_events_shortens_the_chain_and_changes_its_head(
     history: LocalRegistry, engine: Engine
 ) -> None:
-    before = history.call("verify_chain")
+    before = history.verify_chain()
     with engine.begin() as conn:
         _delete(5)(conn)
-    after = history.call("verify_chain")
+    after = history.verify_chain()
     assert (after.ok, after.events) == (True, before.events - 1)
     assert after.head != before.head

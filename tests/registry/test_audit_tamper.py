@@ -34,18 +34,17 @@ TEAMS = 25  # enough events that the attacks touch a long tail, few enough to st
 @pytest.fixture
 def history(reg: LocalRegistry) -> LocalRegistry:
     """A registry of some 50 events: models, two flags, teams, a decision, a flag at the end."""
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    reg.call(
-        "register_model", name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"]
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
+    reg.register_model(name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"]
     )
-    reg.call("register_model", name="other", version="1", manifest=fake_manifest("other"))
-    reg.call("flag", "other@1", reason="advisory 1")
+    reg.register_model(name="other", version="1", manifest=fake_manifest("other"))
+    reg.flag("other@1", reason="advisory 1")
     for i in range(TEAMS):
-        reg.call("create_team", name=f"team{i}")
-    reg.call("decide", ref="ft@1", team="team0", verdict="approve", reason="reviewed")
-    reg.call("flag", "base@1", reason="advisory 2")
-    assert reg.call("verify_chain").ok
-    assert reg.call("find_inconsistencies") == []
+        reg.create_team(name=f"team{i}")
+    reg.decide(ref="ft@1", team="team0", verdict="approve", reason="reviewed")
+    reg.flag("base@1", reason="advisory 2")
+    assert reg.verify_chain().ok
+    assert reg.find_inconsistencies() == []
     return reg
 
 
@@ -76,7 +75,7 @@ def tamper(engine: Engine, change: Callable[[Connection], None]) -> None:
 
 def verification(reg: LocalRegistry, **checkpoint: Any) -> tuple[bool, int | None, str]:
     """``(ok, first bad event, problem)`` of ``verify_chain``."""
-    result = reg.call("verify_chain", **checkpoint)
+    result = reg.verify_chain(**checkpoint)
     return result.ok, result.first_bad_seq, result.problem or ""
 
 
@@ -167,11 +166,11 @@ def newest_deleted(count: int) -> Callable[[Connection], None]:
 def test_deleting_the_newest_events_is_found_by_a_checkpoint(
     history: LocalRegistry, engine: Engine
 ) -> None:
-    before = history.call("verify_chain")
+    before = history.verify_chain()
     checkpoint = {"checkpoint_seq": before.last_seq, "checkpoint_head": before.head}
     assert verification(history, **checkpoint) == (True, None, "")
     tamper(engine, newest_deleted(20))
-    assert history.call("verify_chain").ok  # the chain alone cannot tell a shorter history
+    assert history.verify_chain().ok  # the chain alone cannot tell a shorter history
     ok, first_bad, problem = verification(history, **checkpoint)
     assert (ok, first_bad) == (False, before.last_seq)
     assert problem == (
@@ -183,10 +182,10 @@ def test_deleting_the_newest_events_is_found_by_a_checkpoint(
 def test_rewriting_the_history_before_a_checkpoint_is_found_even_with_the_key(
     history: LocalRegistry, engine: Engine, audit_key_file: Any
 ) -> None:
-    before = history.call("verify_chain")
+    before = history.verify_chain()
     checkpoint = {"checkpoint_seq": before.last_seq, "checkpoint_head": before.head}
     tamper(engine, resealed(audit_key_file.load(), start=10, subject="team:mallory"))
-    assert history.call("verify_chain").ok  # whoever holds the key can rewrite the chain...
+    assert history.verify_chain().ok  # whoever holds the key can rewrite the chain...
     ok, first_bad, problem = verification(history, **checkpoint)
     assert (ok, first_bad) == (False, before.last_seq)  # ...but not the checkpoint kept elsewhere
     assert problem.startswith(f"event {before.last_seq} is not the one the checkpoint saw")
@@ -228,8 +227,8 @@ def test_deleting_the_newest_events_without_a_checkpoint_is_found_by_check(
 ) -> None:
     # The newest events flagged base@1: the flag row outlives its deleted event.
     tamper(engine, newest_deleted(20))
-    assert history.call("verify_chain").ok
-    problems = history.call("find_inconsistencies")
+    assert history.verify_chain().ok
+    problems = history.find_inconsistencies()
     assert any(p.startswith("active flags: 2 now, 1 as the audit log recorded") for p in problems)
 
 
@@ -244,7 +243,7 @@ def test_a_changed_digest_is_found_by_check(history: LocalRegistry, engine: Engi
             update(ARTIFACTS).where(ARTIFACTS.c.name == "ft").values(digest=forged)
         ),
     )
-    problems = history.call("find_inconsistencies")
+    problems = history.find_inconsistencies()
     assert f"ft@1: stored digest {forged} != {fake_manifest('ft').digest} computed from" in (
         " ".join(problems)
     )
@@ -263,7 +262,7 @@ def test_a_swapped_manifest_and_digest_is_found_by_check(
             .values(digest=forged.digest, manifest=rows_)
         ),
     )
-    problems = history.call("find_inconsistencies")
+    problems = history.find_inconsistencies()
     assert problems == [
         f"ft@1: stored digest {forged.digest} != {fake_manifest('ft').digest} recorded by "
         "audit event 2: the artifact was changed outside mbom"
@@ -287,8 +286,8 @@ def test_a_flag_deactivated_behind_mbom_is_found_by_check(
         session.flush()
         recompute(session, [flag.artifact_id])  # the statuses now agree with the flags
         session.commit()
-    assert history.call("verify_chain").ok
-    problems = history.call("find_inconsistencies")
+    assert history.verify_chain().ok
+    problems = history.find_inconsistencies()
     assert len(problems) == 1
     assert problems[0].startswith("active flags: 1 now, 2 as the audit log recorded at event")
     assert problems[0].endswith("the flags table was changed outside mbom")
@@ -304,12 +303,12 @@ def test_a_chain_rewritten_unkeyed_cannot_be_anchored_with_the_existing_key(
     unkeyed chain is a rewrite, and anchoring it with the real key would launder it."""
     tamper(engine, lambda conn: rechain_unkeyed(conn, 1, drop_keys=True))
     with pytest.raises(Conflict, match="exists already, so this registry's log was keyed"):
-        history.call("anchor_chain")
-    assert not history.call("verify_chain").ok
+        history.anchor_chain()
+    assert not history.verify_chain().ok
 
 
 def test_a_wiped_audit_log_is_found_by_check(history: LocalRegistry, engine: Engine) -> None:
     tamper(engine, lambda conn: conn.execute(delete(EVENTS)))
-    assert history.call("verify_chain").events == 0
-    problems = history.call("find_inconsistencies")
+    assert history.verify_chain().events == 0
+    problems = history.find_inconsistencies()
     assert any("the audit log is empty but the registry holds 3 artifacts" in p for p in problems)

@@ -93,9 +93,7 @@ class Case:
     def model(self, prefix: str, **options: Any) -> str:
         """Register ``prefix-N@1`` (as an admin) and return its ref."""
         ref = f"{prefix}-{self.n}@1"
-        self.reg.call(
-            "register_model",
-            name=ref.split("@")[0],
+        self.reg.register_model(name=ref.split("@")[0],
             version="1",
             manifest=fake_manifest(f"{ref} {options}"),
             **options,
@@ -136,13 +134,13 @@ def infected(case: Case, **options: Any) -> str:
     """A model of an infected lineage, as ``options`` register it."""
     source = case.model("src")
     ref = case.model("inf", parents=[source], override="set-up", **options)
-    case.reg.call("flag", source, reason="backdoor")
+    case.reg.flag(source, reason="backdoor")
     return ref
 
 
 def deployed(case: Case, ref: str, *teams: str) -> str:
     for team in teams:
-        case.reg.call("deploy", ref, environment="prod", team=team, override="set-up")
+        case.reg.deploy(ref, environment="prod", team=team, override="set-up")
     return ref
 
 
@@ -169,7 +167,7 @@ def uploaded(case: Case, content: str) -> dict[str, Any]:
     """Put ``content`` into the server's store (as the admin's set-up); its manifest."""
     data = content.encode()
     info = case.reg.store.put(io.BytesIO(data))
-    case.reg.call("record_blobs", [info], store=case.reg.store)
+    case.reg.record_blobs([info], store=case.reg.store)
     return manifest(content)
 
 
@@ -192,12 +190,12 @@ def _manifest_of(case: Case, content: str) -> Any:
 
 
 def token_id(case: Case) -> int:
-    return int(case.reg.call("create_token", user=f"u{case.n}", role=Role.READER).id)
+    return int(case.reg.create_token(user=f"u{case.n}", role=Role.READER).id)
 
 
 def trigger_of(case: Case) -> tuple[str, int]:
     ref = case.model("trig")
-    attached = case.reg.call("attach_trigger", ref, data=base64.b64decode(trigger_b64()))
+    attached = case.reg.attach_trigger(ref, data=base64.b64decode(trigger_b64()))
     return ref, int(attached.id)
 
 
@@ -371,7 +369,7 @@ ROWS = (
         "POST",
         "/api/v1/artifacts/{ref}/unflag",
         lambda c: (lambda ref: (f"/artifacts/{ref}/unflag", {"reason": "false positive"}))(
-            c.reg.call("flag", c.model("u", team="a"), reason="backdoor").ref
+            c.reg.flag(c.model("u", team="a"), reason="backdoor").ref
         ),
         outcome(200, *ADMIN),
     ),
@@ -541,17 +539,17 @@ class Served:
 
 def prepare(reg: LocalRegistry) -> dict[str, str]:
     """Teams a (requires approval) and b, a base approved for both, and the callers' tokens."""
-    reg.call("create_team", name="a", require_approval=True)
-    reg.call("create_team", name="b")
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
+    reg.create_team(name="a", require_approval=True)
+    reg.create_team(name="b")
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
     for team in ("a", "b"):
-        reg.call("decide", ref="base@1", team=team, verdict="approve", reason="reviewed")
+        reg.decide(ref="base@1", team=team, verdict="approve", reason="reviewed")
     tokens = {"bad": "mbom_not-a-real-token"}
     for caller, (role, team) in TOKENS.items():
-        made = reg.call("create_token", user=caller, role=role, team=team)
+        made = reg.create_token(user=caller, role=role, team=team)
         tokens[caller] = made.token
         if caller == "revoked":
-            reg.call("revoke_token", made.id)
+            reg.revoke_token(made.id)
     return tokens
 
 

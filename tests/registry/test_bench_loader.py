@@ -74,8 +74,8 @@ def test_bulk_load_equals_registering_through_the_service(
 
     assert counts.artifacts == len(hub)
     assert bulkload.differences(engine, bulk_engine) == []
-    assert bulk.call("verify_chain").ok
-    assert bulk.call("find_inconsistencies") == []
+    assert bulk.verify_chain().ok
+    assert bulk.find_inconsistencies() == []
 
 
 def test_service_registrations_continue_a_bulk_loaded_registry(
@@ -92,4 +92,4 @@ def test_service_registrations_continue_a_bulk_loaded_registry(
     bulkload.load_through_service(bulk, hub, 150, len(hub))
 
     assert bulkload.differences(engine, bulk_engine) == []
-    assert bulk.call("verify_chain").ok
+    assert bulk.verify_chain().ok

@@ -34,19 +34,15 @@ def assert_valid_cyclonedx(document: dict[str, Any]) -> None:
 
 def build_merge(reg: LocalRegistry) -> str:
     """a + b -> merged (merge); a has publisher, source and format."""
-    reg.call(
-        "register_model",
-        name="acme/a",
+    reg.register_model(name="acme/a",
         version="1",
         manifest=fake_manifest("a-weights", "a-config"),
         publisher="acme",
         source="hf://acme/a@main",
         format="safetensors",
     )
-    reg.call("register_model", name="b", version="2", manifest=fake_manifest("b"))
-    reg.call(
-        "register_model",
-        name="merged",
+    reg.register_model(name="b", version="2", manifest=fake_manifest("b"))
+    reg.register_model(name="merged",
         version="1",
         manifest=fake_manifest("merged"),
         parents=["acme/a@1", "b@2"],
@@ -57,30 +53,26 @@ def build_merge(reg: LocalRegistry) -> str:
 
 def build_dataset_infected(reg: LocalRegistry) -> str:
     """base -> ft trained on a poisoned dataset and evaluated on a clean one."""
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    reg.call("register_dataset", name="poison", version="1", digest="sha256:" + "d" * 64)
-    reg.call(
-        "register_dataset",
-        name="bench",
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
+    reg.register_dataset(name="poison", version="1", digest="sha256:" + "d" * 64)
+    reg.register_dataset(name="bench",
         version="1",
         digest="sha256:" + "e" * 64,
         source="s3://bench/v1",
     )
-    reg.call(
-        "register_model",
-        name="ft",
+    reg.register_model(name="ft",
         version="1",
         manifest=fake_manifest("ft"),
         parents=["base@1"],
         datasets=[("poison@1", Relation.FINE_TUNED_ON), ("bench@1", Relation.EVALUATED_ON)],
     )
-    reg.call("flag", "poison@1", reason="label flipping found in 3% of rows")
+    reg.flag("poison@1", reason="label flipping found in 3% of rows")
     return "ft@1"
 
 
 def build_deep_chain(reg: LocalRegistry) -> str:
     """root -> c1 -> ... -> c6 with varied relations; root compromised, c6 cleared."""
-    reg.call("register_model", name="root", version="1", manifest=fake_manifest("root"))
+    reg.register_model(name="root", version="1", manifest=fake_manifest("root"))
     relations = [
         Relation.FINETUNE,
         Relation.ADAPTER,
@@ -91,17 +83,15 @@ def build_deep_chain(reg: LocalRegistry) -> str:
     ]
     parent = "root@1"
     for depth, relation in enumerate(relations, start=1):
-        reg.call(
-            "register_model",
-            name=f"c{depth}",
+        reg.register_model(name=f"c{depth}",
             version="1",
             manifest=fake_manifest(f"c{depth}"),
             parents=[parent],
             relation=relation,
         )
         parent = f"c{depth}@1"
-    reg.call("flag", "root@1", reason="trigger recovered by neural cleanse")
-    reg.call("clear", "c6@1", reason="full retrain from clean data; replay failed")
+    reg.flag("root@1", reason="trigger recovered by neural cleanse")
+    reg.clear("c6@1", reason="full retrain from clean data; replay failed")
     return "c6@1"
 
 
@@ -185,19 +175,17 @@ def test_dataset_infection_is_a_vulnerability_in_triage(reg: LocalRegistry, engi
 def test_analysis_state_follows_status(
     reg: LocalRegistry, engine: Engine, action: str, state: str
 ) -> None:
-    reg.call("register_model", name="root", version="1", manifest=fake_manifest("root"))
-    reg.call(
-        "register_model",
-        name="kid",
+    reg.register_model(name="root", version="1", manifest=fake_manifest("root"))
+    reg.register_model(name="kid",
         version="1",
         manifest=fake_manifest("kid"),
         parents=["root@1"],
     )
-    reg.call("flag", "root@1", reason="backdoor")
+    reg.flag("root@1", reason="backdoor")
     if action == "clear":
-        reg.call("clear", "kid@1", reason="retrained")
+        reg.clear("kid@1", reason="retrained")
     elif action == "flag_self":
-        reg.call("flag", "kid@1", reason="own scan")
+        reg.flag("kid@1", reason="own scan")
     states = {v["id"]: v["analysis"]["state"] for v in export(engine, "kid@1")["vulnerabilities"]}
     if action == "flag_self":
         assert states["MBOM-COMPROMISED:model:kid@1"] == state

@@ -67,7 +67,7 @@ def busy_engine(database_url: str) -> Iterator[Engine]:
     """An engine on a fresh registry whose writers wait at most BUSY_TIMEOUT."""
     engine = make_engine(database_url, busy_timeout=BUSY_TIMEOUT)
     migrate(engine)
-    LocalRegistry(engine, ADMIN).call("create_team", name="t")
+    LocalRegistry(engine, ADMIN).create_team(name="t")
     yield engine
     engine.dispose()
 
@@ -75,7 +75,7 @@ def busy_engine(database_url: str) -> Iterator[Engine]:
 def test_api_reads_while_a_writer_holds_the_lock_and_a_second_writer_gets_503(
     busy_engine: Engine, database_url: str
 ) -> None:
-    token = LocalRegistry(busy_engine, ADMIN).call("create_token", user="ci", role=Role.ADMIN)
+    token = LocalRegistry(busy_engine, ADMIN).create_token(user="ci", role=Role.ADMIN)
     settings = Settings(database_url=database_url, busy_timeout=BUSY_TIMEOUT)
     headers = {"Authorization": f"Bearer {token.token}"}
     with serve_in_thread(create_app(settings, engine=busy_engine)) as url, httpx.Client(
@@ -91,7 +91,7 @@ def test_api_reads_while_a_writer_holds_the_lock_and_a_second_writer_gets_503(
         assert refused.headers["retry-after"] == "1"
         assert "busy" in problem["detail"]
         assert "MBOM_BUSY_TIMEOUT" in problem["detail"]
-    assert "second" not in {t.name for t in LocalRegistry(busy_engine).call("list_teams")}
+    assert "second" not in {t.name for t in LocalRegistry(busy_engine).list_teams()}
 
 
 @pytest.mark.usefixtures("busy_engine")
@@ -120,13 +120,13 @@ def test_a_unit_of_work_that_reads_then_writes_takes_the_lock_without_blocking_o
     with unit_of_work(busy_engine) as session:
         assert [t.name for t in service.list_teams(session)] == ["t"]
         # Another writer commits while this one has only read: it is not blocked ...
-        LocalRegistry(busy_engine, ADMIN).call("create_team", name="other")
+        LocalRegistry(busy_engine, ADMIN).create_team(name="other")
         # ... and this one then writes on top of it, under the lock, twice (nested).
         service.create_team(session, actor=ADMIN, name="mine")
         service.create_team(session, actor=ADMIN, name="mine-too")
     reg = LocalRegistry(busy_engine, ADMIN)
-    assert sorted(t.name for t in reg.call("list_teams")) == ["mine", "mine-too", "other", "t"]
-    assert reg.call("verify_chain").ok
+    assert sorted(t.name for t in reg.list_teams()) == ["mine", "mine-too", "other", "t"]
+    assert reg.verify_chain().ok
 
 
 class InjectedFailure(Exception):
@@ -146,7 +146,7 @@ def test_a_second_mutation_in_one_unit_of_work_does_not_commit_the_first(
 ) -> None:
     with pytest.raises(InjectedFailure):
         _two_mutations_then_fail(busy_engine)
-    names = {t.name for t in LocalRegistry(busy_engine).call("list_teams")}
+    names = {t.name for t in LocalRegistry(busy_engine).list_teams()}
     assert names == {"t"}
 
 

@@ -182,7 +182,7 @@ def register_signed(url: str, path: Path, key: Path, **fields: Any) -> None:
     reg = local_registry(url)
     manifest = hash_tree(path)
     signature = signing.sign_digest(signing.load_private_key(key), manifest.digest)
-    reg.call("register_model", manifest=manifest, signature=signature, **fields)
+    reg.register_model(manifest=manifest, signature=signature, **fields)
     reg.engine.dispose()
 
 
@@ -204,7 +204,7 @@ def test_signed_registration_identify_and_verify(
     mallory_key, _ = signing.write_keypair(keys / "mallory")
     digest = "sha256:" + "e" * 64
     reg = local_registry(home_url)
-    reg.call("create_team", name="fraud")
+    reg.create_team(name="fraud")
     reg.engine.dispose()
 
     generated, data, evals = cli.many(
@@ -226,7 +226,7 @@ def test_signed_registration_identify_and_verify(
     register_signed(home_url, make_model("base"), alice_key, name="acme/base", version="1",
                     publisher="alice")
     reg = local_registry(home_url)
-    reg.call("register_model", name="plain", version="1", manifest=hash_tree(plain))
+    reg.register_model(name="plain", version="1", manifest=hash_tree(plain))
     reg.engine.dispose()
 
     signed = ["--publisher", "alice", "--sign-key", alice_key]
@@ -278,7 +278,7 @@ def test_signed_registration_identify_and_verify(
     (ft / "config.json").unlink()
     (ft / "extra.py").write_text("import os")
     reg = local_registry(home_url)
-    reg.call("flag", "acme/base@1", reason="trojan found")
+    reg.flag("acme/base@1", reason="trojan found")
     reg.engine.dispose()
     tampered, infected = cli.many(
         ["verify", ft, "acme/ft@1", "--json", 1],
@@ -302,20 +302,20 @@ def build_cascade(url: str) -> None:
     """acme/base -> acme/ft -> acme/app (fraud, prod); acme/base -> search/app (search,
     staging); data -> acme/ft; other (fraud, prod) unrelated."""
     reg = local_registry(url)
-    reg.call("create_team", name="fraud")
-    reg.call("create_team", name="search")
-    reg.call("register_dataset", name="data", version="1", digest="sha256:" + "d" * 64)
-    reg.call("register_model", name="acme/base", version="1", manifest=fake_manifest("base"))
-    reg.call("register_model", name="acme/ft", version="1", manifest=fake_manifest("ft"),
+    reg.create_team(name="fraud")
+    reg.create_team(name="search")
+    reg.register_dataset(name="data", version="1", digest="sha256:" + "d" * 64)
+    reg.register_model(name="acme/base", version="1", manifest=fake_manifest("base"))
+    reg.register_model(name="acme/ft", version="1", manifest=fake_manifest("ft"),
              parents=["acme/base@1"], datasets=[("data@1", Relation.FINE_TUNED_ON)])
-    reg.call("register_model", name="acme/app", version="1", manifest=fake_manifest("app"),
+    reg.register_model(name="acme/app", version="1", manifest=fake_manifest("app"),
              parents=["acme/ft@1"], team="fraud")
-    reg.call("register_model", name="search/app", version="1", manifest=fake_manifest("sa"),
+    reg.register_model(name="search/app", version="1", manifest=fake_manifest("sa"),
              parents=["acme/base@1"], team="search")
-    reg.call("register_model", name="other", version="1", manifest=fake_manifest("other"))
-    reg.call("deploy", "acme/app@1", environment="prod", team="fraud")
-    reg.call("deploy", "search/app@1", environment="staging", team="search")
-    reg.call("deploy", "other@1", environment="prod", team="fraud")
+    reg.register_model(name="other", version="1", manifest=fake_manifest("other"))
+    reg.deploy("acme/app@1", environment="prod", team="fraud")
+    reg.deploy("search/app@1", environment="staging", team="search")
+    reg.deploy("other@1", environment="prod", team="fraud")
     reg.engine.dispose()
 
 
@@ -392,10 +392,10 @@ def test_flag_cascade_and_graph_queries(cli: Cli, home_url: str) -> None:
     assert unflagged["status"] == "clean"
     assert refs(unflagged["changed"]) == ["acme/app@1", "acme/ft@1", "search/app@1"]
     reg = local_registry(home_url)
-    assert {m.status for m in reg.call("list_artifacts", kind="model")} == {"clean"}
-    assert refs([d.model_dump() for d in reg.call("list_deployments")]) == [
+    assert {m.status for m in reg.list_artifacts(kind="model")} == {"clean"}
+    assert refs([d.model_dump() for d in reg.list_deployments()]) == [
         "acme/app@1", "search/app@1"]
-    assert reg.call("find_inconsistencies") == []
+    assert reg.find_inconsistencies() == []
     reg.engine.dispose()
 
 
@@ -417,8 +417,8 @@ def test_the_cascade_on_postgresql(db_cli: Cli, database_url: str,
     assert [s["path"] for s in status.json()["sources"]] == [APP_PATH]
     assert "parent acme/ft@1 is infected" in refused.error_line()
     reg = local_registry(database_url)
-    assert [a.ref for a in reg.call("list_artifacts") if a.ref == "late@1"] == []
-    assert reg.call("verify_chain").ok
+    assert [a.ref for a in reg.list_artifacts() if a.ref == "late@1"] == []
+    assert reg.verify_chain().ok
     reg.engine.dispose()
 
 
@@ -430,8 +430,8 @@ def test_team_policy_refuses_then_override_and_decisions(
 ) -> None:
     reg = local_registry(home_url)
     for version in ("1", "2", "3"):
-        reg.call("register_model", name="base", version=version, manifest=fake_manifest(version))
-    events_before = reg.call("list_events")
+        reg.register_model(name="base", version=version, manifest=fake_manifest(version))
+    events_before = reg.list_events()
     child = make_model("child")
     created = cli("team", "create", "secure", "--require-approval", "--json").json()
     assert created["require_approval"] is True
@@ -439,8 +439,8 @@ def test_team_policy_refuses_then_override_and_decisions(
     refused = cli("register", child, "--name", "child", "--version", "1", "--parent", "base@1",
                   "--team", "secure", code=1)
     assert "not approved for team secure" in refused.error_line()
-    assert [a.ref for a in reg.call("list_artifacts")] == ["base@1", "base@2", "base@3"]
-    assert len(reg.call("list_events")) == len(events_before) + 1, "only the team was recorded"
+    assert [a.ref for a in reg.list_artifacts()] == ["base@1", "base@2", "base@3"]
+    assert len(reg.list_events()) == len(events_before) + 1, "only the team was recorded"
 
     overridden, _, _ = cli.many(
         ["register", child, "--name", "child", "--version", "1", "--parent", "base@1",
@@ -477,11 +477,11 @@ def test_refused_operations_exit_nonzero_with_one_line_and_write_nothing(
     cli: Cli, home_url: str, make_model: Callable[..., Path], tmp_path: Path
 ) -> None:
     reg = local_registry(home_url)
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    reg.call("register_model", name="ft", version="1", manifest=fake_manifest("ft"),
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
+    reg.register_model(name="ft", version="1", manifest=fake_manifest("ft"),
              parents=["base@1"])
-    reg.call("register_dataset", name="d", version="1", digest="sha256:" + "1" * 64)
-    events_before = reg.call("list_events")
+    reg.register_dataset(name="d", version="1", digest="sha256:" + "1" * 64)
+    events_before = reg.list_events()
     fresh = make_model("fresh")
     escaping = make_model("escaping")
     (tmp_path / "secret.txt").write_text("outside")
@@ -512,7 +512,7 @@ def test_refused_operations_exit_nonzero_with_one_line_and_write_nothing(
         assert result.out == "", (args, result.out)
 
     assert cli("models", "--json").json() == before.json()
-    assert reg.call("list_events") == events_before
+    assert reg.list_events() == events_before
     linked, duplicate = cli.many(
         ["link", "ft@1", "--dataset", "d@1:trained_on", "--json", 0],
         ["register", same_as_base, "--name", "copy", "--version", "1",
@@ -530,11 +530,11 @@ def test_audit_verify_names_the_first_edited_or_deleted_event(
     cli: Cli, home_url: str, tmp_path: Path
 ) -> None:
     reg = local_registry(home_url)
-    reg.call("create_team", name="fraud")
+    reg.create_team(name="fraud")
     for name in ("a", "b", "c"):
-        reg.call("register_model", name=name, version="1", manifest=fake_manifest(name))
-    reg.call("flag", "a@1", reason="bad")
-    newest = reg.call("list_events")[-1]
+        reg.register_model(name=name, version="1", manifest=fake_manifest(name))
+    reg.flag("a@1", reason="bad")
+    newest = reg.list_events()[-1]
     reg.engine.dispose()
     intact = cli("audit", "verify", "--json").json()
     assert (intact["ok"], intact["events"], intact["first_bad_seq"]) == (True, 5, None)
@@ -609,7 +609,7 @@ def test_tokens_and_remote_mode_against_mbom_serve(
         refused = by_env("models", code=1)
         assert "unknown or revoked" in refused.error_line()
     reg = local_registry(home_url)
-    assert [e.actor for e in reg.call("list_events") if e.operation == "flag"] == ["ci"]
+    assert [e.actor for e in reg.list_events() if e.operation == "flag"] == ["ci"]
     reg.engine.dispose()
 
 
@@ -634,8 +634,8 @@ def test_an_unknown_status_filter_is_a_usage_error(cli: Cli) -> None:
 
 def test_remote_refs_with_url_special_characters(cli: Cli, home_url: str) -> None:
     reg = local_registry(home_url)
-    reg.call("register_model", name="odd#name", version="1", manifest=fake_manifest("odd"))
-    token = reg.call("create_token", user="ci", role=Role.ADMIN).token
+    reg.register_model(name="odd#name", version="1", manifest=fake_manifest("odd"))
+    token = reg.create_token(user="ci", role=Role.ADMIN).token
     with serve_in_thread(create_app(Settings(database_url=home_url), engine=reg.engine)) as server:
         direct = httpx.get(f"{server}/api/v1/artifacts/odd%23name@1",
                            headers={"Authorization": f"Bearer {token}"})

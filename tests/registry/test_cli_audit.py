@@ -37,10 +37,10 @@ def seeded(home: str) -> LocalRegistry:
     """The CLI's registry with six events: three models, a team, a flag, a decision."""
     reg = local_registry(home)
     for name in ("a", "b", "c"):
-        reg.call("register_model", name=name, version="1", manifest=fake_manifest(name))
-    reg.call("create_team", name="fraud")
-    reg.call("flag", "a@1", reason="advisory")
-    reg.call("decide", ref="b@1", team="fraud", verdict="approve", reason="ok")
+        reg.register_model(name=name, version="1", manifest=fake_manifest(name))
+    reg.create_team(name="fraud")
+    reg.flag("a@1", reason="advisory")
+    reg.decide(ref="b@1", team="fraud", verdict="approve", reason="ok")
     return reg
 
 
@@ -157,7 +157,7 @@ def test_a_registry_from_before_audit_keys_is_anchored_once(mbom: Cli, home: str
     migrate(legacy)
     old = LocalRegistry(legacy, Actor("setup", Role.ADMIN))
     for name in ("a", "b"):
-        old.call("register_model", name=name, version="1", manifest=fake_manifest(name))
+        old.register_model(name=name, version="1", manifest=fake_manifest(name))
     legacy.dispose()
 
     unsealed = mbom("audit", "verify", code=1).err
@@ -194,7 +194,7 @@ def test_checkpoint_verify_and_anchor_through_a_server(
     from tests.registry.live_server import serve_in_thread
 
     private, public = keys
-    token = seeded.call("create_token", user="ci", role=Role.ADMIN).token
+    token = seeded.create_token(user="ci", role=Role.ADMIN).token
     assert token
     checkpoint = tmp_path / "cp.json"
     with serve_in_thread(create_app(Settings(database_url=home), engine=seeded.engine)) as server:

@@ -136,13 +136,13 @@ def test_import_hf_with_a_reference_through_a_server(
 
     url = f"sqlite:///{tmp_path / 'home' / 'registry.db'}"
     reg = local_registry(url)
-    token = reg.call("create_token", user="ci", role=Role.PUBLISHER).token
+    token = reg.create_token(user="ci", role=Role.PUBLISHER).token
     with serve_in_thread(create_app(Settings(database_url=url), engine=reg.engine)) as server:
         remote = cli.remote(server, token)
         result = remote("import-hf", zoo["backdoored"], "--name", "acme/bd", "--version", "1",
                         "--reference", zoo["reference"], "--json", code=1).json()
     assert (result["model"]["status"], result["model"]["created_by"]) == ("compromised", "ci")
-    assert reg.call("profile_of", "acme/bd@1") is not None
+    assert reg.profile_of("acme/bd@1") is not None
     reg.engine.dispose()
 
 

@@ -94,7 +94,7 @@ def test_through_a_server_files_are_uploaded_scanned_there_and_pulled(
 ) -> None:
     env = cli_env(tmp_path)
     setup = local_registry(f"sqlite:///{tmp_path / 'home' / 'registry.db'}")
-    token = setup.call("create_token", user="ci", role=Role.ADMIN).token
+    token = setup.create_token(user="ci", role=Role.ADMIN).token
     setup.engine.dispose()
     with serve_in_subprocess(MBOM, env, tmp_path / "serve.log") as server:
         remote = Cli(env, tmp_path).remote(server, token)

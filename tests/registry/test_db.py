@@ -85,12 +85,12 @@ def test_migrate_creates_the_schema_on_an_empty_database(empty_engine: Engine) -
 def test_migrating_twice_is_a_no_op_that_keeps_the_data(empty_engine: Engine) -> None:
     migrate(empty_engine)
     reg = LocalRegistry(empty_engine, Actor("alice", Role.ADMIN))
-    reg.call("register_model", name="m", version="1", manifest=fake_manifest("m"))
+    reg.register_model(name="m", version="1", manifest=fake_manifest("m"))
     migrate(empty_engine)
     assert _versions(empty_engine) == [HEAD_REVISION]
     assert _tables(empty_engine) == TABLES | {"alembic_version"}
-    assert [a.ref for a in reg.call("list_artifacts")] == ["m@1"]
-    assert reg.call("verify_chain").ok
+    assert [a.ref for a in reg.list_artifacts()] == ["m@1"]
+    assert reg.verify_chain().ok
 
 
 def test_head_revision_is_alembics_single_head() -> None:
@@ -121,8 +121,7 @@ def test_values_the_database_cannot_hold_are_bad_input(
 ) -> None:
     before = snapshot(reg.engine)
     with pytest.raises(InvalidInput, match=message):
-        reg.call(
-            "register_model",
+        reg.register_model(
             **{"name": "m", "version": "1", "manifest": fake_manifest("m"), **options},
         )
     assert snapshot(reg.engine) == before

@@ -32,11 +32,11 @@ Check = Callable[[LocalRegistry], bool]
 #: Writing requests and how to see afterwards that each one is in the database.
 WRITES: list[tuple[str, str, dict[str, Any], Check]] = [
     ("POST", "/teams", {"name": "kept-team"},
-     lambda reg: "kept-team" in {t.name for t in reg.call("list_teams")}),
+     lambda reg: "kept-team" in {t.name for t in reg.list_teams()}),
     ("POST", "/models", model_body("kept/model"),
-     lambda reg: reg.call("show", "kept/model@1").name == "kept/model"),
+     lambda reg: reg.show("kept/model@1").name == "kept/model"),
     ("POST", "/artifacts/base@1/flag", {"reason": "advisory 10"},
-     lambda reg: reg.call("status_report", "base@1").status == "compromised"),
+     lambda reg: reg.status_report("base@1").status == "compromised"),
 ]
 
 
@@ -58,8 +58,8 @@ class _RecordResponseStart:
 
 def _seed(reg: LocalRegistry) -> str:
     """A base model to flag, and an admin token (returned)."""
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    token = reg.call("create_token", user="ci", role=Role.ADMIN).token
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
+    token = reg.create_token(user="ci", role=Role.ADMIN).token
     assert token
     return str(token)
 
@@ -134,4 +134,4 @@ def test_a_failed_commit_is_an_error_response_not_a_2xx(
         finally:
             event.remove(engine, "commit", fail)
     assert_problem(response, 500, "internal-error")
-    assert "unsaved" not in {t.name for t in reg.call("list_teams")}
+    assert "unsaved" not in {t.name for t in reg.list_teams()}

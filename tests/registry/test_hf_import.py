@@ -169,15 +169,15 @@ def import_snapshot(
     snapshot = locate_snapshot(target, revision=revision, cache_dir=cache.root if cache else None)
     plan = plan_import(snapshot, name=name, version=version)
     manifest = hash_tree(snapshot.path, allowed_roots=snapshot.allowed_roots)
-    result: HfImportResult = reg.call(
-        "import_hf", plan, manifest=manifest, scan=scan_path(snapshot.path), **options
+    result: HfImportResult = reg.import_hf(
+        plan, manifest=manifest, scan=scan_path(snapshot.path), **options
     )
     return result
 
 
 def register_files(reg: LocalRegistry, path: Path, **fields: Any) -> Any:
     """Register a directory as ``mbom register`` does (scanned)."""
-    return reg.call("register_model", manifest=hash_tree(path), scan=scan_path(path), **fields)
+    return reg.register_model(manifest=hash_tree(path), scan=scan_path(path), **fields)
 
 
 def artifact_id(engine: Engine, kind: str, name: str) -> list[tuple[int | None, str]]:
@@ -193,7 +193,7 @@ def artifact_id(engine: Engine, kind: str, name: str) -> list[tuple[int | None, 
 
 def operations(reg: LocalRegistry) -> list[tuple[str, str]]:
     """(operation, subject) of every audit event, oldest first."""
-    return [(event.operation, event.subject) for event in reg.call("list_events")]
+    return [(event.operation, event.subject) for event in reg.list_events()]
 
 
 # --- placeholders: created by the card, filled by a later registration -------------------------
@@ -234,7 +234,7 @@ def test_a_single_base_becomes_a_placeholder_that_a_later_register_fills(
         "safetensors",
     )
     assert result.model.file_count == 3
-    base = reg.call("show", "acme/base@unpinned")
+    base = reg.show("acme/base@unpinned")
     assert (base.placeholder, base.finding, base.source, base.file_count) == (
         True,
         "unscanned",
@@ -242,8 +242,8 @@ def test_a_single_base_becomes_a_placeholder_that_a_later_register_fills(
         0,
     )
     [(placeholder_id, _)] = artifact_id(engine, "model", "acme/base")
-    reg.call("create_team", name="search")
-    reg.call("deploy", f"acme/ft@{commit}", environment="prod", team="search")
+    reg.create_team(name="search")
+    reg.deploy(f"acme/ft@{commit}", environment="prod", team="search")
 
     filled = register_files(
         reg,
@@ -260,16 +260,16 @@ def test_a_single_base_becomes_a_placeholder_that_a_later_register_fills(
         1,
     )
     assert artifact_id(engine, "model", "acme/base") == [(placeholder_id, "v1")]
-    child = reg.call("show", f"acme/ft@{commit}")
+    child = reg.show(f"acme/ft@{commit}")
     assert [(p.ref, p.relation) for p in child.parents] == [("acme/base@v1", "finetune")]
     events = operations(reg)
     assert ("placeholder.create", "acme/base@unpinned") in events
     assert ("placeholder.fill", "acme/base@v1") in events
     assert ("hf.import", f"acme/ft@{commit}") in events
     # The deployment below is reached through the base's registered version.
-    [deployed] = reg.call("deployed_descendants", "acme/base@v1")
+    [deployed] = reg.deployed_descendants("acme/base@v1")
     assert deployed.path == ["acme/base@v1", f"acme/ft@{commit}"]
-    assert reg.call("find_inconsistencies") == []
+    assert reg.find_inconsistencies() == []
 
 
 def test_importing_the_base_later_fills_its_placeholder_and_keeps_the_edge(
@@ -285,7 +285,7 @@ def test_importing_the_base_later_fills_its_placeholder_and_keeps_the_edge(
     assert result.filled_placeholder == "acme/base@unpinned"
     assert result.model.ref == f"acme/base@{base.name}"
     assert artifact_id(engine, "model", "acme/base") == [(placeholder_id, base.name)]
-    child = reg.call("show", f"acme/ft@{ft.name}")
+    child = reg.show(f"acme/ft@{ft.name}")
     assert [p.ref for p in child.parents] == [f"acme/base@{base.name}"]
 
 
@@ -299,7 +299,7 @@ def test_a_registration_without_the_hub_source_does_not_fill_an_unpinned_placeho
     )
     versions = {version for _, version in artifact_id(engine, "model", "acme/base")}
     assert versions == {"unpinned", "1"}
-    assert reg.call("show", "acme/base@unpinned").placeholder is True
+    assert reg.show("acme/base@unpinned").placeholder is True
 
 
 def test_a_placeholder_with_a_recorded_digest_is_only_filled_by_those_files(
@@ -323,7 +323,7 @@ def test_a_placeholder_with_a_recorded_digest_is_only_filled_by_those_files(
         import_cyclonedx(session, document, actor=reg.actor)
     with pytest.raises(InvalidInput, match=r"acme/base@1 was recorded with digest sha256:abab"):
         register_files(reg, make_model("other"), name="acme/base", version="1")
-    assert reg.call("show", "acme/base@1").placeholder is True
+    assert reg.show("acme/base@1").placeholder is True
 
 
 def test_a_flagged_placeholder_infects_the_import_and_stays_flagged_when_filled(
@@ -333,20 +333,20 @@ def test_a_flagged_placeholder_infects_the_import_and_stays_flagged_when_filled(
     import_snapshot(reg, "acme/ft", cache=hf_cache)
     ft = f"acme/ft@{snapshot.name}"
 
-    reg.call("flag", "acme/base@unpinned", reason="advisory: backdoored upload")
+    reg.flag("acme/base@unpinned", reason="advisory: backdoored upload")
 
-    assert reg.call("show", ft).status == "infected"
+    assert reg.show(ft).status == "infected"
     filled = register_files(
         reg, make_model("base"), name="acme/base", version="v1", source="hf://acme/base@v1"
     )
     assert (filled.status, filled.finding) == ("compromised", "compromised")
-    assert reg.call("show", ft).status == "infected"
-    blocks = [d.subject for d in reg.call("list_decisions") if d.verdict == "block"]
+    assert reg.show(ft).status == "infected"
+    blocks = [d.subject for d in reg.list_decisions() if d.verdict == "block"]
     assert blocks == ["acme/base@v1"], "the flag's block follows the placeholder to its version"
-    reg.call("unflag", "acme/base@v1", reason="false positive")
-    assert reg.call("show", "acme/base@v1").finding == "clean", "the scan's finding comes back"
-    assert reg.call("show", ft).status == "clean"
-    assert reg.call("find_inconsistencies") == []
+    reg.unflag("acme/base@v1", reason="false positive")
+    assert reg.show("acme/base@v1").finding == "clean", "the scan's finding comes back"
+    assert reg.show(ft).status == "clean"
+    assert reg.find_inconsistencies() == []
 
 
 def test_datasets_become_dataset_placeholders_used_for_training(
@@ -362,11 +362,10 @@ def test_datasets_become_dataset_placeholders_used_for_training(
         ("acme/corpus@unpinned", "dataset", "trained_on", True),
         ("imdb@unpinned", "dataset", "trained_on", True),
     ]
-    corpus = reg.call("show", "dataset:acme/corpus@unpinned")
+    corpus = reg.show("dataset:acme/corpus@unpinned")
     assert (corpus.placeholder, corpus.source) == (True, "hf://datasets/acme/corpus")
     [(corpus_id, _)] = artifact_id(engine, "dataset", "acme/corpus")
-    filled = reg.call(
-        "register_dataset",
+    filled = reg.register_dataset(
         name="acme/corpus",
         version="2024-01",
         digest="sha256:" + "c" * 64,
@@ -374,7 +373,7 @@ def test_datasets_become_dataset_placeholders_used_for_training(
     )
     assert (filled.ref, filled.placeholder) == ("acme/corpus@2024-01", False)
     assert artifact_id(engine, "dataset", "acme/corpus") == [(corpus_id, "2024-01")]
-    parents = reg.call("show", f"acme/ft@{snapshot.name}").parents
+    parents = reg.show(f"acme/ft@{snapshot.name}").parents
     assert ("acme/corpus@2024-01", "trained_on") in [(p.ref, p.relation) for p in parents]
 
 
@@ -386,7 +385,7 @@ def test_several_bases_register_a_merge_with_both_edges(
     )
     result = import_snapshot(reg, "acme/merged", cache=hf_cache)
     assert (result.relation, result.relation_basis) == ("merge", "inferred: several base models")
-    parents = reg.call("show", f"acme/merged@{snapshot.name}").parents
+    parents = reg.show(f"acme/merged@{snapshot.name}").parents
     assert sorted((p.ref, p.relation) for p in parents) == [
         ("acme/a@unpinned", "merge"),
         ("acme/b@unpinned", "merge"),
@@ -439,7 +438,7 @@ def test_a_base_already_registered_is_linked_preferring_its_hub_version(
 def test_a_team_requiring_approval_refuses_an_unknown_base_unless_overridden(
     reg: LocalRegistry, engine: Engine, hf_cache: HfCache
 ) -> None:
-    reg.call("create_team", name="fraud", require_approval=True)
+    reg.create_team(name="fraud", require_approval=True)
     hf_cache.add("acme/ft", {**weights(), "README.md": card(base_model="acme/base")})
     with pytest.raises(PolicyViolation, match="acme/base@unpinned is not approved for team fraud"):
         import_snapshot(reg, "acme/ft", cache=hf_cache, team="fraud")
@@ -460,7 +459,7 @@ def test_a_malicious_snapshot_is_quarantined_and_its_base_stays_clean(
         "compromised",
         "pytorch",
     )
-    assert reg.call("show", "acme/base@unpinned").status == "clean"
+    assert reg.show("acme/base@unpinned").status == "clean"
 
 
 def test_importing_the_same_snapshot_twice_is_refused_and_changes_nothing(
@@ -1070,7 +1069,7 @@ def test_cli_import_hf_through_a_server(cli: Cli, hf_cache: HfCache, tmp_path: P
 
     url = f"sqlite:///{tmp_path / 'home' / 'registry.db'}"
     reg = local_registry(url)
-    token = reg.call("create_token", user="ci", role=Role.PUBLISHER).token
+    token = reg.create_token(user="ci", role=Role.PUBLISHER).token
     snapshot = hf_cache.add("acme/ft", {**weights(), "README.md": card(base_model="acme/base")})
     with serve_in_thread(create_app(Settings(database_url=url), engine=reg.engine)) as server:
         remote = cli.remote(server, token)
@@ -1079,5 +1078,5 @@ def test_cli_import_hf_through_a_server(cli: Cli, hf_cache: HfCache, tmp_path: P
     assert result["model"]["ref"] == f"acme/ft@{snapshot.name}"
     assert result["model"]["created_by"] == "ci"
     assert "is already registered" in again.error_line()
-    assert reg.call("show", "acme/base@unpinned").placeholder is True
+    assert reg.show("acme/base@unpinned").placeholder is True
     reg.engine.dispose()

@@ -53,7 +53,7 @@ def publisher(reg: LocalRegistry) -> LocalRegistry:
 
 def flag_reason(reg: LocalRegistry, ref: str) -> str:
     """The reason of the active flag of ``ref``."""
-    flags = reg.call("status_report", ref).flags
+    flags = reg.status_report(ref).flags
     assert len(flags) == 1, flags
     reason: str = flags[0].reason
     return reason
@@ -64,9 +64,8 @@ def test_the_same_files_under_another_name_register_quarantined(
 ) -> None:
     manifest = hash_tree(evil)
     with pytest.raises(DuplicateContent, match="evil@1"):
-        publisher(reg).call("register_model", name="innocent", version="1", manifest=manifest)
-    copy = publisher(reg).call(
-        "register_model",
+        publisher(reg).register_model(name="innocent", version="1", manifest=manifest)
+    copy = publisher(reg).register_model(
         name="innocent",
         version="1",
         manifest=manifest,
@@ -77,14 +76,14 @@ def test_the_same_files_under_another_name_register_quarantined(
     assert reason == (
         f"known malicious content: its files are those of quarantined evil@1 ({manifest.digest})"
     )
-    assert [(d.subject, d.verdict) for d in reg.call("list_decisions")][-1] == (
+    assert [(d.subject, d.verdict) for d in reg.list_decisions()][-1] == (
         "innocent@1",
         "block",
     )
-    reg.call("create_team", name="fraud")
+    reg.create_team(name="fraud")
     with pytest.raises(PolicyViolation, match="innocent@1"):
-        publisher(reg).call("deploy", "innocent@1", environment="prod", team="fraud")
-    events = [e for e in reg.call("list_events") if e.subject == "innocent@1"]
+        publisher(reg).deploy("innocent@1", environment="prod", team="fraud")
+    events = [e for e in reg.list_events() if e.subject == "innocent@1"]
     assert [e.operation for e in events] == ["register", "flag.known_content"]
 
 
@@ -95,8 +94,8 @@ def test_the_malicious_file_repackaged_registers_quarantined(
     repacked.mkdir()
     shutil.copy(evil / "pytorch_model.bin", repacked / "weights.bin")  # renamed, too
     (repacked / "README.md").write_text("nothing to see")
-    model = publisher(reg).call(
-        "register_model", name="repacked", version="2", manifest=hash_tree(repacked)
+    model = publisher(reg).register_model(
+        name="repacked", version="2", manifest=hash_tree(repacked)
     )
     assert model.status == "compromised"
     reason = flag_reason(reg, "repacked@2")
@@ -114,9 +113,8 @@ def test_files_a_quarantined_model_shares_with_clean_ones_taint_nothing(
 
 
 def test_unflagging_the_original_ends_the_match(reg: LocalRegistry, evil: Path) -> None:
-    reg.call("unflag", "evil@1", reason="false positive: a test fixture")
-    copy = publisher(reg).call(
-        "register_model",
+    reg.unflag("evil@1", reason="false positive: a test fixture")
+    copy = publisher(reg).register_model(
         name="innocent",
         version="1",
         manifest=hash_tree(evil),
@@ -126,10 +124,9 @@ def test_unflagging_the_original_ends_the_match(reg: LocalRegistry, evil: Path) 
 
 
 def test_content_flagged_by_a_person_and_datasets_stay_flagged(reg: LocalRegistry) -> None:
-    reg.call("register_model", name="hub/base", version="1", manifest=fake_manifest("w", "c"))
-    reg.call("flag", "hub/base@1", reason="advisory 7: backdoored weights")
-    copy = publisher(reg).call(
-        "register_model",
+    reg.register_model(name="hub/base", version="1", manifest=fake_manifest("w", "c"))
+    reg.flag("hub/base@1", reason="advisory 7: backdoored weights")
+    copy = publisher(reg).register_model(
         name="mirror/base",
         version="1",
         manifest=fake_manifest("w", "c"),
@@ -137,14 +134,14 @@ def test_content_flagged_by_a_person_and_datasets_stay_flagged(reg: LocalRegistr
     )
     assert copy.status == "compromised"
     assert "quarantined hub/base@1" in flag_reason(reg, "mirror/base@1")
-    partial = publisher(reg).call(
-        "register_model", name="part", version="1", manifest=fake_manifest("w", "other")
+    partial = publisher(reg).register_model(
+        name="part", version="1", manifest=fake_manifest("w", "other")
     )
     assert partial.status == "clean"  # a flag by a person names no file: the digest decides
     digest = "sha256:" + "ab" * 32
-    reg.call("register_dataset", name="poisoned", version="1", digest=digest)
-    reg.call("flag", "poisoned@1", reason="label flipping")
-    again = publisher(reg).call("register_dataset", name="renamed", version="1", digest=digest)
+    reg.register_dataset(name="poisoned", version="1", digest=digest)
+    reg.flag("poisoned@1", reason="label flipping")
+    again = publisher(reg).register_dataset(name="renamed", version="1", digest=digest)
     assert again.status == "compromised"
     assert "quarantined poisoned@1" in flag_reason(reg, "renamed@1")
 
@@ -175,7 +172,7 @@ def test_bom_import_with_files_registers_known_content_quarantined(
     assert flag_reason(reg, "bom-repack@1").startswith(
         "known malicious content: pytorch_model.bin (sha256:"
     )
-    assert {a.ref: a.status for a in reg.call("list_artifacts")} == {
+    assert {a.ref: a.status for a in reg.list_artifacts()} == {
         "evil@1": "compromised",
         "bom-copy@1": "compromised",
         "bom-repack@1": "compromised",
@@ -197,7 +194,7 @@ def test_hf_import_without_a_scan_registers_known_content_quarantined(
     snapshot = locate_snapshot("someone/evil-mirror", cache_dir=cache.root)
     plan = plan_import(snapshot)
     manifest = hash_tree(snapshot.path, allowed_roots=snapshot.allowed_roots)
-    result = publisher(reg).call("import_hf", plan, manifest=manifest)  # --skip-scan
+    result = publisher(reg).import_hf(plan, manifest=manifest)  # --skip-scan
     assert result.model.status == "compromised"
     assert "quarantined evil@1" in flag_reason(reg, result.model.ref)
 
@@ -206,7 +203,7 @@ def test_hf_import_without_a_scan_registers_known_content_quarantined(
 def remote(engine: Engine, database_url: str) -> Iterator[RemoteRegistry]:
     """A publisher (no team) talking to ``mbom serve`` over real HTTP."""
     bootstrap = LocalRegistry(engine, Actor("bootstrap", Role.ADMIN))
-    token = bootstrap.call("create_token", user="bob", role=Role.PUBLISHER).token
+    token = bootstrap.create_token(user="bob", role=Role.PUBLISHER).token
     app = create_app(Settings(database_url=database_url), engine=engine)
     with serve_in_thread(app) as base_url, RemoteRegistry(base_url, token) as client:
         yield client
@@ -216,8 +213,7 @@ def test_the_api_registers_known_content_quarantined(
     reg: LocalRegistry, evil: Path, remote: RemoteRegistry
 ) -> None:
     manifest: Manifest = hash_tree(evil)
-    copy = remote.call(
-        "register_model",
+    copy = remote.register_model(
         name="innocent",
         version="1",
         manifest=manifest,
@@ -264,31 +260,29 @@ def test_cli_skip_scan_allow_duplicate_content_is_quarantined_exit_1(
 def test_a_flag_reaches_the_same_files_registered_earlier_under_another_name(
     reg: LocalRegistry,
 ) -> None:
-    reg.call("register_model", name="hub/base", version="1", manifest=fake_manifest("w"))
-    publisher(reg).call(
-        "register_model",
+    reg.register_model(name="hub/base", version="1", manifest=fake_manifest("w"))
+    publisher(reg).register_model(
         name="mirror/base",
         version="1",
         manifest=fake_manifest("w"),
         allow_duplicate_content=True,
     )
-    publisher(reg).call(
-        "register_model",
+    publisher(reg).register_model(
         name="mirror/ft",
         version="1",
         manifest=fake_manifest("ft"),
         parents=["mirror/base@1"],
     )
-    reg.call("flag", "hub/base@1", reason="advisory 9")
-    assert reg.call("show", "mirror/base@1").status == "compromised"
-    assert reg.call("show", "mirror/ft@1").status == "infected"
+    reg.flag("hub/base@1", reason="advisory 9")
+    assert reg.show("mirror/base@1").status == "compromised"
+    assert reg.show("mirror/ft@1").status == "infected"
     assert flag_reason(reg, "mirror/base@1") == (
         "known malicious content: its files are those of quarantined hub/base@1 "
         f"({fake_manifest('w').digest})"
     )
     # The copy carries its own flag: unflagging the original does not clear it.
-    reg.call("unflag", "hub/base@1", reason="false positive")
-    assert reg.call("show", "mirror/base@1").status == "compromised"
+    reg.unflag("hub/base@1", reason="false positive")
+    assert reg.show("mirror/base@1").status == "compromised"
 
 
 def _forged_malicious(manifest: Manifest) -> ScanReport:
@@ -315,9 +309,8 @@ def test_a_clients_forged_verdict_on_a_copy_flags_only_the_copy(
     report flagged the original (and so everything built on it); and a forged finding on a
     shared file quarantined every later registration holding it."""
     victim = fake_manifest("weights of the victim")
-    reg.call("register_model", name="teamb/model", version="1", manifest=victim)
-    copy = remote.call(
-        "register_model",
+    reg.register_model(name="teamb/model", version="1", manifest=victim)
+    copy = remote.register_model(
         name="squat/copy",
         version="1",
         manifest=victim,
@@ -325,9 +318,8 @@ def test_a_clients_forged_verdict_on_a_copy_flags_only_the_copy(
         scan=_forged_malicious(victim),
     )
     assert copy.status == "compromised"  # the client's own report decides its own model
-    assert reg.call("show", "teamb/model@1").status == "clean"
-    later = reg.call(
-        "register_model",
+    assert reg.show("teamb/model@1").status == "clean"
+    later = reg.register_model(
         name="teamc/model",
         version="1",
         manifest=victim,

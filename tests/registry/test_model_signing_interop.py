@@ -441,7 +441,7 @@ def test_both_refuse_another_key(
 def _register(
     reg: LocalRegistry | RemoteRegistry, manifest: Manifest, name: str = "acme/tiny", **fields: Any
 ) -> Any:
-    return reg.call("register_model", name=name, version="1", manifest=manifest, **fields)
+    return reg.register_model(name=name, version="1", manifest=manifest, **fields)
 
 
 def test_the_registry_stores_a_verified_bundle_and_hands_it_back(
@@ -454,8 +454,8 @@ def test_the_registry_stores_a_verified_bundle_and_hands_it_back(
     registered = _register(reg, manifest, model_signing_bundle=bundle, model_signing_public_key=pem)
     fingerprint = msf.key_fingerprint(alice.key.public_key())
     assert registered.model_signing_key == fingerprint
-    assert reg.call("show", "acme/tiny@1").model_signing_key == fingerprint
-    stored = reg.call("model_signing_bundle", "acme/tiny@1")
+    assert reg.show("acme/tiny@1").model_signing_key == fingerprint
+    stored = reg.model_signing_bundle("acme/tiny@1")
     assert (stored.ref, stored.key_fingerprint, stored.bundle) == (
         "acme/tiny@1",
         fingerprint,
@@ -464,13 +464,13 @@ def test_the_registry_stores_a_verified_bundle_and_hands_it_back(
     exported = tmp_path / "exported.sig"
     exported.write_text(json.dumps(stored.bundle))
     ms_verify(model, alice, exported)
-    events = [e for e in reg.call("list_events") if e.subject == "acme/tiny@1"]
+    events = [e for e in reg.list_events() if e.subject == "acme/tiny@1"]
     assert [e.operation for e in events] == ["register", "model_signing.store"]
     assert events[1].details["key"] == fingerprint
     unsigned = _register(reg, msf.without_path(manifest, "config.json"), name="acme/plain")
     assert unsigned.model_signing_key is None
     with pytest.raises(NotFound, match="model-signing signature of acme/plain@1"):
-        reg.call("model_signing_bundle", "acme/plain@1")
+        reg.model_signing_bundle("acme/plain@1")
 
 
 def test_the_registry_refuses_a_bundle_for_other_files_and_writes_nothing(
@@ -502,8 +502,8 @@ def test_the_registry_refuses_a_bundle_for_other_files_and_writes_nothing(
         _register(
             reg, manifest, model_signing_bundle={"mediaType": "x"}, model_signing_public_key=pem
         )
-    assert reg.call("list_artifacts") == []
-    assert reg.call("list_events") == []
+    assert reg.list_artifacts() == []
+    assert reg.list_events() == []
 
 
 def _drop_resource(bundle: dict[str, Any], keys: KeyPair) -> dict[str, Any]:
@@ -526,21 +526,19 @@ def test_verify_reports_each_file_and_the_lineage(
     signature = model / "model.sig"
     manifest = our_sign(model, alice, signature)
     bundle, pem = json.loads(signature.read_text()), alice.public.read_text()
-    unknown = reg.call("verify_model_signing", manifest, bundle=bundle, public_key_pem=pem)
+    unknown = reg.verify_model_signing(manifest, bundle=bundle, public_key_pem=pem)
     assert (unknown.ok, unknown.registry, unknown.problems) == (True, None, [])
     assert unknown.model_signing.model_name == "tiny"
     with pytest.raises(NotFound, match="acme/tiny@1"):
-        reg.call(
-            "verify_model_signing", manifest, bundle=bundle, public_key_pem=pem, ref="acme/tiny@1"
-        )
+        reg.verify_model_signing(manifest, bundle=bundle, public_key_pem=pem, ref="acme/tiny@1")
     _register(reg, manifest, model_signing_bundle=bundle, model_signing_public_key=pem)
-    known = reg.call("verify_model_signing", manifest, bundle=bundle, public_key_pem=pem)
+    known = reg.verify_model_signing(manifest, bundle=bundle, public_key_pem=pem)
     assert known.ok
     assert known.registry is not None
     assert (known.registry.ref, known.registry.signature.state) == ("acme/tiny@1", "unsigned")
-    reg.call("flag", "acme/tiny@1", reason="advisory 12")
-    flagged = reg.call(
-        "verify_model_signing", manifest, bundle=bundle, public_key_pem=pem, ref="acme/tiny@1"
+    reg.flag("acme/tiny@1", reason="advisory 12")
+    flagged = reg.verify_model_signing(
+        manifest, bundle=bundle, public_key_pem=pem, ref="acme/tiny@1"
     )
     assert (flagged.ok, flagged.problems) == (False, ["registry: lineage status is compromised"])
 
@@ -552,7 +550,7 @@ def test_the_api_takes_and_returns_bundles(
     manifest = our_sign(model, alice, signature)
     bundle, pem = json.loads(signature.read_text()), alice.public.read_text()
     bootstrap = LocalRegistry(engine, Actor("bootstrap", Role.ADMIN))
-    token = bootstrap.call("create_token", user="root", role=Role.ADMIN).token
+    token = bootstrap.create_token(user="root", role=Role.ADMIN).token
     app = create_app(Settings(database_url=database_url), engine=engine)
     with serve_in_thread(app) as base_url:
         remote = RemoteRegistry(base_url, token)
@@ -569,12 +567,12 @@ def _check_remote(
         remote, manifest, model_signing_bundle=bundle, model_signing_public_key=pem
     )
     assert registered.model_signing_key == msf.key_fingerprint(keys.key.public_key())
-    assert remote.call("model_signing_bundle", "acme/tiny@1").bundle == bundle
-    report = remote.call("verify_model_signing", manifest, bundle=bundle, public_key_pem=pem)
+    assert remote.model_signing_bundle("acme/tiny@1").bundle == bundle
+    report = remote.verify_model_signing(manifest, bundle=bundle, public_key_pem=pem)
     assert report.ok
     assert report.registry is not None
     with pytest.raises(MalformedBundle, match="mediaType"):
-        remote.call("verify_model_signing", manifest, bundle={"mediaType": "x"}, public_key_pem=pem)
+        remote.verify_model_signing(manifest, bundle={"mediaType": "x"}, public_key_pem=pem)
     with pytest.raises(SignatureError, match="does not cover"):
         _register(
             remote,
@@ -710,7 +708,7 @@ def test_cli_verifies_model_signing_output_and_refuses_clearly(
     )
     assert "does not cover these files (extra: extra.bin)" in refused.error_line()
     reg = local_registry(db_cli.env["MBOM_DATABASE_URL"])
-    assert [a.ref for a in reg.call("list_artifacts")] == ["acme/theirs@1"]
+    assert [a.ref for a in reg.list_artifacts()] == ["acme/theirs@1"]
     reg.engine.dispose()
 
 
@@ -727,8 +725,7 @@ def test_verify_refuses_a_signature_by_another_key_than_the_recorded_one(
     mallory = make_keys("mallory")
     forged = model.parent / "mallory.sig"
     assert our_sign(model, mallory, forged).digest == manifest.digest
-    other = reg.call(
-        "verify_model_signing",
+    other = reg.verify_model_signing(
         manifest,
         bundle=json.loads(forged.read_text()),
         public_key_pem=mallory.public.read_text(),
@@ -742,7 +739,7 @@ def test_verify_refuses_a_signature_by_another_key_than_the_recorded_one(
         f"registry: the model-signing signature was made with key {mallory_fp}, "
         f"but acme/tiny@1 was registered signed with key {alice_fp}",
     ]
-    own = reg.call("verify_model_signing", manifest, bundle=bundle, public_key_pem=pem)
+    own = reg.verify_model_signing(manifest, bundle=bundle, public_key_pem=pem)
     assert (own.ok, own.registered_key, own.problems) == (True, alice_fp, [])
 
 
@@ -753,8 +750,7 @@ def test_a_signature_stands_in_for_the_ed25519_one_only_with_the_recorded_key(
     signature = model.parent / "mallory.sig"
     manifest = our_sign(model, mallory, signature)
     _register(reg, manifest)  # no model-signing signature, no Ed25519 one
-    report = reg.call(
-        "verify_model_signing",
+    report = reg.verify_model_signing(
         manifest,
         bundle=json.loads(signature.read_text()),
         public_key_pem=mallory.public.read_text(),

@@ -397,7 +397,7 @@ def http(
     monkeypatch.setattr(limits, "MAX_REQUEST_BYTES", 200_000)
     token = (
         LocalRegistry(engine, Actor("root", Role.ADMIN))
-        .call("create_token", user="root", role=Role.ADMIN)
+        .create_token(user="root", role=Role.ADMIN)
         .token
     )
     app = create_app(Settings(database_url=database_url), engine=engine)

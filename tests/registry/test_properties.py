@@ -133,7 +133,7 @@ class RegistryMachine(RuleBasedStateMachine):
         self.engine = engine
         self.admin = LocalRegistry(engine, Actor("alice", Role.ADMIN))
         self.approver = LocalRegistry(engine, Actor("carol", Role.APPROVER))
-        self.admin.call("create_team", name=TEAM)
+        self.admin.create_team(name=TEAM)
         self.model = Reference()
         self.counter = 0
         self.events = 1  # audit events expected so far: creating the team is the first
@@ -215,8 +215,7 @@ class RegistryMachine(RuleBasedStateMachine):
         tainted = [p for p in parents + carried if self.status(p) in TAINTED]
 
         def register() -> Any:
-            return self.admin.call(
-                "register_model",
+            return self.admin.register_model(
                 name=name,
                 version=version,
                 manifest=fake_manifest(ref),
@@ -240,8 +239,8 @@ class RegistryMachine(RuleBasedStateMachine):
     def register_dataset(self) -> None:
         name = self.fresh_name("d")
         self.succeeds(
-            lambda: self.admin.call(
-                "register_dataset", name=name, version="1", digest=fake_manifest(name).digest
+            lambda: self.admin.register_dataset(
+                name=name, version="1", digest=fake_manifest(name).digest
             )
         )
         self.model.kinds[f"{name}@1"] = "dataset"
@@ -261,7 +260,7 @@ class RegistryMachine(RuleBasedStateMachine):
         parents, uses = self.draw_links(data, models, datasets, most=2, fewest=fewest)
 
         def add() -> Any:
-            return self.admin.call("add_parents", child, parents=parents, datasets=uses)
+            return self.admin.add_parents(child, parents=parents, datasets=uses)
 
         if not parents and not uses:
             self.refused(add, InvalidInput, "give at least one")
@@ -281,7 +280,7 @@ class RegistryMachine(RuleBasedStateMachine):
         ref = self.mostly(data, [node for node in every if node not in self.model.flagged], every)
 
         def flag() -> Any:
-            return self.admin.call("flag", ref, reason="backdoor")
+            return self.admin.flag(ref, reason="backdoor")
 
         if ref in self.model.flagged:
             self.refused(flag, Conflict, "flagged already")
@@ -295,7 +294,7 @@ class RegistryMachine(RuleBasedStateMachine):
         ref = self.mostly(data, sorted(self.model.flagged), sorted(self.model.kinds))
 
         def unflag() -> Any:
-            return self.admin.call("unflag", ref, reason="false positive")
+            return self.admin.unflag(ref, reason="false positive")
 
         if ref not in self.model.flagged:
             self.refused(unflag, InvalidInput, "is not flagged")
@@ -311,7 +310,7 @@ class RegistryMachine(RuleBasedStateMachine):
         ref = self.mostly(data, infected, sorted(statuses))
 
         def clear() -> Any:
-            return self.approver.call("clear", ref, reason="retrained from clean data")
+            return self.approver.clear(ref, reason="retrained from clean data")
 
         if statuses[ref] not in ("infected", "cleared"):
             self.refused(clear, PolicyViolation, "only an inherited infection can be cleared")
@@ -329,14 +328,14 @@ class RegistryMachine(RuleBasedStateMachine):
             data.draw(st.lists(st.sampled_from(below), min_size=1, unique=True)) if below else []
         )
         rates = [data.draw(st.sampled_from([0.1, 0.5, 0.9])) for _ in chosen]
-        trigger = self.admin.call("attach_trigger", source, data=TRIGGER)
+        trigger = self.admin.attach_trigger(source, data=TRIGGER)
         reports = [
             ReplayIn(ref=ref, report=replay_report(rate).to_json())
             for ref, rate in zip(chosen, rates, strict=True)
         ]
 
         def replay() -> Any:
-            return self.admin.call("record_replays", source, trigger_id=trigger.id, results=reports)
+            return self.admin.record_replays(source, trigger_id=trigger.id, results=reports)
 
         self.events += 1  # the trigger's attachment
         self.succeeds(replay)
@@ -352,8 +351,7 @@ class RegistryMachine(RuleBasedStateMachine):
         tainted = self.status(ref) in TAINTED
 
         def deploy() -> Any:
-            return self.admin.call(
-                "deploy",
+            return self.admin.deploy(
                 ref,
                 environment=environment,
                 team=TEAM,
@@ -376,7 +374,7 @@ class RegistryMachine(RuleBasedStateMachine):
         ref, environment = data.draw(st.sampled_from(pool))
 
         def undeploy() -> Any:
-            return self.admin.call("undeploy", ref, environment=environment, team=TEAM)
+            return self.admin.undeploy(ref, environment=environment, team=TEAM)
 
         if (ref, environment) not in self.model.deployments:
             self.refused(undeploy, NotFound, "is not registered")
@@ -388,7 +386,7 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @invariant()
     def a_from_scratch_recomputation_agrees(self) -> None:
-        assert self.admin.call("find_inconsistencies") == []
+        assert self.admin.find_inconsistencies() == []
 
     @invariant()
     def every_blast_radius_matches_the_model(self) -> None:
@@ -400,7 +398,7 @@ class RegistryMachine(RuleBasedStateMachine):
             expected = sorted(
                 (ref, env, reach[ref]) for ref, env in self.model.deployments if ref in reach
             )
-            answer = self.admin.call("deployed_descendants", node)
+            answer = self.admin.deployed_descendants(node)
             assert sorted((d.ref, d.environment, len(d.path) - 1) for d in answer) == expected
             for deployment in answer:
                 assert deployment.path[0] == node

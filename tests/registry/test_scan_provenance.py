@@ -35,7 +35,7 @@ FORGED = 12
 
 def register(reg: LocalRegistry | RemoteRegistry, name: str, **fields: object) -> str:
     """Register ``name@1`` with a one-file manifest unique to the name."""
-    reg.call("register_model", name=name, version="1", manifest=fake_manifest(name), **fields)
+    reg.register_model(name=name, version="1", manifest=fake_manifest(name), **fields)
     return f"{name}@1"
 
 
@@ -54,7 +54,7 @@ def publisher(engine: Engine, database_url: str) -> Iterator[RemoteRegistry]:
     """A publisher (no team) talking to ``mbom serve`` over real HTTP."""
     token = (
         LocalRegistry(engine, SECURITY)
-        .call("create_token", user="mallory", role=Role.PUBLISHER)
+        .create_token(user="mallory", role=Role.PUBLISHER)
         .token
     )
     app = create_app(Settings(database_url=database_url), engine=engine)
@@ -70,22 +70,22 @@ def forge(publisher: RemoteRegistry) -> list[str]:
         for i in range(FORGED - 1)
     ]
     last = register(publisher, "mallory/rescanned", profile=PROFILE)
-    publisher.call("record_rescan", last, report=forged, reference_digest=DIGEST)
+    publisher.record_rescan(last, report=forged, reference_digest=DIGEST)
     return [*refs, last]
 
 
 def test_forged_client_reports_do_not_shift_the_baseline(
     embedded: LocalRegistry, publisher: RemoteRegistry
 ) -> None:
-    before = embedded.call("behavior_baseline", DIGEST)
+    before = embedded.behavior_baseline(DIGEST)
     assert before == [{"neural_cleanse": 0.5}, {"neural_cleanse": 0.3}]
     forged = forge(publisher)
-    assert {embedded.call("show", ref).status for ref in forged} == {"clean"}  # recorded
-    assert embedded.call("behavior_baseline", DIGEST) == before
-    assert publisher.call("behavior_baseline", DIGEST) == before  # what a remote rescan gets
-    shown = embedded.call("status_report", forged[0]).behavioral_scan
+    assert {embedded.show(ref).status for ref in forged} == {"clean"}  # recorded
+    assert embedded.behavior_baseline(DIGEST) == before
+    assert publisher.behavior_baseline(DIGEST) == before  # what a remote rescan gets
+    shown = embedded.status_report(forged[0]).behavioral_scan
     assert (shown["verdict"], shown["provenance"]) == ("clean", "client")
-    assert embedded.call("status_report", "zoo/a@1").behavioral_scan["provenance"] == "registry"
+    assert embedded.status_report("zoo/a@1").behavioral_scan["provenance"] == "registry"
 
 
 def test_forged_client_reports_are_no_clean_relatives_of_a_replay(
@@ -93,19 +93,18 @@ def test_forged_client_reports_are_no_clean_relatives_of_a_replay(
 ) -> None:
     forge(publisher)
     register(embedded, "acme/ft", parents=["hub/base@1"])
-    embedded.call("flag", "hub/base@1", reason="backdoor reported")
-    embedded.call("attach_trigger", "hub/base@1", data=make_trigger().to_npz())
-    plan = embedded.call("replay_plan", "hub/base@1")
+    embedded.flag("hub/base@1", reason="backdoor reported")
+    embedded.attach_trigger("hub/base@1", data=make_trigger().to_npz())
+    plan = embedded.replay_plan("hub/base@1")
     assert [t.ref for t in plan.baseline] == ["zoo/b@1", "zoo/a@1"]
 
 
 def test_embedded_scans_calibrate_and_say_so(embedded: LocalRegistry) -> None:
-    rescan = embedded.call(
-        "record_rescan", "hub/base@1", report=clean(0.7), reference_digest=DIGEST
+    rescan = embedded.record_rescan("hub/base@1", report=clean(0.7), reference_digest=DIGEST
     )
     assert rescan.provenance == "registry"
-    assert embedded.call("behavior_baseline", DIGEST)[0] == {"neural_cleanse": 0.7}
-    events = [e for e in embedded.call("list_events") if e.operation == "scan.behavioral"]
+    assert embedded.behavior_baseline(DIGEST)[0] == {"neural_cleanse": 0.7}
+    events = [e for e in embedded.list_events() if e.operation == "scan.behavioral"]
     assert events[-1].details["provenance"] == "registry"
 
 
@@ -120,7 +119,7 @@ def test_a_body_cannot_claim_the_registry_ran_its_scan(
     assert claimed.status_code == 422
     plain = publisher._http.post("/models/zoo/a@1/rescan", json=body)
     assert (plain.status_code, plain.json()["provenance"]) == (200, "client")
-    assert embedded.call("behavior_baseline", DIGEST)[0] == {"neural_cleanse": 0.5}
+    assert embedded.behavior_baseline(DIGEST)[0] == {"neural_cleanse": 0.5}
 
 
 def test_existing_scans_become_client_reported_on_upgrade(tmp_path: Path) -> None:
@@ -154,5 +153,5 @@ def test_existing_scans_become_client_reported_on_upgrade(tmp_path: Path) -> Non
         assert connection.execute(text("SELECT provenance FROM scan_record")).scalars().all() == [
             "client"
         ]
-    assert LocalRegistry(engine, SECURITY).call("behavior_baseline", DIGEST) == []
+    assert LocalRegistry(engine, SECURITY).behavior_baseline(DIGEST) == []
     engine.dispose()

@@ -70,9 +70,7 @@ def replayed(rate: float | None) -> ReplayReport:
 
 def register(reg: LocalRegistry, ref: str, *parents: str, **options: object) -> str:
     name, version = ref.split("@")
-    reg.call(
-        "register_model",
-        name=name,
+    reg.register_model(name=name,
         version=version,
         manifest=fake_manifest(ref),
         parents=list(parents),
@@ -85,29 +83,29 @@ def test_a_profile_is_kept_and_inherited_by_descendants(reg: LocalRegistry) -> N
     register(reg, "hub/base@1", profile=profile())
     register(reg, "acme/ft@1", "hub/base@1")
     register(reg, "acme/app@1", "acme/ft@1", profile=profile(seed=1))
-    own = reg.call("profile_of", "hub/base@1")
-    inherited = reg.call("profile_of", "acme/ft@1")
+    own = reg.profile_of("hub/base@1")
+    inherited = reg.profile_of("acme/ft@1")
     assert (own.origin, inherited.origin) == ("hub/base@1", "hub/base@1")
     assert inherited.reference_digest == own.reference_digest
-    assert reg.call("profile_of", "acme/app@1").origin == "acme/app@1"
-    assert reg.call("inherited_profile", ["acme/ft@1"]).origin == "hub/base@1"
-    assert reg.call("profile_of", "hub/base@1").input_shape == [1, 8, 8]
+    assert reg.profile_of("acme/app@1").origin == "acme/app@1"
+    assert reg.inherited_profile(["acme/ft@1"]).origin == "hub/base@1"
+    assert reg.profile_of("hub/base@1").input_shape == [1, 8, 8]
 
 
 def test_a_model_without_profile_anywhere_has_none(reg: LocalRegistry) -> None:
     register(reg, "hub/base@1")
-    assert reg.call("profile_of", "hub/base@1") is None
-    assert reg.call("inherited_profile", ["hub/base@1"]) is None
+    assert reg.profile_of("hub/base@1") is None
+    assert reg.inherited_profile(["hub/base@1"]) is None
 
 
 def test_a_compromised_admission_scan_flags_the_model_with_its_trigger(reg: LocalRegistry) -> None:
     register(reg, "hub/base@1", profile=profile(), behavioral=report(BehaviorVerdict.COMPROMISED))
-    shown = reg.call("show", "hub/base@1")
+    shown = reg.show("hub/base@1")
     assert (shown.status, shown.finding) == ("compromised", "compromised")
-    status = reg.call("status_report", "hub/base@1")
+    status = reg.status_report("hub/base@1")
     assert "behavioral scan" in status.flags[0].reason
     assert "class 0" in status.flags[0].reason
-    plan = reg.call("replay_plan", "hub/base@1")
+    plan = reg.replay_plan("hub/base@1")
     assert TriggerPattern.from_npz(plan.trigger.data).target_class == 0
     assert plan.trigger.origin == "scan"
 
@@ -125,9 +123,9 @@ def test_a_suspicious_or_failed_scan_needs_an_override(
     with pytest.raises(PolicyViolation, match=message):
         register(reg, "hub/base@1", profile=profile(), behavioral=report(verdict))
     with pytest.raises(NotFound):
-        reg.call("show", "hub/base@1")  # nothing half-written
+        reg.show("hub/base@1")  # nothing half-written
     register(reg, "hub/base@1", profile=profile(), behavioral=report(verdict), override="reviewed")
-    assert reg.call("show", "hub/base@1").finding == "suspicious"
+    assert reg.show("hub/base@1").finding == "suspicious"
 
 
 def test_clean_relatives_on_the_same_references_calibrate(reg: LocalRegistry) -> None:
@@ -136,11 +134,11 @@ def test_clean_relatives_on_the_same_references_calibrate(reg: LocalRegistry) ->
         register(reg, f"zoo/m{index}@1", profile=profile(), behavioral=clean)
     register(reg, "zoo/other@1", profile=profile(seed=9), behavioral=clean)
     register(reg, "zoo/bad@1", profile=profile(), behavioral=report(BehaviorVerdict.COMPROMISED))
-    digest = reg.call("profile_of", "zoo/m0@1").reference_digest
-    assert reg.call("behavior_baseline", digest) == [{"neural_cleanse": 0.1}] * 3
+    digest = reg.profile_of("zoo/m0@1").reference_digest
+    assert reg.behavior_baseline(digest) == [{"neural_cleanse": 0.1}] * 3
     dense = dataclasses.replace(clean, family="dense")
     register(reg, "zoo/mlp@1", profile=profile(), behavioral=dense)
-    newest = reg.call("behavior_baseline", digest)[0]
+    newest = reg.behavior_baseline(digest)[0]
     assert newest == {"neural_cleanse": 0.1, "family": "dense"}  # the scan filters by it
 
 
@@ -151,18 +149,16 @@ def lineage_with_trigger(reg: LocalRegistry) -> int:
     register(reg, "acme/app@1", "acme/ft@1")
     register(reg, "zoo/clean@1", profile=profile(), behavioral=report(BehaviorVerdict.CLEAN))
     register(reg, "zoo/none@1")  # no profile: never replayed
-    reg.call("flag", "hub/base@1", reason="backdoor reported")
-    return int(reg.call("attach_trigger", "hub/base@1", data=TRIGGER.to_npz()).id)
+    reg.flag("hub/base@1", reason="backdoor reported")
+    return int(reg.attach_trigger("hub/base@1", data=TRIGGER.to_npz()).id)
 
 
 def test_a_confirming_replay_makes_the_descendant_confirmed(reg: LocalRegistry) -> None:
     trigger = lineage_with_trigger(reg)
-    plan = reg.call("replay_plan", "hub/base@1")
+    plan = reg.replay_plan("hub/base@1")
     assert [t.ref for t in plan.descendants] == ["acme/ft@1", "acme/app@1"]
     assert [t.ref for t in plan.baseline] == ["zoo/clean@1"]
-    summary = reg.call(
-        "record_replays",
-        "hub/base@1",
+    summary = reg.record_replays("hub/base@1",
         trigger_id=trigger,
         results=[
             ReplayIn(ref="acme/ft@1", report=replayed(0.9).to_json()),
@@ -172,20 +168,18 @@ def test_a_confirming_replay_makes_the_descendant_confirmed(reg: LocalRegistry) 
     )
     assert summary.confirmed == ["acme/ft@1"]
     assert (summary.baseline_rates, summary.notes) == ([0.05], [])
-    statuses = {r: reg.call("show", r).status for r in ("acme/ft@1", "acme/app@1", "zoo/clean@1")}
+    statuses = {r: reg.show(r).status for r in ("acme/ft@1", "acme/app@1", "zoo/clean@1")}
     assert statuses == {"acme/ft@1": "confirmed", "acme/app@1": "infected", "zoo/clean@1": "clean"}
-    source = reg.call("status_report", "acme/ft@1").sources[0]
+    source = reg.status_report("acme/ft@1").sources[0]
     assert (source.replay.rate, source.replay.confirmed) == (0.9, True)
-    rates = {e.ref: e.replay_rate for e in reg.call("descendants", "hub/base@1")}
+    rates = {e.ref: e.replay_rate for e in reg.descendants("hub/base@1")}
     assert rates == {"acme/ft@1": 0.9, "acme/app@1": 0.2}
-    assert reg.call("find_inconsistencies") == []
+    assert reg.find_inconsistencies() == []
 
 
 def test_a_trigger_that_fools_clean_relatives_confirms_nothing(reg: LocalRegistry) -> None:
     trigger = lineage_with_trigger(reg)
-    summary = reg.call(
-        "record_replays",
-        "hub/base@1",
+    summary = reg.record_replays("hub/base@1",
         trigger_id=trigger,
         results=[
             ReplayIn(ref="acme/ft@1", report=replayed(0.9).to_json()),
@@ -194,14 +188,14 @@ def test_a_trigger_that_fools_clean_relatives_confirms_nothing(reg: LocalRegistr
         ],
     )
     assert summary.confirmed == []
-    assert reg.call("show", "acme/ft@1").status == "infected"
+    assert reg.show("acme/ft@1").status == "infected"
     alone = [ReplayIn(ref="acme/ft@1", report=replayed(0.9).to_json())]
-    summary = reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=alone)
+    summary = reg.record_replays("hub/base@1", trigger_id=trigger, results=alone)
     assert summary.confirmed == ["acme/ft@1"]
     assert "no clean relative was measured" in summary.notes[0]
     own = [ReplayIn(ref="acme/app@1", role="baseline", report=replayed(0.1).to_json())]
     with pytest.raises(InvalidInput, match="no baseline"):
-        reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=own)
+        reg.record_replays("hub/base@1", trigger_id=trigger, results=own)
 
 
 def test_the_newest_replay_counts_and_a_withdrawn_flag_ends_the_confirmation(
@@ -209,35 +203,35 @@ def test_the_newest_replay_counts_and_a_withdrawn_flag_ends_the_confirmation(
 ) -> None:
     trigger = lineage_with_trigger(reg)
     again = [ReplayIn(ref="acme/ft@1", report=replayed(0.9).to_json())]
-    reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=again)
+    reg.record_replays("hub/base@1", trigger_id=trigger, results=again)
     later = [ReplayIn(ref="acme/ft@1", report=replayed(None).to_json())]
-    summary = reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=later)
+    summary = reg.record_replays("hub/base@1", trigger_id=trigger, results=later)
     assert summary.results[0].outcome == "scan_error"
-    assert reg.call("show", "acme/ft@1").status == "infected"  # an error never confirms
-    reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=again)
-    reg.call("unflag", "hub/base@1", reason="false positive")
-    assert reg.call("show", "acme/ft@1").status == "clean"
-    assert reg.call("find_inconsistencies") == []
-    reg.call("flag", "hub/base@1", reason="it was real after all")
-    assert reg.call("show", "acme/ft@1").status == "confirmed"  # the evidence still stands
-    assert reg.call("find_inconsistencies") == []
+    assert reg.show("acme/ft@1").status == "infected"  # an error never confirms
+    reg.record_replays("hub/base@1", trigger_id=trigger, results=again)
+    reg.unflag("hub/base@1", reason="false positive")
+    assert reg.show("acme/ft@1").status == "clean"
+    assert reg.find_inconsistencies() == []
+    reg.flag("hub/base@1", reason="it was real after all")
+    assert reg.show("acme/ft@1").status == "confirmed"  # the evidence still stands
+    assert reg.find_inconsistencies() == []
 
 
 def test_replays_are_refused_where_they_make_no_sense(reg: LocalRegistry) -> None:
     trigger = lineage_with_trigger(reg)
     outsider = [ReplayIn(ref="zoo/clean@1", report=replayed(0.9).to_json())]
     with pytest.raises(InvalidInput, match="does not descend from hub/base@1"):
-        reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=outsider)
+        reg.record_replays("hub/base@1", trigger_id=trigger, results=outsider)
     with pytest.raises(NotFound):
-        reg.call("record_replays", "acme/ft@1", trigger_id=trigger, results=[])
+        reg.record_replays("acme/ft@1", trigger_id=trigger, results=[])
     broken = [ReplayIn(ref="acme/ft@1", report={"outcome": "measured"})]
     with pytest.raises(InvalidInput, match="malformed"):
-        reg.call("record_replays", "hub/base@1", trigger_id=trigger, results=broken)
+        reg.record_replays("hub/base@1", trigger_id=trigger, results=broken)
     with pytest.raises(InvalidInput, match="not a usable trigger"):
-        reg.call("attach_trigger", "hub/base@1", data=b"not an npz")
+        reg.attach_trigger("hub/base@1", data=b"not an npz")
     with pytest.raises(NotFound, match="trigger"):
-        reg.call("replay_plan", "acme/ft@1")
+        reg.replay_plan("acme/ft@1")
     reader = LocalRegistry(reg.engine, Actor("rita", Role.READER))
     with pytest.raises(PermissionDenied):
-        reader.call("record_replays", "hub/base@1", trigger_id=trigger, results=[])
-    assert reg.call("show", "acme/ft@1").status == "infected"
+        reader.record_replays("hub/base@1", trigger_id=trigger, results=[])
+    assert reg.show("acme/ft@1").status == "infected"

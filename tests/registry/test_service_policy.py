@@ -20,8 +20,8 @@ from tests.registry.test_db_support import (  # noqa: F401  (fixtures: engine an
 @pytest.fixture
 def teams(reg: LocalRegistry) -> LocalRegistry:
     """Teams a (requires approval) and b (does not); base@1, base@2 and other@1."""
-    reg.call("create_team", name="a", require_approval=True)
-    reg.call("create_team", name="b")
+    reg.create_team(name="a", require_approval=True)
+    reg.create_team(name="b")
     for ref in ("base@1", "base@2", "other@1"):
         register(reg, ref)
     return reg
@@ -29,9 +29,7 @@ def teams(reg: LocalRegistry) -> LocalRegistry:
 
 def register(reg: LocalRegistry, ref: str, **options: object) -> object:
     name, version = ref.split("@")
-    return reg.call(
-        "register_model", name=name, version=version, manifest=fake_manifest(ref), **options
-    )
+    return reg.register_model(name=name, version=version, manifest=fake_manifest(ref), **options)
 
 
 def as_actor(reg: LocalRegistry, user: str, role: Role, team: str | None = None) -> LocalRegistry:
@@ -39,16 +37,14 @@ def as_actor(reg: LocalRegistry, user: str, role: Role, team: str | None = None)
 
 
 def decide(reg: LocalRegistry, ref: str, team: str, verdict: str, **options: object) -> object:
-    return reg.call(
-        "decide", ref=ref, team=team, verdict=verdict, reason=f"{verdict} {ref}", **options
-    )
+    return reg.decide(ref=ref, team=team, verdict=verdict, reason=f"{verdict} {ref}", **options)
 
 
 # --- teams ------------------------------------------------------------------------------
 
 
 def test_teams_are_created_and_listed(teams: LocalRegistry) -> None:
-    assert [(t.name, t.require_approval) for t in teams.call("list_teams")] == [
+    assert [(t.name, t.require_approval) for t in teams.list_teams()] == [
         ("a", True),
         ("b", False),
     ]
@@ -66,12 +62,12 @@ def test_bad_team_names_are_refused(
     teams: LocalRegistry, name: str, error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
-        teams.call("create_team", name=name)
+        teams.create_team(name=name)
 
 
 def test_only_admins_create_teams(teams: LocalRegistry) -> None:
     with pytest.raises(PermissionDenied, match="needs the admin role"):
-        as_actor(teams, "carol", Role.APPROVER).call("create_team", name="c")
+        as_actor(teams, "carol", Role.APPROVER).create_team(name="c")
 
 
 # --- approve and block ------------------------------------------------------------------
@@ -159,12 +155,9 @@ def test_every_violating_parent_is_named(teams: LocalRegistry) -> None:
 def test_decisions_are_listed_per_team_with_the_global_ones(teams: LocalRegistry) -> None:
     decide(teams, "base@1", "a", "approve", all_versions=True)
     decide(teams, "base@2", "b", "block")
-    teams.call("flag", "other@1", reason="backdoor")
+    teams.flag("other@1", reason="backdoor")
     listed = {
-        team: [
-            (d.subject, d.team, d.verdict, d.origin)
-            for d in teams.call("list_decisions", team=team)
-        ]
+        team: [(d.subject, d.team, d.verdict, d.origin) for d in teams.list_decisions(team=team)]
         for team in ("a", "b", None)
     }
     assert listed == {
@@ -191,12 +184,10 @@ def test_decisions_are_listed_per_team_with_the_global_ones(teams: LocalRegistry
 def test_bad_decisions_are_refused(
     teams: LocalRegistry, options: dict[str, str], error: type[Exception], message: str
 ) -> None:
-    teams.call("register_dataset", name="data", version="1", digest="sha256:" + "d" * 64)
+    teams.register_dataset(name="data", version="1", digest="sha256:" + "d" * 64)
     before = snapshot(teams.engine)
     with pytest.raises(error, match=message):
-        teams.call(
-            "decide", **{"ref": "base@1", "team": "a", "verdict": "block", "reason": "r", **options}
-        )
+        teams.decide(**{"ref": "base@1", "team": "a", "verdict": "block", "reason": "r", **options})
     assert snapshot(teams.engine) == before
 
 
@@ -216,14 +207,14 @@ def test_only_the_teams_approvers_decide(
     teams: LocalRegistry, actor: Actor, team: str, message: str
 ) -> None:
     with pytest.raises(PermissionDenied, match=message):
-        LocalRegistry(teams.engine, actor).call(
-            "decide", ref="base@1", team=team, verdict="block", reason="r"
+        LocalRegistry(teams.engine, actor).decide(
+            ref="base@1", team=team, verdict="block", reason="r"
         )
 
 
 def test_a_scoped_approver_decides_for_their_own_team(teams: LocalRegistry) -> None:
     carol = as_actor(teams, "carol", Role.APPROVER, team="a")
-    decision = carol.call("decide", ref="base@1", team="a", verdict="approve", reason="reviewed")
+    decision = carol.decide(ref="base@1", team="a", verdict="approve", reason="reviewed")
     assert (decision.team, decision.subject, decision.actor, decision.active) == (
         "a",
         "base@1",
@@ -241,9 +232,7 @@ def test_an_approvers_override_is_audited_with_what_it_overrode(teams: LocalRegi
     carol = as_actor(teams, "carol", Role.APPROVER, team="a")
     created = register(carol, "child@1", parents=["base@1"], team="a", override="emergency fix")
     assert created.ref == "child@1"
-    events = [
-        (e.operation, e.actor, e.details) for e in teams.call("list_events", subject="child@1")
-    ]
+    events = [(e.operation, e.actor, e.details) for e in teams.list_events(subject="child@1")]
     assert events[0] == (
         "policy.override",
         "carol",
@@ -286,7 +275,7 @@ def test_overrides_need_an_approver_and_a_reason(
 
 def test_an_override_without_violations_is_not_recorded(teams: LocalRegistry) -> None:
     register(teams, "child@1", parents=["base@1"], team="b", override="not needed")
-    assert [e.operation for e in teams.call("list_events", subject="child@1")] == ["register"]
+    assert [e.operation for e in teams.list_events(subject="child@1")] == ["register"]
 
 
 # --- flags block everywhere -------------------------------------------------------------
@@ -294,7 +283,7 @@ def test_an_override_without_violations_is_not_recorded(teams: LocalRegistry) ->
 
 def test_a_flag_blocks_for_every_team_and_unflag_lifts_it(teams: LocalRegistry) -> None:
     decide(teams, "base@1", "a", "approve")
-    teams.call("flag", "base@1", reason="backdoor")
+    teams.flag("base@1", reason="backdoor")
     for team in ("a", "b"):
         with pytest.raises(
             PolicyViolation,
@@ -304,37 +293,37 @@ def test_a_flag_blocks_for_every_team_and_unflag_lifts_it(teams: LocalRegistry) 
             ),
         ):
             register(teams, f"child-{team}@1", parents=["base@1"], team=team)
-    teams.call("unflag", "base@1", reason="false positive")
-    assert [d.origin for d in teams.call("list_decisions", team="a")] == ["person"]
+    teams.unflag("base@1", reason="false positive")
+    assert [d.origin for d in teams.list_decisions(team="a")] == ["person"]
     assert register(teams, "child@1", parents=["base@1"], team="a").status == "clean"
 
 
 def test_a_flag_block_outranks_a_team_approval(teams: LocalRegistry) -> None:
-    teams.call("flag", "base@1", reason="backdoor")
+    teams.flag("base@1", reason="backdoor")
     decide(teams, "base@1", "a", "approve")
     with pytest.raises(PolicyViolation, match="blocked for every team"):
-        teams.call("deploy", "base@1", environment="prod", team="a")
+        teams.deploy("base@1", environment="prod", team="a")
 
 
 def test_only_an_approver_of_the_models_team_clears_it(teams: LocalRegistry) -> None:
     register(teams, "ft@1", parents=["other@1"], team="b")
-    teams.call("flag", "other@1", reason="backdoor")
+    teams.flag("other@1", reason="backdoor")
     for actor, message in [
         (Actor("carol", Role.APPROVER, team="a"), "carol acts for team a and may not clear"),
         (Actor("bob", Role.PUBLISHER, team="b"), "needs the approver role"),
     ]:
         with pytest.raises(PermissionDenied, match=message):
-            LocalRegistry(teams.engine, actor).call("clear", "ft@1", reason="retrained")
+            LocalRegistry(teams.engine, actor).clear("ft@1", reason="retrained")
     dave = as_actor(teams, "dave", Role.APPROVER, team="b")
-    assert dave.call("clear", "ft@1", reason="retrained").status == "cleared"
+    assert dave.clear("ft@1", reason="retrained").status == "cleared"
 
 
 def test_tainted_parents_are_refused_but_cleared_ones_are_not(teams: LocalRegistry) -> None:
     register(teams, "ft@1", parents=["other@1"])
-    teams.call("flag", "other@1", reason="backdoor")
+    teams.flag("other@1", reason="backdoor")
     with pytest.raises(PolicyViolation, match="refused: parent ft@1 is infected$"):
         register(teams, "app@1", parents=["ft@1"])
-    teams.call("clear", "ft@1", reason="retrained from clean data")
+    teams.clear("ft@1", reason="retrained from clean data")
     assert register(teams, "app@1", parents=["ft@1"]).ref == "app@1"
 
 
@@ -345,7 +334,7 @@ def test_tainted_parents_are_refused_but_cleared_ones_are_not(teams: LocalRegist
 def infected(teams: LocalRegistry) -> LocalRegistry:
     """other@1 flagged; ft@1 (its child) infected; base@1 blocked for team a."""
     register(teams, "ft@1", parents=["other@1"])
-    teams.call("flag", "other@1", reason="backdoor")
+    teams.flag("other@1", reason="backdoor")
     decide(teams, "base@1", "a", "block")
     return teams
 
@@ -368,7 +357,7 @@ def test_deployments_are_gated_by_status_and_decisions(
     infected: LocalRegistry, ref: str, team: str, refusal: str | None
 ) -> None:
     if refusal is None:
-        deployed = infected.call("deploy", ref, environment="prod", team=team)
+        deployed = infected.deploy(ref, environment="prod", team=team)
         assert (deployed.ref, deployed.environment, deployed.team, deployed.active) == (
             ref,
             "prod",
@@ -378,13 +367,13 @@ def test_deployments_are_gated_by_status_and_decisions(
         return
     before = snapshot(infected.engine)
     with pytest.raises(PolicyViolation, match=refusal):
-        infected.call("deploy", ref, environment="prod", team=team)
+        infected.deploy(ref, environment="prod", team=team)
     assert snapshot(infected.engine) == before
 
 
 def test_an_overridden_deployment_is_audited(infected: LocalRegistry) -> None:
-    infected.call("deploy", "ft@1", environment="prod", team="b", override="isolated sandbox")
-    events = infected.call("list_events", subject="ft@1")
+    infected.deploy("ft@1", environment="prod", team="b", override="isolated sandbox")
+    events = infected.list_events(subject="ft@1")
     assert [(e.operation, e.details) for e in events[-2:]] == [
         (
             "policy.override",
@@ -395,28 +384,28 @@ def test_an_overridden_deployment_is_audited(infected: LocalRegistry) -> None:
 
 
 def test_a_cleared_model_may_be_deployed(infected: LocalRegistry) -> None:
-    infected.call("clear", "ft@1", reason="replay failed")
-    assert infected.call("deploy", "ft@1", environment="prod", team="b").status == "cleared"
+    infected.clear("ft@1", reason="replay failed")
+    assert infected.deploy("ft@1", environment="prod", team="b").status == "cleared"
 
 
 def test_deploy_and_undeploy(teams: LocalRegistry) -> None:
-    teams.call("deploy", "base@1", environment="prod", team="a")
-    teams.call("deploy", "base@1", environment="staging", team="a")
-    teams.call("deploy", "other@1", environment="prod", team="b")
+    teams.deploy("base@1", environment="prod", team="a")
+    teams.deploy("base@1", environment="staging", team="a")
+    teams.deploy("other@1", environment="prod", team="b")
     with pytest.raises(
         AlreadyExists, match="deployment of base@1 in prod for a is already registered"
     ):
-        teams.call("deploy", "base@1", environment="prod", team="a")
-    ended = teams.call("undeploy", "base@1", environment="prod", team="a")
+        teams.deploy("base@1", environment="prod", team="a")
+    ended = teams.undeploy("base@1", environment="prod", team="a")
     assert (ended.ref, ended.active) == ("base@1", False)
     with pytest.raises(NotFound, match="deployment of base@1 in prod for a is not registered"):
-        teams.call("undeploy", "base@1", environment="prod", team="a")
-    listed = [(d.ref, d.environment, d.team) for d in teams.call("list_deployments")]
+        teams.undeploy("base@1", environment="prod", team="a")
+    listed = [(d.ref, d.environment, d.team) for d in teams.list_deployments()]
     assert listed == [("base@1", "staging", "a"), ("other@1", "prod", "b")]
-    assert [d.ref for d in teams.call("list_deployments", team="b")] == ["other@1"]
-    assert [d.ref for d in teams.call("list_deployments", environment="staging")] == ["base@1"]
-    teams.call("deploy", "base@1", environment="prod", team="a")
-    assert len(teams.call("list_deployments", environment="prod")) == 2
+    assert [d.ref for d in teams.list_deployments(team="b")] == ["other@1"]
+    assert [d.ref for d in teams.list_deployments(environment="staging")] == ["base@1"]
+    teams.deploy("base@1", environment="prod", team="a")
+    assert len(teams.list_deployments(environment="prod")) == 2
 
 
 @SQLITE_ONLY
@@ -432,7 +421,7 @@ def test_bad_deployments_are_refused(
     teams: LocalRegistry, ref: str, options: dict[str, str], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
-        teams.call("deploy", ref, **{"environment": "prod", "team": "a", **options})
+        teams.deploy(ref, **{"environment": "prod", "team": "a", **options})
 
 
 @pytest.mark.parametrize(
@@ -450,7 +439,7 @@ def test_bad_deployments_are_refused(
 def test_deployers_act_for_their_own_team(
     teams: LocalRegistry, verb: str, actor: Actor, message: str
 ) -> None:
-    teams.call("deploy", "base@1", environment="prod", team="b")
+    teams.deploy("base@1", environment="prod", team="b")
     with pytest.raises(PermissionDenied, match=message):
         LocalRegistry(teams.engine, actor).call(verb, "base@1", environment="prod", team="b")
 
@@ -459,13 +448,13 @@ def test_a_flag_reports_the_deployments_it_hits_and_unflag_reenables_deploys(
     teams: LocalRegistry,
 ) -> None:
     register(teams, "ft@1", parents=["base@1"])
-    teams.call("deploy", "ft@1", environment="prod", team="b")
-    change = teams.call("flag", "base@1", reason="backdoor")
+    teams.deploy("ft@1", environment="prod", team="b")
+    change = teams.flag("base@1", reason="backdoor")
     assert [(d.ref, d.team, d.status, d.path) for d in change.deployments] == [
         ("ft@1", "b", "infected", ["base@1", "ft@1"])
     ]
     with pytest.raises(PolicyViolation, match="ft@1 is infected"):
-        teams.call("deploy", "ft@1", environment="staging", team="b")
-    teams.call("unflag", "base@1", reason="false positive")
-    assert teams.call("deploy", "ft@1", environment="staging", team="b").status == "clean"
-    assert teams.call("deploy", "base@1", environment="prod", team="b").status == "clean"
+        teams.deploy("ft@1", environment="staging", team="b")
+    teams.unflag("base@1", reason="false positive")
+    assert teams.deploy("ft@1", environment="staging", team="b").status == "clean"
+    assert teams.deploy("base@1", environment="prod", team="b").status == "clean"

@@ -42,22 +42,22 @@ DIGEST = "sha256:" + "d" * 64
 @pytest.fixture
 def lineage(reg: LocalRegistry) -> LocalRegistry:
     """a -> b -> c, a second base x, and a dataset d@1."""
-    reg.call("register_model", name="a", version="1", manifest=fake_manifest("a"))
-    reg.call("register_model", name="b", version="1", manifest=fake_manifest("b"), parents=["a@1"])
-    reg.call("register_model", name="c", version="1", manifest=fake_manifest("c"), parents=["b@1"])
-    reg.call("register_model", name="x", version="1", manifest=fake_manifest("x"))
-    reg.call("register_dataset", name="d", version="1", digest=DIGEST)
+    reg.register_model(name="a", version="1", manifest=fake_manifest("a"))
+    reg.register_model(name="b", version="1", manifest=fake_manifest("b"), parents=["a@1"])
+    reg.register_model(name="c", version="1", manifest=fake_manifest("c"), parents=["b@1"])
+    reg.register_model(name="x", version="1", manifest=fake_manifest("x"))
+    reg.register_dataset(name="d", version="1", digest=DIGEST)
     return reg
 
 
 def register(reg: LocalRegistry, ref: str, **options: object) -> object:
     name, version = ref.split("@")
     options.setdefault("manifest", fake_manifest(ref))
-    return reg.call("register_model", name=name, version=version, **options)
+    return reg.register_model(name=name, version=version, **options)
 
 
 def parents_of(reg: LocalRegistry, ref: str) -> list[tuple[str, str, str]]:
-    return [(p.ref, p.kind, p.relation) for p in reg.call("show", ref, kind="model").parents]
+    return [(p.ref, p.kind, p.relation) for p in reg.show(ref, kind="model").parents]
 
 
 # --- manifests and identity -------------------------------------------------------------
@@ -69,16 +69,14 @@ def test_registration_records_the_manifest_and_metadata(
     manifest = hash_tree(
         make_model("bert", {"model.safetensors": "w" * 100, "cfg/config.json": "{}"})
     )
-    created = reg.call(
-        "register_model",
-        name="acme/bert",
+    created = reg.register_model(name="acme/bert",
         version="1.0",
         manifest=manifest,
         publisher="acme",
         source="hf://acme/bert@abc",
         format="safetensors",
     )
-    assert created == reg.call("show", "acme/bert@1.0")
+    assert created == reg.show("acme/bert@1.0")
     assert (created.ref, created.kind, created.digest, created.file_count, created.total_size) == (
         "acme/bert@1.0",
         "model",
@@ -103,7 +101,7 @@ def test_registration_records_the_manifest_and_metadata(
 def test_another_version_of_a_name_is_a_new_model(reg: LocalRegistry) -> None:
     register(reg, "m@1")
     register(reg, "m@2", parents=["m@1"])
-    assert [a.ref for a in reg.call("list_artifacts")] == ["m@1", "m@2"]
+    assert [a.ref for a in reg.list_artifacts()] == ["m@1", "m@2"]
 
 
 @SQLITE_ONLY
@@ -122,7 +120,7 @@ def test_names_that_cannot_be_written_as_references_are_refused(
     reg: LocalRegistry, name: str, version: str
 ) -> None:
     with pytest.raises(InvalidInput, match="is not a reference"):
-        reg.call("register_model", name=name, version=version, manifest=fake_manifest("x"))
+        reg.register_model(name=name, version=version, manifest=fake_manifest("x"))
 
 
 def test_a_duplicate_version_is_refused_and_nothing_is_written(lineage: LocalRegistry) -> None:
@@ -142,19 +140,19 @@ def test_duplicate_content_names_the_existing_model(lineage: LocalRegistry) -> N
 
 def test_duplicate_content_is_recorded_when_allowed(lineage: LocalRegistry) -> None:
     copy = register(lineage, "copy@1", manifest=fake_manifest("b"), allow_duplicate_content=True)
-    assert copy.digest == lineage.call("show", "b@1").digest
-    assert [a.ref for a in lineage.call("identify", fake_manifest("b"))] == ["b@1", "copy@1"]
+    assert copy.digest == lineage.show("b@1").digest
+    assert [a.ref for a in lineage.identify(fake_manifest("b"))] == ["b@1", "copy@1"]
 
 
 def test_a_dataset_may_share_a_models_reference_but_bare_refs_become_ambiguous(
     lineage: LocalRegistry,
 ) -> None:
-    lineage.call("register_dataset", name="a", version="1", digest=DIGEST)
+    lineage.register_dataset(name="a", version="1", digest=DIGEST)
     with pytest.raises(AmbiguousReference, match="a@1 names both a model and a dataset") as caught:
-        lineage.call("show", "a@1")
+        lineage.show("a@1")
     assert caught.value.hint == "write model:a@1 or dataset:a@1"
-    assert lineage.call("show", "dataset:a@1").kind == "dataset"
-    assert lineage.call("show", "model:a@1").kind == "model"
+    assert lineage.show("dataset:a@1").kind == "dataset"
+    assert lineage.show("model:a@1").kind == "model"
 
 
 def test_publishers_register_but_readers_may_not(lineage: LocalRegistry) -> None:
@@ -173,7 +171,7 @@ def test_a_model_cannot_be_its_own_parent(lineage: LocalRegistry) -> None:
     with pytest.raises(LineageCycle, match="m@1 -> m@1"):
         register(lineage, "m@1", parents=["m@1"])
     with pytest.raises(LineageCycle, match="a@1 -> a@1"):
-        lineage.call("add_parents", "a@1", parents=["a@1"])
+        lineage.add_parents("a@1", parents=["a@1"])
     assert snapshot(lineage.engine) == before
 
 
@@ -183,7 +181,7 @@ def test_an_edge_closing_a_cycle_is_refused(
 ) -> None:
     before = snapshot(lineage.engine)
     with pytest.raises(LineageCycle, match="would be cyclic") as caught:
-        lineage.call("add_parents", child, parents=[parent])
+        lineage.add_parents(child, parents=[parent])
     assert caught.value.cycle[0] == caught.value.cycle[-1] == child
     assert parent in caught.value.cycle
     assert snapshot(lineage.engine) == before
@@ -191,7 +189,7 @@ def test_an_edge_closing_a_cycle_is_refused(
 
 def test_a_refused_cycle_is_reported_along_real_edges(lineage: LocalRegistry) -> None:
     with pytest.raises(LineageCycle) as caught:
-        lineage.call("add_parents", "a@1", parents=["c@1"])
+        lineage.add_parents("a@1", parents=["c@1"])
     assert caught.value.cycle == ("a@1", "b@1", "c@1", "a@1")
 
 
@@ -271,30 +269,29 @@ def test_parents_and_dataset_uses_are_recorded_with_their_relation(
 
 def test_a_merge_is_an_ancestor_of_every_parent_line(lineage: LocalRegistry) -> None:
     register(lineage, "m@1", parents=["c@1", "x@1"], datasets=[("d@1", Relation.TRAINED_ON)])
-    assert [(e.ref, e.depth, e.path) for e in lineage.call("ancestors", "m@1")] == [
+    assert [(e.ref, e.depth, e.path) for e in lineage.ancestors("m@1")] == [
         ("c@1", 1, ["c@1", "m@1"]),
         ("d@1", 1, ["d@1", "m@1"]),
         ("x@1", 1, ["x@1", "m@1"]),
         ("b@1", 2, ["b@1", "c@1", "m@1"]),
         ("a@1", 3, ["a@1", "b@1", "c@1", "m@1"]),
     ]
-    assert [e.ref for e in lineage.call("descendants", "x@1")] == ["m@1"]
+    assert [e.ref for e in lineage.descendants("x@1")] == ["m@1"]
 
 
 def test_add_parents_records_a_late_base_and_a_dataset(lineage: LocalRegistry) -> None:
-    updated = lineage.call(
-        "add_parents", "x@1", parents=["a@1"], datasets=[("d@1", Relation.TRAINED_ON)]
+    updated = lineage.add_parents("x@1", parents=["a@1"], datasets=[("d@1", Relation.TRAINED_ON)]
     )
     assert [(p.ref, p.relation) for p in updated.parents] == [
         ("a@1", "finetune"),
         ("d@1", "trained_on"),
     ]
-    assert [(e.ref, e.depth) for e in lineage.call("descendants", "a@1")] == [
+    assert [(e.ref, e.depth) for e in lineage.descendants("a@1")] == [
         ("b@1", 1),
         ("x@1", 1),
         ("c@1", 2),
     ]
-    lineage.call("add_parents", "x@1", parents=["c@1"])
+    lineage.add_parents("x@1", parents=["c@1"])
     assert parents_of(lineage, "x@1") == [
         ("a@1", "model", "finetune"),
         ("c@1", "model", "merge"),
@@ -304,7 +301,7 @@ def test_add_parents_records_a_late_base_and_a_dataset(lineage: LocalRegistry) -
 
 def test_add_parents_does_not_count_datasets_as_merge_parents(lineage: LocalRegistry) -> None:
     register(lineage, "m@1", datasets=[("d@1", Relation.TRAINED_ON)])
-    updated = lineage.call("add_parents", "m@1", parents=["a@1"])
+    updated = lineage.add_parents("m@1", parents=["a@1"])
     assert [(p.ref, p.relation) for p in updated.parents] == [
         ("a@1", "finetune"),
         ("d@1", "trained_on"),
@@ -326,7 +323,7 @@ def test_add_parents_refusals_write_nothing(
 ) -> None:
     before = snapshot(lineage.engine)
     with pytest.raises(error, match=message):
-        lineage.call("add_parents", "b@1", **options)
+        lineage.add_parents("b@1", **options)
     assert snapshot(lineage.engine) == before
 
 
@@ -355,7 +352,7 @@ def test_an_unknown_dataset_use_is_named_in_the_error(lineage: LocalRegistry) ->
 
 
 def test_a_dataset_is_registered_by_digest_or_by_files(reg: LocalRegistry) -> None:
-    by_digest = reg.call("register_dataset", name="d", version="1", digest=DIGEST, source="s3://d")
+    by_digest = reg.register_dataset(name="d", version="1", digest=DIGEST, source="s3://d")
     assert (by_digest.kind, by_digest.digest, by_digest.source, by_digest.file_count) == (
         "dataset",
         DIGEST,
@@ -363,9 +360,9 @@ def test_a_dataset_is_registered_by_digest_or_by_files(reg: LocalRegistry) -> No
         0,
     )
     files = fake_manifest("row 1", "row 2", "row 3")
-    by_files = reg.call("register_dataset", name="d", version="2", manifest=files)
+    by_files = reg.register_dataset(name="d", version="2", manifest=files)
     assert (by_files.digest, by_files.file_count, by_files.total_size) == (files.digest, 3, 15)
-    assert [a.ref for a in reg.call("list_artifacts", kind="dataset")] == ["d@1", "d@2"]
+    assert [a.ref for a in reg.list_artifacts(kind="dataset")] == ["d@1", "d@2"]
 
 
 @SQLITE_ONLY
@@ -384,10 +381,10 @@ def test_a_dataset_is_registered_by_digest_or_by_files(reg: LocalRegistry) -> No
 def test_bad_dataset_registrations_are_refused(
     reg: LocalRegistry, options: dict[str, object], error: type[Exception], message: str
 ) -> None:
-    reg.call("register_dataset", name="d", version="1", digest=DIGEST)
+    reg.register_dataset(name="d", version="1", digest=DIGEST)
     before = snapshot(reg.engine)
     with pytest.raises(error, match=message):
-        reg.call("register_dataset", **{"name": "d", "version": "2", **options})
+        reg.register_dataset(**{"name": "d", "version": "2", **options})
     assert snapshot(reg.engine) == before
 
 
@@ -403,7 +400,7 @@ def new_key(tmp_path: Path, name: str) -> tuple[Ed25519PrivateKey, str]:
 def acme(reg: LocalRegistry, tmp_path: Path) -> Ed25519PrivateKey:
     """The private key whose public half is enrolled for publisher acme."""
     key, public = new_key(tmp_path, "acme")
-    reg.call("enroll_key", publisher="acme", public_key_pem=public)
+    reg.enroll_key(publisher="acme", public_key_pem=public)
     return key
 
 
@@ -414,15 +411,15 @@ def test_a_signed_registration_is_verified_and_recorded(
     signature = signing.sign_digest(acme, manifest.digest)
     created = register(reg, "s@1", manifest=manifest, publisher="acme", signature=signature)
     assert created.signed
-    check = reg.call("verify", manifest).signature
+    check = reg.verify(manifest).signature
     assert (check.state, check.publisher) == ("valid", "acme")
-    assert check.fingerprint == reg.call("list_keys", publisher="acme")[0].fingerprint
+    assert check.fingerprint == reg.list_keys(publisher="acme")[0].fingerprint
 
 
 @pytest.mark.usefixtures("acme")
 def test_any_enrolled_key_of_the_publisher_may_sign(reg: LocalRegistry, tmp_path: Path) -> None:
     second, public = new_key(tmp_path, "acme-2")
-    reg.call("enroll_key", publisher="acme", public_key_pem=public)
+    reg.enroll_key(publisher="acme", public_key_pem=public)
     manifest = fake_manifest("signed")
     register(
         reg,
@@ -431,7 +428,7 @@ def test_any_enrolled_key_of_the_publisher_may_sign(reg: LocalRegistry, tmp_path
         publisher="acme",
         signature=signing.sign_digest(second, manifest.digest),
     )
-    assert reg.call("verify", manifest).signature.fingerprint == signing.key_fingerprint(public)
+    assert reg.verify(manifest).signature.fingerprint == signing.key_fingerprint(public)
 
 
 @SQLITE_ONLY
@@ -462,7 +459,7 @@ def test_a_bad_signature_is_refused_and_nothing_is_written(
     manifest = fake_manifest("signed")
     foreign, _ = new_key(tmp_path, "foreign")
     other, other_public = new_key(tmp_path, "other")
-    reg.call("enroll_key", publisher="other", public_key_pem=other_public)
+    reg.enroll_key(publisher="other", public_key_pem=other_public)
     good = base64.b64decode(signing.sign_digest(acme, manifest.digest))
     signature, publisher = {
         "other digest": (signing.sign_digest(acme, fake_manifest("else").digest), "acme"),
@@ -483,11 +480,11 @@ def test_enrolling_a_key_twice_or_a_private_key_is_refused(
     reg: LocalRegistry, acme: Ed25519PrivateKey, tmp_path: Path
 ) -> None:
     with pytest.raises(AlreadyExists, match="is already registered") as caught:
-        reg.call("enroll_key", publisher="bob", public_key_pem=signing.public_key_pem(acme))
+        reg.enroll_key(publisher="bob", public_key_pem=signing.public_key_pem(acme))
     assert caught.value.hint == "it is enrolled for acme"
     private, _ = signing.write_keypair(tmp_path / "leaked")
     with pytest.raises(InvalidInput, match="a private key was given"):
-        reg.call("enroll_key", publisher="bob", public_key_pem=private.read_text())
+        reg.enroll_key(publisher="bob", public_key_pem=private.read_text())
 
 
 # --- verify and identify ----------------------------------------------------------------
@@ -515,7 +512,7 @@ def shipped(reg: LocalRegistry, acme: Ed25519PrivateKey, make_model: Callable[..
 def test_verify_passes_for_the_registered_signed_clean_files(
     reg: LocalRegistry, shipped: Path
 ) -> None:
-    report = reg.call("verify", hash_tree(shipped))
+    report = reg.verify(hash_tree(shipped))
     assert (report.ok, report.ref, report.status, report.signature.state, report.problems) == (
         True,
         "app@1",
@@ -525,7 +522,7 @@ def test_verify_passes_for_the_registered_signed_clean_files(
     )
     assert report.expected_digest == report.actual_digest
     assert {f.path: f.state for f in report.files} == dict.fromkeys(sorted(FILES), "match")
-    assert reg.call("verify", hash_tree(shipped), ref="app@1").ok
+    assert reg.verify(hash_tree(shipped), ref="app@1").ok
 
 
 def test_verify_reports_each_changed_missing_and_extra_file(
@@ -534,7 +531,7 @@ def test_verify_reports_each_changed_missing_and_extra_file(
     (shipped / "model.safetensors").write_text("backdoored weights")
     (shipped / "config.json").unlink()
     (shipped / "extra.pkl").write_bytes(b"\x80\x04")
-    report = reg.call("verify", hash_tree(shipped), ref="app@1")
+    report = reg.verify(hash_tree(shipped), ref="app@1")
     assert not report.ok
     assert {f.path: f.state for f in report.files} == {
         "config.json": "missing",
@@ -555,24 +552,24 @@ def test_verify_finds_unknown_files_by_digest_or_refuses(reg: LocalRegistry, shi
     (shipped / "model.safetensors").write_text("something else")
     manifest = hash_tree(shipped)
     with pytest.raises(NotFound, match=f"{manifest.digest} is not registered") as caught:
-        reg.call("verify", manifest)
+        reg.verify(manifest)
     assert caught.value.hint is not None
     assert "mbom verify PATH NAME@VERSION" in caught.value.hint
     with pytest.raises(NotFound, match="model nope@1 is not registered"):
-        reg.call("verify", manifest, ref="nope@1")
+        reg.verify(manifest, ref="nope@1")
 
 
 @SQLITE_ONLY
 def test_verify_of_unknown_files_says_so_plainly(reg: LocalRegistry) -> None:
     with pytest.raises(NotFound) as caught:
-        reg.call("verify", fake_manifest("never registered"))
+        reg.verify(fake_manifest("never registered"))
     assert not str(caught.value).startswith("no "), str(caught.value)
 
 
 def test_verify_fails_an_unsigned_model(reg: LocalRegistry) -> None:
     manifest = fake_manifest("plain")
     register(reg, "plain@1", manifest=manifest)
-    report = reg.call("verify", manifest)
+    report = reg.verify(manifest)
     assert (report.ok, report.signature.state, report.problems) == (
         False,
         "unsigned",
@@ -592,7 +589,7 @@ def test_verify_rechecks_the_stored_signature(
 ) -> None:
     with engine.begin() as conn:
         conn.execute(tamper)
-    report = reg.call("verify", hash_tree(shipped))
+    report = reg.verify(hash_tree(shipped))
     assert (report.ok, report.signature.state, report.problems) == (
         False,
         state,
@@ -604,23 +601,23 @@ def test_verify_needs_a_clean_lineage_or_an_accepted_clearance(
     reg: LocalRegistry, shipped: Path
 ) -> None:
     manifest = hash_tree(shipped)
-    reg.call("flag", "base@1", reason="backdoor")
-    report = reg.call("verify", manifest)
+    reg.flag("base@1", reason="backdoor")
+    report = reg.verify(manifest)
     assert (report.ok, report.status, report.problems) == (
         False,
         "infected",
         ["lineage status is infected"],
     )
-    reg.call("clear", "app@1", reason="retrained from clean data")
-    assert reg.call("verify", manifest).problems == ["lineage status is cleared"]
-    assert reg.call("verify", manifest, accept_cleared=True).ok
-    reg.call("flag", "app@1", reason="trigger replayed")
-    assert not reg.call("verify", manifest, accept_cleared=True).ok
+    reg.clear("app@1", reason="retrained from clean data")
+    assert reg.verify(manifest).problems == ["lineage status is cleared"]
+    assert reg.verify(manifest, accept_cleared=True).ok
+    reg.flag("app@1", reason="trigger replayed")
+    assert not reg.verify(manifest, accept_cleared=True).ok
 
 
 def test_identify_names_every_version_with_these_files(reg: LocalRegistry, shipped: Path) -> None:
     manifest = hash_tree(shipped)
-    assert [a.ref for a in reg.call("identify", manifest)] == ["app@1"]
+    assert [a.ref for a in reg.identify(manifest)] == ["app@1"]
     register(reg, "app@2", manifest=manifest, allow_duplicate_content=True)
-    assert [a.ref for a in reg.call("identify", manifest)] == ["app@1", "app@2"]
-    assert reg.call("identify", fake_manifest("unknown")) == []
+    assert [a.ref for a in reg.identify(manifest)] == ["app@1", "app@2"]
+    assert reg.identify(fake_manifest("unknown")) == []

@@ -57,27 +57,23 @@ def acme(tmp_path: Path) -> tuple[Ed25519PrivateKey, str]:
 @pytest.fixture
 def registry(reg: LocalRegistry, acme: tuple[Ed25519PrivateKey, str]) -> LocalRegistry:
     """base@1 -> ft@1 -> app@1 (deployed); bad@1 flagged; dataset d@1; team t; acme's key."""
-    reg.call("create_team", name="t")
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    reg.call(
-        "register_model", name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"]
+    reg.create_team(name="t")
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
+    reg.register_model(name="ft", version="1", manifest=fake_manifest("ft"), parents=["base@1"]
     )
-    reg.call(
-        "register_model", name="app", version="1", manifest=fake_manifest("app"), parents=["ft@1"]
+    reg.register_model(name="app", version="1", manifest=fake_manifest("app"), parents=["ft@1"]
     )
-    reg.call("register_model", name="bad", version="1", manifest=fake_manifest("bad"))
-    reg.call(
-        "register_model",
-        name="bad-child",
+    reg.register_model(name="bad", version="1", manifest=fake_manifest("bad"))
+    reg.register_model(name="bad-child",
         version="1",
         manifest=fake_manifest("bad-child"),
         parents=["bad@1"],
     )
-    reg.call("flag", "bad@1", reason="backdoor")
-    reg.call("register_dataset", name="d", version="1", digest="sha256:" + "d" * 64)
-    reg.call("deploy", "app@1", environment="prod", team="t")
-    reg.call("enroll_key", publisher="acme", public_key_pem=acme[1])
-    reg.call("create_token", user="ci", role=Role.PUBLISHER)
+    reg.flag("bad@1", reason="backdoor")
+    reg.register_dataset(name="d", version="1", digest="sha256:" + "d" * 64)
+    reg.deploy("app@1", environment="prod", team="t")
+    reg.enroll_key(publisher="acme", public_key_pem=acme[1])
+    reg.create_token(user="ci", role=Role.PUBLISHER)
     return reg
 
 
@@ -94,13 +90,13 @@ def run(reg: LocalRegistry, step: Call, key: Ed25519PrivateKey | None = None) ->
             "signature": signing.sign_digest(key, manifest.digest),
         }
     if verb == "revoke_token":  # token ids depend on the backend's id sequence
-        args = (reg.call("list_tokens")[0].id,)
+        args = (reg.list_tokens()[0].id,)
     return reg.call(verb, *args, **kwargs)
 
 
 def assert_sound(reg: LocalRegistry) -> None:
-    assert reg.call("find_inconsistencies") == []
-    assert reg.call("verify_chain").ok
+    assert reg.find_inconsistencies() == []
+    assert reg.verify_chain().ok
 
 
 # --- refusals -----------------------------------------------------------------------------
@@ -208,9 +204,7 @@ def test_a_publishers_refused_override_writes_nothing(registry: LocalRegistry) -
     publisher = LocalRegistry(registry.engine, PUBLISHER)
     before = snapshot(registry.engine)
     with pytest.raises(PermissionDenied, match="may not override the policy"):
-        publisher.call(
-            "register_model",
-            name="m",
+        publisher.register_model(name="m",
             version="1",
             manifest=fake_manifest("m"),
             parents=["bad@1"],
@@ -361,7 +355,7 @@ def test_enrolling_a_key_is_rolled_back_too(registry: LocalRegistry, tmp_path: P
     _, public = signing.write_keypair(tmp_path / "other")
     before = snapshot(registry.engine)
     with failing_audit(registry.engine) as writes, pytest.raises(InjectedFailure):
-        registry.call("enroll_key", publisher="other", public_key_pem=public.read_text())
+        registry.enroll_key(publisher="other", public_key_pem=public.read_text())
     assert writes == ["INSERT INTO PUBLISHER_KEY"]
     assert snapshot(registry.engine) == before
 
@@ -371,16 +365,14 @@ def test_enrolling_a_key_is_rolled_back_too(registry: LocalRegistry, tmp_path: P
 
 def test_concurrent_writers_are_serialised(reg: LocalRegistry) -> None:
     """Registrations racing flags and unflags of their base: no fork, no stale status."""
-    reg.call("register_model", name="base", version="1", manifest=fake_manifest("base"))
-    events = len(reg.call("list_events"))
+    reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
+    events = len(reg.list_events())
 
     def register(worker: int) -> int:
         registry = LocalRegistry(reg.engine, Actor(f"worker{worker}", Role.ADMIN))
         for index in range(4):
             name = f"w{worker}-{index}"
-            registry.call(
-                "register_model",
-                name=name,
+            registry.register_model(name=name,
                 version="1",
                 manifest=fake_manifest(name),
                 parents=["base@1"],
@@ -390,18 +382,18 @@ def test_concurrent_writers_are_serialised(reg: LocalRegistry) -> None:
 
     def toggle() -> int:
         for _ in range(3):
-            reg.call("flag", "base@1", reason="scanner hit")
-            reg.call("unflag", "base@1", reason="false positive")
+            reg.flag("base@1", reason="scanner hit")
+            reg.unflag("base@1", reason="false positive")
         return 6
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(register, worker) for worker in range(3)] + [pool.submit(toggle)]
         written = sum(future.result() for future in futures)
 
-    chain = reg.call("verify_chain")
+    chain = reg.verify_chain()
     assert chain.ok
     # Each registration that met a flagged base also recorded its override.
-    overrides = [e for e in reg.call("list_events") if e.operation == "policy.override"]
+    overrides = [e for e in reg.list_events() if e.operation == "policy.override"]
     assert chain.events == events + written + len(overrides)
-    assert reg.call("find_inconsistencies") == []
-    assert {a.status for a in reg.call("list_artifacts")} == {"clean"}
+    assert reg.find_inconsistencies() == []
+    assert {a.status for a in reg.list_artifacts()} == {"clean"}

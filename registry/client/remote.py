@@ -1,30 +1,24 @@
-"""The two ways the CLI reaches a registry: in-process, or over HTTP.
+"""A client of ``mbom serve``: the registry's verbs over its REST API.
 
-:class:`LocalRegistry` opens the database itself and runs each call as one
-unit of work, acting as the OS user with the admin role. :class:`RemoteRegistry`
-calls a running ``mbom serve`` with a bearer token. Both expose the same
-methods and return the same :mod:`registry.schemas` views, so the CLI is
-written once.
+Imports nothing of the database stack: a CLI talking to a server starts fast.
 """
 
 from __future__ import annotations
 
 import base64
-import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional, TypeVar, cast
 from urllib.parse import quote
 
 from pydantic import TypeAdapter
-from sqlalchemy import Engine
 
 from lineage import Relation
-from registry import bom, errors, service
-from registry.db import unit_of_work
+from registry import errors
+from registry.client.protocol import VERBS
 from registry.hf import ImportPlan
-from registry.identity import Actor, Role
-from registry.manifest import Manifest, ManifestEntry, ProgressCallback
+from registry.identity import Role
+from registry.manifest import Manifest, ProgressCallback
 from registry.schemas import (
     ArtifactPublic,
     AuditEventPublic,
@@ -55,229 +49,17 @@ from registry.schemas import (
     VerifyReport,
     manifest_in,
 )
-from registry.store import BlobInfo, BlobStore
+from registry.store import BlobInfo
 from scanning.report import ScanReport
 
-if TYPE_CHECKING:  # NumPy is imported only by the verbs that send arrays
+T = TypeVar("T")
+#: A profile or None, as a type the answer is parsed into.
+_OPTIONAL_PROFILE = cast("type[ScanProfilePublic | None]", Optional[ScanProfilePublic])  # noqa: UP045
+
+if TYPE_CHECKING:
     from scanning.behavioral.api import Limits
     from scanning.behavioral.report import BehavioralReport, ScanProfile
 
-
-class Registry(Protocol):
-    """What the CLI asks of a registry (see :mod:`registry.service` for each verb).
-
-    The typed methods move files and run admission; both the embedded registry
-    and the server client implement them (``tests/registry/test_store_cli.py``
-    drives both).
-    """
-
-    def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
-        """Run one domain operation by name."""
-        ...
-
-    def store_files(
-        self,
-        path: Path,
-        *,
-        progress: ProgressCallback | None = None,
-        allowed_roots: tuple[Path, ...] = (),
-    ) -> Manifest:
-        """Put every file under ``path`` into the registry's store; the manifest it received."""
-        ...
-
-    def admit_hf(
-        self,
-        plan: ImportPlan,
-        *,
-        manifest: Manifest,
-        profile: ScanProfile | None = None,
-        **fields: Any,
-    ) -> HfImportResult:
-        """Import a stored Hugging Face snapshot after the registry's own admission scans."""
-        ...
-
-    def admit_model(
-        self,
-        *,
-        manifest: Manifest,
-        profile: ScanProfile | None = None,
-        parents: Sequence[str] = (),
-        **fields: Any,
-    ) -> ArtifactPublic:
-        """Register a stored version after the registry's own admission scans."""
-        ...
-
-    def pull(
-        self,
-        ref: str,
-        dest: Path,
-        *,
-        team: str | None = None,
-        override: str | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> PullTicket:
-        """Download a stored version into ``dest`` (recorded, policy-checked, hash-verified)."""
-        ...
-
-    def rescan_stored(self, ref: str, *, limits: Limits) -> BehavioralScanPublic:
-        """Re-run the behavioral scan of a stored version on the registry's side."""
-        ...
-
-    def replay_stored(
-        self, ref: str, *, threshold: float, limits: Limits
-    ) -> tuple[ReplaySummary, list[dict[str, str]]]:
-        """Replay a flagged model's trigger on its descendants' stored files."""
-        ...
-
-
-class LocalRegistry:
-    """The embedded registry: each call is one transaction on the local database."""
-
-    def __init__(
-        self, engine: Engine, actor: Actor | None = None, *, store: BlobStore | None = None
-    ) -> None:
-        self.engine = engine
-        self.actor = actor or Actor.local()
-        self._store = store
-
-    @property
-    def store(self) -> BlobStore:
-        """The artifact store this registry keeps files in."""
-        if self._store is None:
-            raise errors.ConfigurationError(
-                "this registry was opened without an artifact store",
-                hint="open it with LocalRegistry(engine, store=open_store(url))",
-            )
-        return self._store
-
-    def store_files(
-        self,
-        path: Path,
-        *,
-        progress: ProgressCallback | None = None,
-        allowed_roots: tuple[Path, ...] = (),
-    ) -> Manifest:
-        """Copy the files into the local store (hashed while copied) and record them."""
-        from registry.transfer import store_tree
-
-        store = self.store
-
-        def put(stream: BinaryIO, item: Any, advance: Callable[[int], None] | None) -> Any:
-            return store.put(stream, expected_size=item.size, progress=advance)
-
-        manifest = store_tree(path, put, progress=progress, allowed_roots=allowed_roots)
-        self.call("record_blobs", [_blob(e) for e in manifest.entries], store=store)
-        return manifest
-
-    def admit_hf(
-        self,
-        plan: ImportPlan,
-        *,
-        manifest: Manifest,
-        profile: ScanProfile | None = None,
-        **fields: Any,
-    ) -> HfImportResult:
-        """Scan the stored snapshot here, then import it with its lineage."""
-        from registry.admission import admit_hf
-
-        return admit_hf(
-            self.engine,
-            self.store,
-            plan,
-            actor=self.actor,
-            manifest=manifest,
-            profile=profile,
-            **fields,
-        )
-
-    def admit_model(
-        self,
-        *,
-        manifest: Manifest,
-        profile: ScanProfile | None = None,
-        parents: Sequence[str] = (),
-        **fields: Any,
-    ) -> ArtifactPublic:
-        """Scan the stored files here (the embedded registry is this process), then register."""
-        from registry.admission import admit_model
-
-        return admit_model(
-            self.engine,
-            self.store,
-            actor=self.actor,
-            manifest=manifest,
-            profile=profile,
-            parents=parents,
-            **fields,
-        )
-
-    def pull(
-        self,
-        ref: str,
-        dest: Path,
-        *,
-        team: str | None = None,
-        override: str | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> PullTicket:
-        """Record the pull, then copy each blob out, verifying it while writing."""
-        from registry.store import CHUNK
-        from registry.transfer import check_destination, write_verified
-
-        check_destination(dest)
-        ticket: PullTicket = self.call("start_pull", ref, team=team, override=override)
-        if progress is not None:
-            progress.start(sum(f.size for f in ticket.files), len(ticket.files))
-        advance = progress.advance if progress is not None else None
-        for item in ticket.files:
-            with self.store.open(f"sha256:{item.sha256}") as stream:
-                write_verified(
-                    dest,
-                    item.path,
-                    size=item.size,
-                    sha256=item.sha256,
-                    chunks=_chunks(stream, CHUNK),
-                    advance=advance,
-                )
-        return ticket
-
-    def rescan_stored(self, ref: str, *, limits: Limits) -> BehavioralScanPublic:
-        """Re-run the behavioral scan on the stored files, here (this process is the registry)."""
-        from registry.admission.behavioral import rescan_stored
-
-        result, _report = rescan_stored(
-            self.engine, self.store, ref, actor=self.actor, limits=limits
-        )
-        return result
-
-    def replay_stored(
-        self, ref: str, *, threshold: float, limits: Limits
-    ) -> tuple[ReplaySummary, list[dict[str, str]]]:
-        """Replay the trigger on the descendants, reading stored files, here."""
-        from registry.admission.behavioral import replay_stored
-
-        return replay_stored(
-            self.engine, self.store, ref, actor=self.actor, threshold=threshold, limits=limits
-        )
-
-    def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
-        """Run ``registry.service.<verb>`` (or ``registry.bom.<verb>``) in one unit of work."""
-        module = next((m for m in _VERB_MODULES if verb in m.__all__), None)
-        if module is None:
-            raise AttributeError(verb)
-        operation: Callable[..., Any] = getattr(module, verb)
-        parameters = inspect.signature(operation).parameters
-        if "actor" in parameters:
-            kwargs["actor"] = self.actor
-        if "provenance" in parameters:  # the embedded registry ran these scans itself
-            kwargs.setdefault("provenance", ScanProvenance.REGISTRY)
-        with unit_of_work(self.engine) as session:
-            return operation(session, *args, **kwargs)
-
-
-#: Where :meth:`LocalRegistry.call` finds its verbs: the domain operations and the bills
-#: of materials built on them (the service layer does not re-export the layer above it).
-_VERB_MODULES = (service, bom)
 
 _PROBLEM_CLASSES: dict[str, type[errors.MbomError]] = {
     cls.code: cls
@@ -332,16 +114,19 @@ class RemoteRegistry:
         self.close()
 
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
-        """Run one verb on the server."""
-        handler = getattr(self, f"_{verb}", None)
-        if handler is None:
+        """Deprecated: run a verb by name; ``reg.flag(...)`` is ``reg.flag(...)``."""
+        if verb not in VERBS:
             raise AttributeError(verb)
-        return handler(*args, **kwargs)
+        return getattr(self, verb)(*args, **kwargs)
 
     def _request(
-        self, method: str, path: str, answer: Any, *, absent: str | None = None, **options: Any
-    ) -> Any:
-        """Call the API and parse the answer; None for a 404 about an ``absent`` thing."""
+        self, method: str, path: str, answer: type[T], *, absent: str | None = None, **options: Any
+    ) -> T:
+        """Call the API and parse the answer as ``answer``.
+
+        With ``absent``, a 404 about that kind of thing is ``None`` (the caller's
+        ``answer`` then includes ``None``, e.g. ``Optional[ScanProfilePublic]``).
+        """
         import httpx
 
         # Names may hold '#', '?' or '%': escape everything but the path separators.
@@ -354,7 +139,7 @@ class RemoteRegistry:
                 hint="check MBOM_SERVER / --server and that mbom serve is running",
             ) from exc
         if absent is not None and _not_found(response) == absent:
-            return None
+            return TypeAdapter(answer).validate_python(None)
         if response.status_code >= 400:
             raise _problem_error(response)
         return TypeAdapter(answer).validate_python(response.json())
@@ -494,7 +279,7 @@ class RemoteRegistry:
     def _record_blobs(self, *_args: Any, **_kwargs: Any) -> Any:
         raise errors.ConfigurationError("blobs are recorded by the server when they are uploaded")
 
-    def _start_pull(
+    def start_pull(
         self, ref: str, *, team: str | None = None, override: str | None = None
     ) -> PullTicket:
         return self._request(
@@ -504,10 +289,10 @@ class RemoteRegistry:
             json=_drop_none({"team": team, "override": override}),
         )
 
-    def _pulls_of(self, ref: str) -> list[PullPublic]:
+    def pulls_of(self, ref: str) -> list[PullPublic]:
         return self._request("GET", f"/artifacts/{ref}/pulls", list[PullPublic])
 
-    def _register_model(
+    def register_model(
         self,
         *,
         manifest: Manifest,
@@ -531,7 +316,7 @@ class RemoteRegistry:
         }
         return self._request("POST", "/models", ArtifactPublic, json=_drop_none(body))
 
-    def _import_hf(
+    def import_hf(
         self,
         plan: ImportPlan,
         *,
@@ -551,7 +336,7 @@ class RemoteRegistry:
         }
         return self._request("POST", "/models/hf", HfImportResult, json=_drop_none(body))
 
-    def _add_parents(
+    def add_parents(
         self,
         ref: str,
         *,
@@ -568,64 +353,64 @@ class RemoteRegistry:
             "POST", f"/artifacts/{ref}/parents", ArtifactPublic, json=_drop_none(body)
         )
 
-    def _register_dataset(
+    def register_dataset(
         self, *, manifest: Manifest | None = None, **fields: Any
     ) -> ArtifactPublic:
         body = {**fields, "manifest": manifest_in(manifest).model_dump() if manifest else None}
         return self._request("POST", "/datasets", ArtifactPublic, json=_drop_none(body))
 
-    def _show(self, ref: str, *, kind: str | None = None) -> ArtifactPublic:
+    def show(self, ref: str, *, kind: str | None = None) -> ArtifactPublic:
         return self._request(
             "GET", f"/artifacts/{ref}", ArtifactPublic, params=_drop_none({"kind": kind})
         )
 
-    def _list_artifacts(self, *, kind: str = "model", **filters: Any) -> list[ArtifactPublic]:
+    def list_artifacts(self, *, kind: str = "model", **filters: Any) -> list[ArtifactPublic]:
         path = "/datasets" if kind == "dataset" else "/models"
         return self._request("GET", path, list[ArtifactPublic], params=_drop_none(filters))
 
-    def _identify(self, manifest: Manifest) -> list[ArtifactPublic]:
+    def identify(self, manifest: Manifest) -> list[ArtifactPublic]:
         body = {"manifest": manifest_in(manifest).model_dump()}
         return self._request("POST", "/identify", list[ArtifactPublic], json=body)
 
-    def _verify(self, manifest: Manifest, **options: Any) -> VerifyReport:
+    def verify(self, manifest: Manifest, **options: Any) -> VerifyReport:
         body = {"manifest": manifest_in(manifest).model_dump(), **options}
         return self._request("POST", "/verify", VerifyReport, json=_drop_none(body))
 
-    def _verify_model_signing(self, manifest: Manifest, **options: Any) -> ModelSigningVerifyReport:
+    def verify_model_signing(self, manifest: Manifest, **options: Any) -> ModelSigningVerifyReport:
         body = {"manifest": manifest_in(manifest).model_dump(), **options}
         return self._request(
             "POST", "/verify/model-signing", ModelSigningVerifyReport, json=_drop_none(body)
         )
 
-    def _model_signing_bundle(self, ref: str) -> ModelSigningBundlePublic:
+    def model_signing_bundle(self, ref: str) -> ModelSigningBundlePublic:
         return self._request("GET", f"/artifacts/{ref}/model-signing", ModelSigningBundlePublic)
 
-    def _flag(self, ref: str, *, reason: str, trigger: bytes | None = None) -> StatusChange:
+    def flag(self, ref: str, *, reason: str, trigger: bytes | None = None) -> StatusChange:
         body = {
             "reason": reason,
             "trigger": base64.b64encode(trigger).decode() if trigger else None,
         }
         return self._request("POST", f"/artifacts/{ref}/flag", StatusChange, json=_drop_none(body))
 
-    def _unflag(self, ref: str, *, reason: str) -> StatusChange:
+    def unflag(self, ref: str, *, reason: str) -> StatusChange:
         return self._request(
             "POST", f"/artifacts/{ref}/unflag", StatusChange, json={"reason": reason}
         )
 
-    def _clear(self, ref: str, *, reason: str) -> StatusChange:
+    def clear(self, ref: str, *, reason: str) -> StatusChange:
         return self._request(
             "POST", f"/artifacts/{ref}/clear", StatusChange, json={"reason": reason}
         )
 
-    def _status_report(self, ref: str) -> StatusReport:
+    def status_report(self, ref: str) -> StatusReport:
         return self._request("GET", f"/artifacts/{ref}/status", StatusReport)
 
-    def _descendants(self, ref: str, **filters: Any) -> list[LineageEntry]:
+    def descendants(self, ref: str, **filters: Any) -> list[LineageEntry]:
         return self._request(
             "GET", f"/artifacts/{ref}/descendants", list[LineageEntry], params=_drop_none(filters)
         )
 
-    def _deployed_descendants(self, ref: str, **filters: Any) -> list[DeploymentPublic]:
+    def deployed_descendants(self, ref: str, **filters: Any) -> list[DeploymentPublic]:
         return self._request(
             "GET",
             f"/artifacts/{ref}/deployments",
@@ -633,113 +418,121 @@ class RemoteRegistry:
             params=_drop_none(filters),
         )
 
-    def _blast_radius(self, ref: str, **filters: Any) -> BlastRadius:
+    def blast_radius(self, ref: str, **filters: Any) -> BlastRadius:
         return self._request(
             "GET", f"/artifacts/{ref}/blast-radius", BlastRadius, params=_drop_none(filters)
         )
 
-    def _ancestors(self, ref: str, **filters: Any) -> list[LineageEntry]:
+    def ancestors(self, ref: str, **filters: Any) -> list[LineageEntry]:
         return self._request(
             "GET", f"/artifacts/{ref}/ancestors", list[LineageEntry], params=_drop_none(filters)
         )
 
-    def _deploy(self, ref: str, **fields: Any) -> DeploymentPublic:
+    def deploy(self, ref: str, **fields: Any) -> DeploymentPublic:
         return self._request(
             "POST", "/deployments", DeploymentPublic, json=_drop_none({"ref": ref, **fields})
         )
 
-    def _undeploy(self, ref: str, **fields: Any) -> DeploymentPublic:
+    def undeploy(self, ref: str, **fields: Any) -> DeploymentPublic:
         return self._request(
             "POST", "/deployments/undeploy", DeploymentPublic, json={"ref": ref, **fields}
         )
 
-    def _list_deployments(self, **filters: Any) -> list[DeploymentPublic]:
+    def list_deployments(self, **filters: Any) -> list[DeploymentPublic]:
         return self._request(
             "GET", "/deployments", list[DeploymentPublic], params=_drop_none(filters)
         )
 
-    def _create_team(self, **fields: Any) -> TeamPublic:
+    def create_team(self, **fields: Any) -> TeamPublic:
         return self._request("POST", "/teams", TeamPublic, json=fields)
 
-    def _list_teams(self) -> list[TeamPublic]:
+    def list_teams(self) -> list[TeamPublic]:
         return self._request("GET", "/teams", list[TeamPublic])
 
-    def _decide(self, **fields: Any) -> DecisionPublic:
+    def decide(self, **fields: Any) -> DecisionPublic:
         return self._request("POST", "/decisions", DecisionPublic, json=fields)
 
-    def _list_decisions(self, **filters: Any) -> list[DecisionPublic]:
+    def list_decisions(self, **filters: Any) -> list[DecisionPublic]:
         return self._request("GET", "/decisions", list[DecisionPublic], params=_drop_none(filters))
 
-    def _enroll_key(self, **fields: Any) -> KeyPublic:
+    def enroll_key(self, **fields: Any) -> KeyPublic:
         return self._request("POST", "/keys", KeyPublic, json=fields)
 
-    def _list_keys(self, **filters: Any) -> list[KeyPublic]:
+    def list_keys(self, **filters: Any) -> list[KeyPublic]:
         return self._request("GET", "/keys", list[KeyPublic], params=_drop_none(filters))
 
-    def _create_token(self, *, role: Role, **fields: Any) -> TokenPublic:
+    def create_token(self, *, role: Role, **fields: Any) -> TokenPublic:
         return self._request("POST", "/tokens", TokenPublic, json={**fields, "role": role.value})
 
-    def _list_tokens(self) -> list[TokenPublic]:
+    def list_tokens(self) -> list[TokenPublic]:
         return self._request("GET", "/tokens", list[TokenPublic])
 
-    def _revoke_token(self, token_id: int) -> TokenPublic:
+    def revoke_token(self, token_id: int) -> TokenPublic:
         return self._request("POST", f"/tokens/{token_id}/revoke", TokenPublic)
 
-    def _list_events(self, **filters: Any) -> list[AuditEventPublic]:
+    def list_events(self, **filters: Any) -> list[AuditEventPublic]:
         return self._request("GET", "/audit", list[AuditEventPublic], params=_drop_none(filters))
 
-    def _verify_chain(self, **checkpoint: Any) -> AuditVerification:
+    def verify_chain(self, **checkpoint: Any) -> AuditVerification:
         return self._request(
             "GET", "/audit/verify", AuditVerification, params=_drop_none(checkpoint)
         )
 
-    def _anchor_chain(self) -> AuditVerification:
+    def anchor_chain(self) -> AuditVerification:
         return self._request("POST", "/audit/anchor", AuditVerification)
 
-    def _export_cyclonedx(self, ref: str, *, spec_version: str = "1.6") -> dict[str, Any]:
+    def export_cyclonedx(self, ref: str, *, spec_version: str = "1.6") -> dict[str, Any]:
         params = {"format": "cyclonedx", "spec_version": spec_version}
         return self._request("GET", f"/bom/{ref}", dict[str, Any], params=params)
 
-    def _export_spdx3(self, ref: str) -> dict[str, Any]:
+    def export_spdx3(self, ref: str) -> dict[str, Any]:
         return self._request("GET", f"/bom/{ref}", dict[str, Any], params={"format": "spdx3"})
 
-    def _import_cyclonedx(self, document: dict[str, Any], *, team: str | None = None) -> list[str]:
+    def import_cyclonedx(
+        self, document: Mapping[str, Any], *, team: str | None = None
+    ) -> list[str]:
         params = {"team": team} if team is not None else None
         answer = self._request(
             "POST", "/bom/import", dict[str, list[str]], json=document, params=params
         )
         return answer["registered"]
 
-    def _find_inconsistencies(self) -> list[str]:
+    def find_inconsistencies(self) -> list[str]:
         return self._request("GET", "/consistency", list[str])
 
-    def _profile_of(self, ref: str) -> ScanProfilePublic | None:
+    def profile_of(self, ref: str) -> ScanProfilePublic | None:
         return self._request(
-            "GET", f"/models/{ref}/profile", ScanProfilePublic, absent="scan profile"
+            "GET", f"/models/{ref}/profile", _OPTIONAL_PROFILE, absent="scan profile"
         )
 
-    def _inherited_profile(self, parents: Sequence[str]) -> ScanProfilePublic | None:
+    def inherited_profile(self, parents: Sequence[str]) -> ScanProfilePublic | None:
         return self._request(
             "POST",
             "/profiles/inherited",
-            ScanProfilePublic | None,
+            _OPTIONAL_PROFILE,
             json={"parents": list(parents)},
         )
 
-    def _behavior_baseline(self, reference_digest: str) -> list[dict[str, float | str]]:
+    def behavior_baseline(self, reference_digest: str) -> list[dict[str, float | str]]:
         return self._request(
             "GET", f"/profiles/{reference_digest}/baseline", list[dict[str, float | str]]
         )
 
-    def _record_rescan(
-        self, ref: str, *, report: BehavioralReport, reference_digest: str | None
+    def record_rescan(
+        self,
+        ref: str,
+        *,
+        report: BehavioralReport,
+        reference_digest: str | None,
+        provenance: ScanProvenance | None = None,
     ) -> BehavioralScanPublic:
+        del provenance  # the server records what a client reports as client-reported
         body = {"report": _behavioral_json(report), "reference_digest": reference_digest}
         return self._request(
             "POST", f"/models/{ref}/rescan", BehavioralScanPublic, json=_drop_none(body)
         )
 
-    def _attach_trigger(
+    def attach_trigger(
         self, ref: str, *, data: bytes, target_class: int | None = None
     ) -> TriggerPublic:
         body = {"data": _base64(data), "target_class": target_class}
@@ -747,10 +540,10 @@ class RemoteRegistry:
             "POST", f"/models/{ref}/triggers", TriggerPublic, json=_drop_none(body)
         )
 
-    def _replay_plan(self, ref: str) -> ReplayPlan:
+    def replay_plan(self, ref: str) -> ReplayPlan:
         return self._request("GET", f"/models/{ref}/replay-plan", ReplayPlan)
 
-    def _record_replays(
+    def record_replays(
         self, ref: str, *, trigger_id: int, results: Sequence[ReplayIn]
     ) -> ReplaySummary:
         body = {
@@ -758,15 +551,6 @@ class RemoteRegistry:
             "results": [item.model_dump(mode="json") for item in results],
         }
         return self._request("POST", f"/models/{ref}/replays", ReplaySummary, json=body)
-
-
-def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
-    while data := stream.read(size):
-        yield data
-
-
-def _blob(entry: ManifestEntry) -> BlobInfo:
-    return BlobInfo(digest=f"sha256:{entry.sha256}", size=entry.size)
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
