@@ -224,8 +224,10 @@ class RemoteRegistry:
         override: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> PullTicket:
-        """Record the pull on the server, then stream each file, verifying it while writing."""
-        from registry.store import CHUNK
+        """Record the pull on the server, then stream the files (two at a time, biggest
+        first), verifying each while it is written."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from registry.transfer import check_destination, write_verified
 
         check_destination(dest)
@@ -238,7 +240,9 @@ class RemoteRegistry:
         if progress is not None:
             progress.start(sum(f.size for f in ticket.files), len(ticket.files))
         advance = progress.advance if progress is not None else None
-        for index, item in enumerate(ticket.files):
+
+        def fetch(index: int) -> None:
+            item = ticket.files[index]
             with self._http.stream(
                 "GET", f"/pulls/{ticket.id}/files/{index}", timeout=None
             ) as answer:
@@ -250,9 +254,19 @@ class RemoteRegistry:
                     item.path,
                     size=item.size,
                     sha256=item.sha256,
-                    chunks=answer.iter_bytes(CHUNK),
+                    chunks=answer.iter_raw(),
                     advance=advance,
                 )
+
+        order = sorted(range(len(ticket.files)), key=lambda i: -ticket.files[i].size)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(fetch, index) for index in order]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         return ticket
 
     def rescan_stored(self, ref: str, *, limits: Limits) -> BehavioralScanPublic:

@@ -19,7 +19,7 @@ import pytest
 
 from registry import errors
 from registry.api.problems import status_for
-from registry.client import _PROBLEM_CLASSES
+from registry.client.remote import _PROBLEM_CLASSES
 from registry.store import (
     CHUNK,
     BlobCheck,
