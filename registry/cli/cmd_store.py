@@ -91,8 +91,11 @@ def gc(
         render.emit_json(asdict(report))
         return
     verb = "would remove" if dry_run else "removed"
+    stale = (
+        f"; removed {report.stale_uploads} stale partial uploads" if report.stale_uploads else ""
+    )
     render.out.print(
-        f"{verb} {len(report.removed)} blobs ({report.bytes} bytes) from {report.store}"
+        f"{verb} {len(report.removed)} blobs ({report.bytes} bytes) from {report.store}{stale}"
     )
 
 

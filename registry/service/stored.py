@@ -208,6 +208,8 @@ class CollectReport:
     removed: list[str]
     bytes: int
     dry_run: bool
+    #: Temporary files of uploads a crash or a cut connection left behind, removed.
+    stale_uploads: int = 0
 
 
 def collectable(session: Session, *, grace: timedelta = DEFAULT_GRACE) -> list[Blob]:
@@ -289,7 +291,13 @@ def collect_garbage(
             if collect_one(session, digest, store=store, grace=grace):
                 removed.append(digest)
                 freed += size
-    report = CollectReport(store=store.url, removed=removed, bytes=freed, dry_run=dry_run)
+    stale = 0
+    clean_temp = getattr(store, "clean_temp", None)  # the local store keeps partial uploads
+    if callable(clean_temp) and not dry_run:
+        stale = int(clean_temp(older_than=max(grace.total_seconds(), 60.0)))
+    report = CollectReport(
+        store=store.url, removed=removed, bytes=freed, dry_run=dry_run, stale_uploads=stale
+    )
     with unit_of_work(engine) as session:
         lock_for_write(session)
         audit_collection(session, actor=actor, report=report)

@@ -11,6 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import signal
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +30,7 @@ from sqlalchemy import Engine, text
 from registry.api import create_app
 from registry.client import LocalRegistry, Registry, RemoteRegistry
 from registry.errors import (
+    AlreadyExists,
     BlobCorrupt,
     FilesNotStored,
     InvalidInput,
@@ -37,9 +42,10 @@ from registry.identity import Actor, Role
 from registry.manifest import hash_tree
 from registry.service.stored import collect_garbage, verify_store
 from registry.settings import Settings
-from registry.store import BlobStore, open_store
+from registry.store import BlobStore, LocalBlobStore, open_store
 from scanning.static import scan_path
-from tests.registry.live_server import serve_in_thread
+from tests.registry.live_server import mbom_serve, serve_in_thread
+from tests.registry.test_cli import MBOM, cli_env
 
 
 class Payload:
@@ -419,3 +425,78 @@ def test_a_bad_pull_destination_writes_nothing(reg: LocalRegistry, tmp_path: Pat
         reg.pull("m@1", occupied)
     assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
     assert reg.pulls_of("m@1") == []
+
+
+def test_an_upload_cut_half_way_stores_nothing(
+    served: Served, store: BlobStore, tmp_path: Path
+) -> None:
+    """A client that announces 1 MiB, sends 10 bytes and hangs up leaves no blob behind."""
+    host, port = served.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(
+            b"POST /api/v1/blobs HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {served.admin_token}\r\n".encode()
+            + b"Content-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\n"
+            + b"0123456789"
+        )
+    deadline = time.monotonic() + 10
+    spool = store.temp_dir if isinstance(store, LocalBlobStore) else tmp_path / "spool"
+    time.sleep(0.5)
+    while time.monotonic() < deadline and spool.exists() and any(spool.iterdir()):
+        time.sleep(0.1)  # the server notices the hang-up, then cleans up
+    assert list(store.digests()) == []
+    assert not spool.exists() or list(spool.iterdir()) == []
+    with served.http() as http:  # and the server is still well
+        assert http.post("/blobs", content=b"whole").status_code == 201
+
+
+def test_a_second_upload_of_the_same_version_is_refused_and_stores_nothing_new(
+    reg: LocalRegistry, store: BlobStore, tmp_path: Path
+) -> None:
+    reg.admit_model(manifest=reg.store_files(clean_model(tmp_path / "m")), name="m", version="1")
+    before = sorted(store.digests())
+    other = clean_model(tmp_path / "other", seed=7)
+    with pytest.raises(AlreadyExists):
+        reg.admit_model(manifest=reg.store_files(other), name="m", version="1")
+    assert reg.show("m@1").digest == hash_tree(tmp_path / "m").digest
+    # The other files' blobs stay unreferenced (store gc removes them); m@1 is unchanged.
+    assert set(before) <= set(store.digests())
+
+
+def test_a_server_killed_mid_upload_records_no_blob(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """kill -9 while a file streams in: after a restart nothing is recorded or visible."""
+    setup = LocalRegistry(engine, Actor("setup", Role.ADMIN))
+    token = setup.create_token(user="ci", role=Role.ADMIN).token
+    env = cli_env(tmp_path, MBOM_DATABASE_URL=database_url, MBOM_STORE_URL=str(tmp_path / "st"))
+
+    def slow_body() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b"x" * 65536
+            time.sleep(0.05)
+
+    with mbom_serve(MBOM, env, tmp_path / "serve.log") as server:
+        killer = threading.Timer(0.8, lambda: os.kill(server.process.pid, signal.SIGKILL))
+        killer.start()
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(
+                f"{server.base_url}/api/v1/blobs",
+                content=slow_body(),
+                headers={"Authorization": f"Bearer {token}", "Content-Length": str(64 * 65536)},
+                timeout=30,
+            )
+        killer.join()
+    kept = open_store(str(tmp_path / "st"))
+    assert list(kept.digests()) == []
+    assert setup.list_artifacts() == []
+    from sqlmodel import select
+
+    from registry.db import unit_of_work
+    from registry.tables import Blob
+
+    with unit_of_work(engine) as session:
+        assert session.exec(select(Blob)).all() == []
+    # The partial upload's temp file is what `store gc` clears once it is old.
+    report = collect_garbage(engine, actor=setup.actor, store=kept, grace=timedelta(0))
+    assert report.removed == []
