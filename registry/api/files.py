@@ -125,6 +125,14 @@ class _BodyReader:
     tags=["files"],
     # The app's JSON limit does not apply: store.put enforces MBOM_MAX_UPLOAD_BYTES.
     max_body_size=_NO_BODY_LIMIT,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
 )
 async def upload_blob(
     request: Request,
@@ -224,7 +232,19 @@ def pulls(ref: str, session: SessionDep, _actor: CurrentActor) -> list[PullPubli
     return service.pulls_of(session, ref)
 
 
-@router.get("/pulls/{pull_id}/files/{index}", tags=["files"])
+@router.get(
+    "/pulls/{pull_id}/files/{index}",
+    tags=["files"],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The file's bytes; ``X-Mbom-Sha256`` is what they must hash to.",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
 def download(pull_id: int, index: int, request: Request) -> StreamingResponse:
     """Stream one file of a recorded pull (only its puller, while the version is untainted)."""
     actor = _actor(request)
