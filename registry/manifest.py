@@ -33,6 +33,7 @@ __all__ = [
     "ManifestEntry",
     "ProgressCallback",
     "all_match",
+    "check_layable",
     "compare",
     "hash_tree",
 ]
@@ -224,6 +225,25 @@ def hash_tree(
         planned, workers=workers or os.cpu_count() or 1, progress=progress
     )
     return Manifest(tuple(ManifestEntry(item.name, item.size, item.sha256) for item in hashed))
+
+
+def check_layable(manifest: Manifest) -> None:
+    """Refuse a manifest that cannot be laid out as files: a path that is also a directory.
+
+    ``a`` and ``a/b`` are each a valid path, but no file system holds both; a
+    registry that stores files (and writes them out for scans and pulls) refuses
+    such a manifest with :class:`~registry.errors.InvalidInput`.
+    """
+    paths = {entry.path for entry in manifest.entries}
+    for path in paths:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            if directory in paths:
+                raise InvalidInput(
+                    f"manifest lists {directory} as a file and as the directory of {path}",
+                    hint="a path cannot be both a file and a directory",
+                )
 
 
 def compare(expected: Manifest, actual: Manifest) -> list[FileCheck]:

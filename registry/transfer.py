@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -104,8 +107,40 @@ def check_destination(dest: Path) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Staging:
+    """Where a pull writes before it is complete: the tree, and a private spot for partials."""
+
+    tree: Path
+    parts: Path
+
+    def partial(self, index: int) -> Path:
+        """The temporary file of the ``index``-th file: never a name the manifest can use."""
+        return self.parts / str(index)
+
+
+@contextmanager
+def staged(dest: Path) -> Iterator[Staging]:
+    """Pull into a private directory beside ``dest``; it becomes ``dest`` only when every
+    file is in and verified, so a failed pull leaves nothing half-written behind."""
+    check_destination(dest)
+    parent = dest.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tree = Path(tempfile.mkdtemp(dir=parent, prefix=f".{dest.name}.mbom-pull-"))
+    parts = Path(tempfile.mkdtemp(dir=parent, prefix=f".{dest.name}.mbom-parts-"))
+    try:
+        yield Staging(tree, parts)
+        if dest.exists():
+            dest.rmdir()  # empty, as checked: someone who filled it since makes this fail
+        os.replace(tree, dest)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+        shutil.rmtree(tree, ignore_errors=True)
+
+
 def write_verified(
-    dest: Path,
+    staging: Staging,
+    index: int,
     relative: str,
     *,
     size: int,
@@ -113,14 +148,14 @@ def write_verified(
     chunks: Iterator[bytes],
     advance: Callable[[int], None] | None = None,
 ) -> None:
-    """Write one pulled file, hashing while writing; renamed into place only if it matches."""
+    """Write one pulled file, hashing while writing; moved into the tree only if it matches."""
     from registry.errors import BlobCorrupt
 
     if _hashing.path_problem(relative) is not None:
         raise UnsafePath(relative, "is not a safe relative path")
-    target = dest / relative
+    target = staging.tree / relative
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".mbom-partial")
+    partial = staging.partial(index)
     digest = hashlib.sha256()
     written = 0
     try:
@@ -140,6 +175,8 @@ def write_verified(
             raise BlobCorrupt(
                 f"sha256:{sha256}", f"received {got} for {relative}", store="registry"
             )
+        if target.exists():
+            raise UnsafePath(relative, "is listed twice or clashes with another file")
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

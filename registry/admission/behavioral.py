@@ -119,8 +119,14 @@ def _target_files(
     store: BlobStore | None,
     engine: Engine | None,
     locations: Mapping[str, Path],
+    *,
+    sources: bool = True,
 ) -> Iterator[Path | None]:
-    """Where a replay target's files are: named by the user, stored, or its local source."""
+    """Where a replay target's files are: named by the user, stored, or its local source.
+
+    ``sources=False`` (a server replaying for a client) reads stored files only: a
+    source path a publisher typed is not a place on the server to read from.
+    """
     named = locations.get(target.ref)
     if named is not None:
         yield named if named.exists() else None
@@ -129,7 +135,7 @@ def _target_files(
         with materialized(store, stored_files(engine, target.ref)) as path:
             yield path
         return
-    where = Path(target.location) if target.location else None
+    where = Path(target.location) if target.location and sources else None
     yield where if where is not None and where.exists() else None
 
 
@@ -143,6 +149,7 @@ def run_replays(
     store: BlobStore | None = None,
     engine: Engine | None = None,
     progress: ProgressFactory = _no_progress,
+    sources: bool = True,
 ) -> tuple[list[ReplayIn], list[dict[str, str]]]:
     """Replay ``pattern`` on each descendant and baseline relative the plan names.
 
@@ -157,7 +164,7 @@ def run_replays(
     results: list[ReplayIn] = []
     skipped: list[dict[str, str]] = []
     for index, (role, target) in enumerate(targets, 1):
-        with _target_files(target, store, engine, locations) as where:
+        with _target_files(target, store, engine, locations, sources=sources) as where:
             if where is None:
                 skipped.append(
                     {"ref": target.ref, "role": role, "why": "its files are not available"}
@@ -183,8 +190,13 @@ def replay_stored(
     limits: Limits,
     locations: Mapping[str, Path] | None = None,
     progress: ProgressFactory = _no_progress,
+    sources: bool = True,
 ) -> tuple[ReplaySummary, list[dict[str, str]]]:
-    """Replay a flagged model's trigger on its descendants, reading stored files, and record it."""
+    """Replay a flagged model's trigger on its descendants, reading stored files, and record it.
+
+    ``sources``: also read metadata-only descendants from their local ``--source``
+    (the embedded registry, on its user's machine); a server passes ``False``.
+    """
     from scanning.behavioral.report import TriggerPattern
 
     with unit_of_work(engine) as session:
@@ -199,6 +211,7 @@ def replay_stored(
         store=store,
         engine=engine,
         progress=progress,
+        sources=sources,
     )
     with unit_of_work(engine) as session:
         summary = behavior.record_replays(

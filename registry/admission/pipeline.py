@@ -16,7 +16,7 @@ which never makes it clean.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from registry.identity import Actor
 from registry.manifest import Manifest
 from registry.schemas import ArtifactPublic, HfImportResult, ScanProvenance
 from registry.service import artifacts, behavior, hf_import, stored
+from registry.service.authorization import Operation, authorize
 from registry.store import BlobStore
 from scanning.report import ScanReport, Verdict
 
@@ -86,6 +87,7 @@ def scan_stored(
     progress: Progress | None = None,
     on_step: StepCallback | None = None,
     behavioral_scan: bool = True,
+    verify: Collection[str] = (),
 ) -> AdmissionScans:
     """Run the admission scans on the stored files of ``manifest``.
 
@@ -96,7 +98,7 @@ def scan_stored(
     from scanning.behavioral.profile import profile_to_npz, reference_digest
     from scanning.static import scan_path
 
-    with materialized(store, manifest) as path:
+    with materialized(store, manifest, verify=verify) as path:
         if on_step is not None:
             on_step("static scan")
         static = scan_path(path)
@@ -145,6 +147,8 @@ def admit_model(
     arguments (name, version, relation, team, override, ...); a ``scan`` or
     ``behavioral`` report given there is a client's and is not accepted.
     """
+    # Who may register, before any file is read: a refusal costs no scan.
+    authorize(actor, Operation.REGISTER_MODEL, team=fields.get("team"))
     for claimed in ("scan", "behavioral", "provenance", "stored"):
         if fields.get(claimed) is not None:
             raise InvalidInput(
@@ -154,10 +158,12 @@ def admit_model(
         fields.pop(claimed, None)
     with unit_of_work(engine) as session:  # before minutes of scanning: files held, sizes true
         stored.check_held(session, manifest)
+        verify = stored.stale_blobs(session, manifest)
     scans = scan_stored(
         engine,
         store,
         manifest,
+        verify=verify,
         profile=profile,
         parents=parents,
         limits=limits,
@@ -196,9 +202,13 @@ def admit_hf(
     The registry becomes the internal mirror of the Hub models it vetted. The card
     names its bases without versions, so only the snapshot's own profile is used.
     """
+    authorize(actor, Operation.IMPORT_HF, team=fields.get("team"))  # before any file is read
     with unit_of_work(engine) as session:  # before minutes of scanning: files held, sizes true
         stored.check_held(session, manifest)
-    scans = scan_stored(engine, store, manifest, profile=profile, parents=(), limits=limits)
+        verify = stored.stale_blobs(session, manifest)
+    scans = scan_stored(
+        engine, store, manifest, profile=profile, parents=(), limits=limits, verify=verify
+    )
     with unit_of_work(engine) as session:
         return hf_import.import_hf(
             session,

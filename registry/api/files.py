@@ -8,6 +8,8 @@ short unit of work, move the bytes, then record what happened in another.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,7 +24,7 @@ from sqlalchemy import Engine
 from registry import service
 from registry.api.deps import CurrentActor, SessionDep, check_text_inputs
 from registry.db import unit_of_work
-from registry.errors import AuthenticationRequired, LimitExceeded
+from registry.errors import AuthenticationRequired, BlobCorrupt, LimitExceeded
 from registry.identity import Actor
 from registry.schemas import (
     ArtifactPublic,
@@ -45,6 +47,7 @@ from registry.store import CHUNK, BlobStore
 if TYPE_CHECKING:
     from scanning.behavioral.api import Limits
 
+log = logging.getLogger("mbom.api")
 router = APIRouter(prefix="/api/v1")
 json_router = APIRouter(prefix="/api/v1", dependencies=[Depends(check_text_inputs)])
 
@@ -258,9 +261,25 @@ def download(pull_id: int, index: int, request: Request) -> StreamingResponse:
         raise BlobMissing(digest, store=store.url)
 
     def chunks() -> Iterator[bytes]:
+        """The blob's bytes, hashed as they go; the last chunk is held back until the
+        whole blob is verified, so a corrupt blob never arrives complete."""
+        hasher = hashlib.sha256()
+        sent = 0
+        held: bytes | None = None
         with store.open(digest) as stream:
             while data := stream.read(CHUNK):
-                yield data
+                hasher.update(data)
+                sent += len(data)
+                if held is not None:
+                    yield held
+                held = data
+        if sent != item.size or f"sha256:{hasher.hexdigest()}" != digest:
+            log.error("pull %s: blob %s in %s is corrupt; download cut", pull_id, digest, store.url)
+            raise BlobCorrupt(
+                digest, f"it holds {sent} bytes that do not hash to it", store=store.url
+            )
+        if held is not None:
+            yield held
 
     return StreamingResponse(
         chunks(),
@@ -307,5 +326,6 @@ def replay_stored(ref: str, body: StoredScanRequest, request: Request) -> Stored
         actor=actor,
         threshold=body.threshold,
         limits=_limits(body),
+        sources=False,  # never a path on this server that a publisher typed as --source
     )
     return StoredReplayPublic(summary=summary, skipped=skipped)

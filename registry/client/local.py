@@ -155,23 +155,25 @@ class LocalRegistry:
     ) -> PullTicket:
         """Record the pull, then copy each blob out, verifying it while writing."""
         from registry.store import CHUNK
-        from registry.transfer import check_destination, write_verified
+        from registry.transfer import check_destination, staged, write_verified
 
         check_destination(dest)
         ticket = self.start_pull(ref, team=team, override=override)
         if progress is not None:
             progress.start(sum(f.size for f in ticket.files), len(ticket.files))
         advance = progress.advance if progress is not None else None
-        for item in ticket.files:
-            with self.store.open(f"sha256:{item.sha256}") as stream:
-                write_verified(
-                    dest,
-                    item.path,
-                    size=item.size,
-                    sha256=item.sha256,
-                    chunks=_chunks(stream, CHUNK),
-                    advance=advance,
-                )
+        with staged(dest) as staging:
+            for index, item in enumerate(ticket.files):
+                with self.store.open(f"sha256:{item.sha256}") as stream:
+                    write_verified(
+                        staging,
+                        index,
+                        item.path,
+                        size=item.size,
+                        sha256=item.sha256,
+                        chunks=_chunks(stream, CHUNK),
+                        advance=advance,
+                    )
         return ticket
 
     def rescan_stored(self, ref: str, *, limits: Limits) -> BehavioralScanPublic:

@@ -228,7 +228,9 @@ class RemoteRegistry:
         first), verifying each while it is written."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from registry.transfer import check_destination, write_verified
+        import httpx
+
+        from registry.transfer import Staging, check_destination, staged, write_verified
 
         check_destination(dest)
         ticket: PullTicket = self._request(
@@ -241,7 +243,18 @@ class RemoteRegistry:
             progress.start(sum(f.size for f in ticket.files), len(ticket.files))
         advance = progress.advance if progress is not None else None
 
-        def fetch(index: int) -> None:
+        def fetch(staging: Staging, index: int) -> None:
+            try:
+                download(staging, index)
+            except httpx.HTTPError as exc:  # cut short: by the network, or a corrupt blob
+                path = ticket.files[index].path
+                raise errors.RemoteError(
+                    f"the download of {path} from {self.server} was cut short: {exc}",
+                    hint="pull again; if it recurs the server's store may be damaged "
+                    "(mbom store verify on its host)",
+                ) from exc
+
+        def download(staging: Staging, index: int) -> None:
             item = ticket.files[index]
             with self._http.stream(
                 "GET", f"/pulls/{ticket.id}/files/{index}", timeout=None
@@ -250,7 +263,8 @@ class RemoteRegistry:
                     answer.read()
                     raise _problem_error(answer)
                 write_verified(
-                    dest,
+                    staging,
+                    index,
                     item.path,
                     size=item.size,
                     sha256=item.sha256,
@@ -259,13 +273,13 @@ class RemoteRegistry:
                 )
 
         order = sorted(range(len(ticket.files)), key=lambda i: -ticket.files[i].size)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = [pool.submit(fetch, index) for index in order]
+        with staged(dest) as staging, ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(fetch, staging, index) for index in order]
             try:
                 for future in futures:
                     future.result()
             except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+                pool.shutdown(wait=True, cancel_futures=True)  # no writer left in the staging
                 raise
         return ticket
 

@@ -123,8 +123,14 @@ def pulled_file(session: Session, pull_id: int, index: int, *, actor: Actor) -> 
         )
     artifact = session.get(Artifact, pull.artifact_id)
     assert artifact is not None
-    if Status(artifact.status).is_tainted and pull.override is None:
-        raise PermissionDenied(f"{ref_of(artifact)} became {artifact.status} after the pull")
+    if pull.override is None:  # a flag, a block or a withdrawn approval since stops it
+        problems = pull_violations(session, artifact, team=pull.team)
+        if problems:
+            raise PermissionDenied(
+                f"pull {pull_id} of {ref_of(artifact)} is no longer allowed: "
+                + "; ".join(problems),
+                hint="pull again: each pull is checked against the rules of now",
+            )
     entries = stored_manifest(session, artifact).entries
     if not 0 <= index < len(entries):
         raise InvalidInput(f"pull {pull_id} has {len(entries)} files; there is no file {index}")

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from registry.db import lock_for_write, unit_of_work
 from registry.errors import FilesNotStored, InvalidInput
 from registry.identity import Actor
-from registry.manifest import Manifest, ManifestEntry
+from registry.manifest import Manifest, ManifestEntry, check_layable
 from registry.service import audit
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize
@@ -79,6 +79,7 @@ def check_held(session: Session, manifest: Manifest, *, claim: bool = False) -> 
     the manifest's (a client that lies about sizes). With ``claim``, each blob's
     claim is refreshed first (in this transaction: see the module docstring).
     """
+    check_layable(manifest)
     sizes = {blob_digest(entry): entry.size for entry in manifest.entries}
     wanted = sorted(sizes)
     held: dict[str, int] = {}
@@ -103,6 +104,30 @@ def check_held(session: Session, manifest: Manifest, *, claim: bool = False) -> 
                 f"the registry received {held[digest]}",
                 hint="hash the files again: they changed or the manifest is wrong",
             )
+
+
+#: A blob uploaded this recently was hashed on the way in moments ago: admission reads it
+#: as it is. An older one (content shared with earlier versions) is re-hashed first.
+FRESH_UPLOAD = timedelta(minutes=10)
+
+
+def stale_blobs(
+    session: Session, manifest: Manifest, *, fresh: timedelta = FRESH_UPLOAD
+) -> set[str]:
+    """The digests of ``manifest``'s blobs recorded longer than ``fresh`` ago."""
+    wanted = sorted({blob_digest(entry) for entry in manifest.entries})
+    cutoff = utcnow() - fresh
+    stale: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        stale.update(
+            session.exec(
+                select(Blob.digest).where(
+                    col(Blob.digest).in_(chunk), col(Blob.created_at) < cutoff
+                )
+            ).all()
+        )
+    return stale
 
 
 def claim_files(session: Session, artifact: Artifact, manifest: Manifest) -> None:

@@ -165,7 +165,9 @@ class S3BlobStore:
                     max_bytes=max_bytes,
                     progress=progress,
                 )
-            if self.size(info.digest) != info.size:
+            # A present blob is kept only when it is intact: uploading the true bytes
+            # again is how a blob `mbom store verify` calls corrupt is repaired.
+            if self.size(info.digest) != info.size or self.check(info.digest).state != "ok":
                 self._upload(Path(name), info)
         finally:
             Path(name).unlink(missing_ok=True)
