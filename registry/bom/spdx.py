@@ -19,15 +19,15 @@ from sqlmodel import Session
 
 from registry.bom._lineage import Lineage, bom_ref, collect
 from registry.tables import Artifact
-from registry.vocabulary import Kind
+from registry.vocabulary import Kind, Relation
 
 CONTEXT = "https://spdx.org/rdf/3.0.1/spdx-context.jsonld"
 SPEC_VERSION = "3.0.1"
 _CREATION = "_:creationinfo"
-_DATASET_USES = {
-    "trained_on": "trainedOn",
-    "fine_tuned_on": "trainedOn",
-    "evaluated_on": "testedOn",
+_DATASET_USES: dict[str, str] = {  # keyed by the Edge column, a Relation's value
+    Relation.TRAINED_ON: "trainedOn",
+    Relation.FINE_TUNED_ON: "trainedOn",
+    Relation.EVALUATED_ON: "testedOn",
 }
 
 Json = dict[str, Any]

@@ -10,7 +10,7 @@ reference as ``name@unpinned`` with the source ``hf://org/name`` (datasets:
 >>> ref.ref, ref.source
 ('acme/base@unpinned', 'hf://acme/base')
 >>> HubRef.from_source("hf://datasets/acme/corpus@v2")
-HubRef(repo_id='acme/corpus', kind='dataset', revision='v2')
+HubRef(repo_id='acme/corpus', kind=<Kind.DATASET: 'dataset'>, revision='v2')
 
 ``huggingface_hub`` is imported only to validate a repository id, so matching
 sources stays cheap.

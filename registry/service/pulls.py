@@ -24,7 +24,7 @@ from registry.service.authorization import Operation, authorize
 from registry.service.refs import ref_of, resolve
 from registry.service.stored import stored_manifest
 from registry.tables import Artifact, Pull, utcnow
-from registry.vocabulary import Finding, Kind
+from registry.vocabulary import DecisionVerdict, Finding, Kind
 
 #: How long a recorded pull may fetch its files (a pull is one download, not a licence).
 PULL_WINDOW = timedelta(hours=6)
@@ -40,7 +40,7 @@ def pull_violations(session: Session, artifact: Artifact, *, team: str | None) -
         problems = policy.deployment_violations(session, team=team, artifact=artifact)
         required = policy.require_team(session, team)
         decision = policy.effective_decision(session, team=team, artifact=artifact)
-        approved = decision is not None and decision.verdict == "approve"
+        approved = decision is not None and decision.verdict == DecisionVerdict.APPROVE
         vetted = approved or artifact.team == team
         if required is not None and required.require_approval and not vetted:
             problems.append(f"{ref_of(artifact)} is not approved for team {team}")
