@@ -23,7 +23,14 @@ from lineage.propagation import (
     propagate_infection,
     recompute_statuses,
 )
-from lineage.relations import DATASET_USES, DEFAULT_PROPAGATION, MODEL_RELATIONS, Relation
+from lineage.relations import (
+    DATASET_USES,
+    DEFAULT_PROPAGATION,
+    MODEL_RELATIONS,
+    DatasetUse,
+    ModelRelation,
+    Relation,
+)
 
 __all__ = [
     "DATASET_USES",
@@ -31,8 +38,10 @@ __all__ = [
     "MODEL_RELATIONS",
     "ConflictingEdgeError",
     "CycleError",
+    "DatasetUse",
     "Finding",
     "LineageError",
+    "ModelRelation",
     "NoInfectionPathError",
     "Reach",
     "Relation",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Literal, get_args
 
 
 class Relation(StrEnum):
@@ -27,20 +28,22 @@ class Relation(StrEnum):
         return self in DATASET_USES
 
 
-MODEL_RELATIONS: frozenset[Relation] = frozenset(
-    {
-        Relation.FINETUNE,
-        Relation.ADAPTER,
-        Relation.QUANTIZED,
-        Relation.MERGE,
-        Relation.DISTILL,
-        Relation.HEAD,
-        Relation.CONVERSION,
-    }
-)
-DATASET_USES: frozenset[Relation] = frozenset(
-    {Relation.TRAINED_ON, Relation.FINE_TUNED_ON, Relation.EVALUATED_ON}
-)
+#: The relations between two models (``--relation``); a subset of :class:`Relation`
+#: that typer and pydantic accept as choices and mypy checks as ``Relation`` members.
+ModelRelation = Literal[
+    Relation.FINETUNE,
+    Relation.ADAPTER,
+    Relation.QUANTIZED,
+    Relation.MERGE,
+    Relation.DISTILL,
+    Relation.HEAD,
+    Relation.CONVERSION,
+]
+#: The relations between a dataset and a model (``--dataset N@V:USE``).
+DatasetUse = Literal[Relation.TRAINED_ON, Relation.FINE_TUNED_ON, Relation.EVALUATED_ON]
+
+MODEL_RELATIONS: frozenset[Relation] = frozenset(get_args(ModelRelation))
+DATASET_USES: frozenset[Relation] = frozenset(get_args(DatasetUse))
 
 # Every way of deriving weights from a parent can carry a backdoor (it survives
 # fine-tuning, quantisation, distillation and merging), and so does training on

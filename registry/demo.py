@@ -39,6 +39,7 @@ from registry.service.audit import bind_key
 from registry.service.behavior import summarise
 from registry.settings import Settings
 from registry.store import open_store
+from registry.vocabulary import DecisionVerdict
 from scanning.behavioral.api import DEFAULT_LIMITS, read_profile
 from scanning.behavioral.report import (
     BehavioralReport,
@@ -221,7 +222,7 @@ def _register_one(
         reg.decide(
             ref=spec.parent,
             team="mail",
-            verdict="approve",
+            verdict=DecisionVerdict.APPROVE,
             reason="reviewed base for the mail team",
         )
     reg.admit_model(  # the registry scans the files it now holds

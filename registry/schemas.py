@@ -8,13 +8,32 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import (
+    AfterValidator,
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    WithJsonSchema,
+)
 
 from registry.hf import ImportPlan
+from registry.identity import Role
 from registry.manifest import Manifest, ManifestEntry
+from registry.vocabulary import (
+    DATASET_USES,
+    MODEL_RELATIONS,
+    BehaviorVerdict,
+    DecisionVerdict,
+    Finding,
+    Kind,
+    Relation,
+    Status,
+)
+from registry.vocabulary import ScanProvenance as ScanProvenance  # moved; still importable here
 
 
 def _utc(value: datetime) -> datetime:
@@ -35,15 +54,15 @@ class ParentLink(PublicModel):
     """One incoming lineage edge of an artifact."""
 
     ref: str
-    kind: str
-    relation: str
+    kind: Kind
+    relation: Relation
 
 
 class ArtifactPublic(PublicModel):
     """A registered model or dataset version."""
 
     ref: str
-    kind: str
+    kind: Kind
     name: str
     version: str
     publisher: str | None = None
@@ -53,8 +72,8 @@ class ArtifactPublic(PublicModel):
     digest: str | None = None
     total_size: int | None = None
     file_count: int = 0
-    finding: str
-    status: str
+    finding: Finding
+    status: Status
     placeholder: bool = False
     #: Whether the registry holds the version's files in its artifact store (pullable
     #: once admitted); a metadata-only version's files are held elsewhere.
@@ -94,7 +113,7 @@ class PullPublic(PublicModel):
     team: str | None = None
     digest: str
     #: The pulled version's status now.
-    status: str
+    status: Status
     override: str | None = None
     created_at: UtcDateTime
 
@@ -123,7 +142,7 @@ class InfectionSource(PublicModel):
     """A compromised ancestor reaching an artifact, with the shortest path."""
 
     source: str
-    source_kind: str
+    source_kind: Kind
     depth: int
     path: list[str]
     reasons: list[str]
@@ -136,9 +155,9 @@ class StatusReport(PublicModel):
     """An artifact's own finding, its effective status and why."""
 
     ref: str
-    kind: str
-    finding: str
-    status: str
+    kind: Kind
+    finding: Finding
+    status: Status
     flags: list[FlagPublic]
     sources: list[InfectionSource]
     #: The newest static scan (its report, plus ``provenance``: who ran it).
@@ -156,10 +175,10 @@ class LineageEntry(PublicModel):
     """A relative (descendant or ancestor) with its shortest path."""
 
     ref: str
-    kind: str
+    kind: Kind
     depth: int
     path: list[str]
-    status: str
+    status: Status
     team: str | None = None
     #: For descendants of a source whose trigger was replayed: the measured rate.
     replay_rate: float | None = None
@@ -172,7 +191,7 @@ class DeploymentPublic(PublicModel):
     ref: str
     environment: str
     team: str
-    status: str
+    status: Status
     active: bool
     created_at: UtcDateTime
     created_by: str
@@ -184,7 +203,7 @@ class BlastRadiusGroup(PublicModel):
 
     team: str
     environment: str
-    status: str
+    status: Status
     deployments: int
 
 
@@ -205,7 +224,7 @@ class StatusChange(PublicModel):
     """What a flag, unflag or clearance changed."""
 
     ref: str
-    status: str
+    status: Status
     #: The descendants whose status moved, nearest first, at most the first 1,000.
     changed: list[LineageEntry]
     #: How many moved in all (``changed`` may list fewer).
@@ -229,7 +248,7 @@ class DecisionPublic(PublicModel):
     id: int
     team: str | None
     subject: str
-    verdict: Literal["approve", "block"]
+    verdict: DecisionVerdict
     reason: str
     actor: str
     origin: str
@@ -251,7 +270,7 @@ class TokenPublic(PublicModel):
 
     id: int
     user: str
-    role: str
+    role: Role
     team: str | None
     revoked: bool
     created_at: UtcDateTime
@@ -284,7 +303,7 @@ class VerifyReport(PublicModel):
     actual_digest: str
     files: list[FileCheckPublic]
     signature: SignatureCheck
-    status: str
+    status: Status
     problems: list[str]
 
 
@@ -371,11 +390,41 @@ class ManifestIn(PublicModel):
     entries: list[ManifestEntryIn] = Field(max_length=1_000_000)
 
 
+def _one_of(allowed: frozenset[Relation], hint: str) -> AfterValidator:
+    """A validator refusing a relation outside ``allowed``, naming the allowed ones."""
+    words = ", ".join(repr(r.value) for r in Relation if r in allowed)
+
+    def check(value: Relation) -> Relation:
+        if value not in allowed:
+            raise ValueError(f"{value.value!r} is not one of {words} ({hint})")
+        return value
+
+    return AfterValidator(check)
+
+
+def _enum_of(allowed: frozenset[Relation]) -> WithJsonSchema:
+    """The subset's own ``enum`` in the JSON schema (in :class:`Relation`'s order)."""
+    return WithJsonSchema({"type": "string", "enum": [r.value for r in Relation if r in allowed]})
+
+
+#: A relation between two models (``lineage.ModelRelation``): a :class:`Relation`
+#: field that refuses a dataset use and lists only the model relations in OpenAPI.
+ModelRelationField = Annotated[
+    Relation,
+    _one_of(MODEL_RELATIONS, "a dataset use goes in datasets"),
+    _enum_of(MODEL_RELATIONS),
+]
+#: How a model used a dataset (``lineage.DatasetUse``).
+DatasetUseField = Annotated[
+    Relation, _one_of(DATASET_USES, "a model relation goes in relation"), _enum_of(DATASET_USES)
+]
+
+
 class DatasetUseIn(PublicModel):
     """A dataset a model was trained, fine-tuned or evaluated on."""
 
     ref: str
-    use: Literal["trained_on", "fine_tuned_on", "evaluated_on"] = "trained_on"
+    use: DatasetUseField = Relation.TRAINED_ON
 
 
 def _finite_json(value: Any) -> Any:
@@ -418,7 +467,7 @@ class BehavioralReportIn(PublicModel):
     ``has_trigger`` says there is one.
     """
 
-    verdict: Literal["clean", "suspicious", "compromised", "scan_error"]
+    verdict: BehaviorVerdict
     score: FiniteFloat | None = None
     detectors: list[DetectorResultIn] = Field(default_factory=list)
     target_class: ClassIndex | None = None
@@ -442,9 +491,7 @@ class RegisterModelRequest(PublicModel):
     version: str
     manifest: ManifestIn
     parents: list[str] = Field(default_factory=list)
-    relation: (
-        Literal["finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"] | None
-    ) = None
+    relation: ModelRelationField | None = None
     datasets: list[DatasetUseIn] = Field(default_factory=list)
     publisher: str | None = None
     source: str | None = None
@@ -475,9 +522,7 @@ class RegisterStoredRequest(PublicModel):
     version: str
     manifest: ManifestIn
     parents: list[str] = Field(default_factory=list)
-    relation: (
-        Literal["finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"] | None
-    ) = None
+    relation: ModelRelationField | None = None
     datasets: list[DatasetUseIn] = Field(default_factory=list)
     publisher: str | None = None
     source: str | None = None
@@ -512,9 +557,7 @@ class AddParentsRequest(PublicModel):
     """``POST /api/v1/artifacts/{ref}/parents``."""
 
     parents: list[str] = Field(default_factory=list)
-    relation: (
-        Literal["finetune", "adapter", "quantized", "merge", "distill", "head", "conversion"] | None
-    ) = None
+    relation: ModelRelationField | None = None
     datasets: list[DatasetUseIn] = Field(default_factory=list)
 
 
@@ -581,7 +624,7 @@ class DecisionRequest(PublicModel):
 
     ref: str
     team: str
-    verdict: Literal["approve", "block"]
+    verdict: DecisionVerdict
     reason: str
     all_versions: bool = False
 
@@ -597,7 +640,7 @@ class TokenRequest(PublicModel):
     """``POST /api/v1/tokens``."""
 
     user: str
-    role: Literal["reader", "publisher", "approver", "admin"]
+    role: Role
     team: str | None = None
 
 
@@ -605,9 +648,9 @@ class HfLink(PublicModel):
     """A base model or dataset a Hugging Face model card names, and what it was linked to."""
 
     repo_id: str
-    kind: str
+    kind: Kind
     ref: str
-    relation: str
+    relation: Relation
     #: True when this import created the placeholder.
     created: bool = False
     #: How a registered version was chosen when several exist.
@@ -620,7 +663,7 @@ class HfImportResult(PublicModel):
     model: ArtifactPublic
     revision: str | None = None
     commit: str | None = None
-    relation: str | None = None
+    relation: Relation | None = None
     relation_basis: str | None = None
     links: list[HfLink] = Field(default_factory=list)
     #: The placeholder this import filled (its ref before filling), if any.
@@ -730,7 +773,7 @@ class ReplayTarget(PublicModel):
 
     ref: str
     depth: int | None = None
-    status: str
+    status: Status
     location: str | None = None
     profile: str | None = None  # the reference digest of its (own or inherited) profile
     #: The registry holds its files: a replay reads them from the store.
@@ -773,28 +816,16 @@ class ReplaySummary(PublicModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class ScanProvenance(StrEnum):
-    """Who ran a scan the registry records; only registry-run scans calibrate others.
-
-    Set by how the scan reached the service — the embedded registry
-    (:class:`registry.client.LocalRegistry`) marks its own, an API route marks
-    what a client reported — never by anything in a request body.
-    """
-
-    REGISTRY = "registry"  # run by the registry itself, in its own process tree
-    CLIENT = "client"  # reported by a client over the REST API
-
-
 class BehavioralScanPublic(PublicModel):
     """A stored behavioral scan of a model."""
 
     ref: str
-    verdict: str
+    verdict: BehaviorVerdict
     report: dict[str, Any]
     trigger: TriggerPublic | None = None
-    status: str
-    #: ``registry`` or ``client`` (see :class:`ScanProvenance`).
-    provenance: str = ScanProvenance.CLIENT.value
+    status: Status
+    #: Who ran the scan (see :class:`ScanProvenance`).
+    provenance: ScanProvenance = ScanProvenance.CLIENT
 
 
 class InheritedProfileRequest(PublicModel):

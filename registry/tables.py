@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
+from registry.vocabulary import Finding, Status
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
@@ -56,8 +58,8 @@ class Artifact(SQLModel, table=True):
     digest: str | None = Field(default=None, max_length=80, index=True)
     manifest: list[list[Any]] | None = Field(default=None, sa_column=Column(JSON))
     total_size: int | None = Field(default=None, sa_column=Column(BigInteger))
-    finding: str = Field(default="unscanned", max_length=16)
-    status: str = Field(default="clean", max_length=16)
+    finding: str = Field(default=Finding.UNSCANNED, max_length=16)
+    status: str = Field(default=Status.CLEAN, max_length=16)
     placeholder: bool = False
     #: Whether the registry holds every file of the manifest in its artifact store
     #: (``stored_file`` lists them); a metadata-only version's files are held elsewhere.

@@ -36,6 +36,7 @@ from registry.service.authorization import Operation, authorize_model
 from registry.service.refs import ref_of, resolve
 from registry.service.stored import stored_manifest
 from registry.store import BlobStore
+from registry.vocabulary import Kind
 
 if TYPE_CHECKING:
     from scanning.behavioral.api import Limits
@@ -53,7 +54,7 @@ def _no_progress(_label: str) -> AbstractContextManager[Progress | None]:
 def stored_files(engine: Engine, ref: str) -> Manifest:
     """The manifest of a stored version (InvalidInput for a metadata-only one)."""
     with unit_of_work(engine) as session:
-        artifact = resolve(session, ref, kind="model")
+        artifact = resolve(session, ref, kind=Kind.MODEL)
         if not artifact.stored:
             raise InvalidInput(
                 f"{ref_of(artifact)} is metadata-only: the registry does not hold its files",
@@ -87,7 +88,7 @@ def rescan_stored(
     manifest = stored_files(engine, ref)
     with unit_of_work(engine) as session:  # who may rescan, before minutes of sandboxed work
         authorize_model(
-            session, actor, Operation.RESCAN, artifact=resolve(session, ref, kind="model")
+            session, actor, Operation.RESCAN, artifact=resolve(session, ref, kind=Kind.MODEL)
         )
         found = behavior.profile_of(session, ref)
         if found is None:

@@ -7,11 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, status
 from fastapi import Path as FastApiPath
 
-from lineage import Relation
 from registry import bom, service
 from registry.api.deps import CurrentActor, SessionDep, check_text_inputs
 from registry.errors import InvalidInput, NotFound
-from registry.identity import Role
 from registry.schemas import (
     MAX_CLASS_INDEX,
     AddParentsRequest,
@@ -44,7 +42,6 @@ from registry.schemas import (
     ReplaySummary,
     RescanRequest,
     ScanProfilePublic,
-    ScanProvenance,
     StatusChange,
     StatusReport,
     TeamPublic,
@@ -56,6 +53,7 @@ from registry.schemas import (
     VerifyRequest,
     manifest_of,
 )
+from registry.vocabulary import Kind, ScanProvenance, Status
 from scanning.behavioral.profile import profile_from_npz
 from scanning.behavioral.report import BehavioralReport, ScanProfile, TriggerPattern
 from scanning.report import ScanReport
@@ -76,8 +74,8 @@ def register_model(
         session,
         actor=actor,
         manifest=manifest_of(body.manifest),
-        relation=Relation(body.relation) if body.relation else None,
-        datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
+        relation=body.relation,
+        datasets=[(d.ref, d.use) for d in body.datasets],
         scan=scan_report(body.scan),
         profile=scan_profile(body.profile) if body.profile is not None else None,
         behavioral=behavioral_report(body.behavioral) if body.behavioral else None,
@@ -109,11 +107,11 @@ def import_hf(body: HfImportRequest, session: SessionDep, actor: CurrentActor) -
 def list_models(
     session: SessionDep,
     _actor: CurrentActor,
-    status_: Annotated[str | None, Query(alias="status")] = None,
+    status_: Annotated[Status | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 500,
 ) -> list[ArtifactPublic]:
     """Registered model versions."""
-    return service.list_artifacts(session, kind="model", status=status_, limit=limit)
+    return service.list_artifacts(session, kind=Kind.MODEL, status=status_, limit=limit)
 
 
 # Behavioral scans. A ref holds '/' and '@' ({ref:path}); each route ends in a fixed word,
@@ -212,7 +210,7 @@ def list_datasets(
     session: SessionDep, _actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=10000)] = 500
 ) -> list[ArtifactPublic]:
     """Registered dataset versions."""
-    return service.list_artifacts(session, kind="dataset", limit=limit)
+    return service.list_artifacts(session, kind=Kind.DATASET, limit=limit)
 
 
 @router.post("/identify", tags=["verification"])
@@ -256,8 +254,8 @@ def add_parents(
         ref,
         actor=actor,
         parents=body.parents,
-        relation=Relation(body.relation) if body.relation else None,
-        datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
+        relation=body.relation,
+        datasets=[(d.ref, d.use) for d in body.datasets],
     )
 
 
@@ -341,7 +339,7 @@ def model_signing_bundle(
 
 @router.get("/artifacts/{ref:path}", tags=["models"])
 def show(
-    ref: str, session: SessionDep, _actor: CurrentActor, kind: str | None = None
+    ref: str, session: SessionDep, _actor: CurrentActor, kind: Kind | None = None
 ) -> ArtifactPublic:
     """One model or dataset version."""
     return service.show(session, ref, kind=kind)
@@ -431,7 +429,7 @@ def list_keys(
 def create_token(body: TokenRequest, session: SessionDep, actor: CurrentActor) -> TokenPublic:
     """Create an API token (admins); the secret is in this answer only."""
     return service.create_token(
-        session, actor=actor, user=body.user, role=Role(body.role), team=body.team
+        session, actor=actor, user=body.user, role=body.role, team=body.team
     )
 
 

@@ -28,6 +28,7 @@ from registry.service import audit
 from registry.service._bulk_insert import insert_rows
 from registry.service.refs import ref_of
 from registry.tables import Artifact, Edge, LineageClosure
+from registry.vocabulary import Kind
 
 __all__ = ["import_new"]
 
@@ -90,7 +91,7 @@ def import_new(
 
 def _defaults(actor: Actor) -> dict[str, Any]:
     """Every column's value for a new artifact (the model's defaults), ``id`` aside."""
-    template = Artifact(kind="model", name="-", version="-", created_by=actor.user)
+    template = Artifact(kind=Kind.MODEL, name="-", version="-", created_by=actor.user)
     return {c: getattr(template, c) for c in _COLUMNS}
 
 

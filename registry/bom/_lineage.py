@@ -9,6 +9,7 @@ from sqlmodel import Session
 from registry.service.graph import ancestor_rows, names_of, parent_links
 from registry.service.refs import ref_of, resolve
 from registry.tables import Artifact
+from registry.vocabulary import Kind
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def bom_ref(artifact: Artifact) -> str:
 
 def collect(session: Session, ref: str) -> Lineage:
     """The lineage of model ``ref``: the model, its ancestors and every edge among them."""
-    root = resolve(session, ref, kind="model")
+    root = resolve(session, ref, kind=Kind.MODEL)
     ids = [root.id or 0, *ancestor_rows(session, root.id or 0)]
     by_id = names_of(session, ids)
     by_id[root.id or 0] = root

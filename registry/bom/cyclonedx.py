@@ -37,6 +37,7 @@ from registry.service.flags import infection_sources
 from registry.service.refs import ref_of, resolve
 from registry.service.scans import latest_scan
 from registry.tables import Artifact, Clearance, Flag
+from registry.vocabulary import Kind, Status
 
 SPEC_VERSIONS = ("1.6",)
 TOOL_NAME = "mbom"
@@ -93,7 +94,7 @@ def serial_number(document: Json) -> str:
 
 
 def _component(lineage: Lineage, artifact: Artifact) -> Json:
-    if artifact.kind == "dataset":
+    if artifact.kind == Kind.DATASET:
         return _data_component(artifact)
     component: Json = {
         "type": "machine-learning-model",
@@ -152,7 +153,7 @@ def _file_component(owner: Artifact, entry: list[Any]) -> Json:
 
 
 def _model_card(lineage: Lineage, model: Artifact) -> Json:
-    datasets = [(p, rel) for p, rel in lineage.parents_of(model) if p.kind == "dataset"]
+    datasets = [(p, rel) for p, rel in lineage.parents_of(model) if p.kind == Kind.DATASET]
     parameters: Json = {}
     if model.format:
         parameters["modelArchitecture"] = model.format
@@ -169,7 +170,7 @@ def _model_card(lineage: Lineage, model: Artifact) -> Json:
 
 def _ancestor(parent: Artifact, relation: str) -> Json:
     return {
-        "type": "data" if parent.kind == "dataset" else "machine-learning-model",
+        "type": "data" if parent.kind == Kind.DATASET else "machine-learning-model",
         **_identity(parent),
         **_hashes(parent),
         "properties": [
@@ -211,7 +212,9 @@ def _vulnerabilities(session: Session, lineage: Lineage) -> list[Json]:
         own = ref_of(root)
         sources.insert(
             0,
-            InfectionSource(source=own, source_kind="model", depth=0, path=[own], reasons=reasons),
+            InfectionSource(
+                source=own, source_kind=Kind.MODEL, depth=0, path=[own], reasons=reasons
+            ),
         )
     return [_vulnerability(session, root, source) for source in sources]
 
@@ -256,6 +259,6 @@ def _analysis(
             )
         ).first()
         return "resolved", f"cleared by an approver: {reason or 'no reason recorded'}"
-    if root.status == "confirmed":
+    if root.status == Status.CONFIRMED:
         return "exploitable", "the source's trigger replays on this model (confirmed)"
     return "in_triage", "infected through its lineage; not confirmed nor cleared"

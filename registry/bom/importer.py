@@ -28,6 +28,7 @@ from registry.service.graph import add_edges
 from registry.service.refs import ref_of
 from registry.service.status import recompute
 from registry.tables import Artifact, Edge
+from registry.vocabulary import Kind
 
 
 @mutation
@@ -124,7 +125,7 @@ def _store(
 
 def _unknown_files(node: _Node) -> bool:
     """Whether only a placeholder can be recorded (a dataset needs a digest, a model files)."""
-    return node.digest is None if node.kind == "dataset" else node.manifest is None
+    return node.digest is None if node.kind == Kind.DATASET else node.manifest is None
 
 
 def _new_fields(actor: Actor, *, team: str | None) -> Callable[[_Node], dict[str, Any]]:
@@ -156,7 +157,7 @@ def _fields(node: _Node, *, actor: Actor, team: str | None) -> dict[str, Any]:
     """A node's columns; a model with files is registered for the importing team."""
     manifest = node.manifest
     return {
-        "team": team if node.kind == "model" else None,
+        "team": team if node.kind == Kind.MODEL else None,
         "kind": node.kind,
         "name": node.name,
         "version": node.version,
@@ -222,7 +223,7 @@ def _check_registration(
     session: Session, artifact: Artifact, *, actor: Actor, team: str | None
 ) -> None:
     """A model registered with files here meets the registration policy over all its parents."""
-    if artifact.kind != "model" or artifact.placeholder:
+    if artifact.kind != Kind.MODEL or artifact.placeholder:
         return
     policy.enforce(
         session,

@@ -21,10 +21,11 @@ from registry import limits
 from registry.errors import InvalidBom, InvalidInput
 from registry.manifest import Manifest, ManifestEntry
 from registry.service.refs import check_name
+from registry.vocabulary import Kind
 
 __all__ = ["KINDS", "PROP", "Node", "read_document"]
 
-KINDS = {"machine-learning-model": "model", "data": "dataset"}
+KINDS = {"machine-learning-model": Kind.MODEL, "data": Kind.DATASET}
 PROP = "mbom:"
 # The longest value of each field the registry stores (the columns' lengths).
 _NAME_CHARS, _VERSION_CHARS, _PUBLISHER_CHARS, _SOURCE_CHARS, _FORMAT_CHARS = (
@@ -46,7 +47,7 @@ class Node:
     """One model or dataset component as read from the document."""
 
     where: str
-    kind: str
+    kind: Kind
     name: str
     version: str
     digest: str | None
@@ -141,7 +142,7 @@ def _read_component(where: str, value: Any) -> Node | None:
     return node
 
 
-def _kind(value: Any) -> str | None:
+def _kind(value: Any) -> Kind | None:
     return KINDS.get(value) if isinstance(value, str) else None
 
 
@@ -257,7 +258,7 @@ def _pedigree(component: Mapping[str, Any], where: str) -> list[tuple[str, str |
         at = f"{where}.pedigree.ancestors[{i}]"
         ancestor = _mapping(value, at, required=True)
         props = _properties(ancestor, at)
-        kind = _kind(ancestor.get("type")) or "model"
+        kind = _kind(ancestor.get("type")) or Kind.MODEL
         name = _text(ancestor, "name", at, _NAME_CHARS)
         default = f"{kind}:{name}@{_text(ancestor, 'version', at, _VERSION_CHARS)}"
         ref = _property_text(props, PROP + "ref", at, _REF_CHARS) or default

@@ -19,14 +19,15 @@ from sqlmodel import Session
 
 from registry.bom._lineage import Lineage, bom_ref, collect
 from registry.tables import Artifact
+from registry.vocabulary import Kind, Relation
 
 CONTEXT = "https://spdx.org/rdf/3.0.1/spdx-context.jsonld"
 SPEC_VERSION = "3.0.1"
 _CREATION = "_:creationinfo"
-_DATASET_USES = {
-    "trained_on": "trainedOn",
-    "fine_tuned_on": "trainedOn",
-    "evaluated_on": "testedOn",
+_DATASET_USES: dict[str, str] = {  # keyed by the Edge column, a Relation's value
+    Relation.TRAINED_ON: "trainedOn",
+    Relation.FINE_TUNED_ON: "trainedOn",
+    Relation.EVALUATED_ON: "testedOn",
 }
 
 Json = dict[str, Any]
@@ -90,7 +91,7 @@ def _hash(digest: str) -> Json:
 
 def _package(artifact: Artifact, base: str) -> list[Json]:
     fields: Json = {"name": artifact.name, "software_packageVersion": artifact.version}
-    if artifact.kind == "dataset":
+    if artifact.kind == Kind.DATASET:
         kind = "dataset_DatasetPackage"
         fields |= {"software_primaryPurpose": "data", "dataset_datasetType": ["other"]}
     else:
@@ -134,7 +135,7 @@ def _relationships(lineage: Lineage, base: str) -> list[Json]:
     found: list[Json] = []
     for parent, child, relation in lineage.links:
         parent_id, child_id = _id(base, parent), _id(base, child)
-        if parent.kind == "dataset":
+        if parent.kind == Kind.DATASET:
             found.append(
                 _relationship(base, child_id, _DATASET_USES[relation], parent_id, relation)
             )

@@ -18,6 +18,7 @@ from registry.cli.cmd_scan import BehavioralProgress, read_profile_option, run_s
 from registry.cli.context import CliContext
 from registry.cli.main import JsonOpt, RefArg, app, ctx_of, hash_path
 from registry.errors import InvalidInput, NotFound
+from registry.vocabulary import BehaviorVerdict, Kind, ScanVerdict, Status
 
 if TYPE_CHECKING:
     from registry.schemas import (
@@ -104,13 +105,13 @@ class Admission:
     profile: ScanProfile | None
     behavioral: BehavioralReport | None
 
-    def exit_if_quarantined(self, ref: str, status: str) -> None:
+    def exit_if_quarantined(self, ref: str, status: Status) -> None:
         """One error line and exit 1 when the registration was quarantined."""
-        if status != "compromised":
+        if status != Status.COMPROMISED:
             return
-        if self.behavioral is not None and self.behavioral.verdict.value == "compromised":
+        if self.behavioral is not None and self.behavioral.verdict is BehaviorVerdict.COMPROMISED:
             why = "the behavioral scan found a backdoor"
-        elif self.static is not None and self.static.verdict.value == "malicious":
+        elif self.static is not None and self.static.verdict is ScanVerdict.MALICIOUS:
             why = "the static scan found malicious content"
         else:  # known-malicious content, or a placeholder flagged before its files came
             why = f"its content is known to be malicious or it was flagged (mbom status {ref})"
@@ -121,9 +122,9 @@ class Admission:
         raise typer.Exit(1)
 
 
-def exit_if_quarantined(cli: CliContext, ref: str, status: str) -> None:
+def exit_if_quarantined(cli: CliContext, ref: str, status: Status) -> None:
     """One error line and exit 1 when admission quarantined ``ref``, naming which scan did."""
-    if status == "compromised":
+    if status == Status.COMPROMISED:
         report = cli.registry().status_report(ref)
         reasons = [flag.reason for flag in report.flags if flag.active]
         if any(reason.startswith("behavioral scan:") for reason in reasons):
@@ -159,7 +160,7 @@ def admission_scans(
         profile = read_profile_option(reference, path) if reference is not None else None
         return Admission(None, profile, None)
     static = run_static_scan(path)
-    if static.verdict.value == "malicious":
+    if static.verdict is ScanVerdict.MALICIOUS:
         return Admission(static, None, None)
     profile, behavioral = admission_scan(
         cli, path, reference=reference, parents=parents, limits=limits_of(scan_timeout, None)
@@ -206,7 +207,7 @@ def rescan(
     from scanning.behavioral.api import save_trigger, scan_model
 
     cli = ctx_of(ctx)
-    shown = cli.registry().show(ref, kind="model")
+    shown = cli.registry().show(ref, kind=Kind.MODEL)
     if path is None and shown.stored:
         _rescan_stored(
             cli,
@@ -247,11 +248,11 @@ def rescan(
     )
     replayed = (
         replay_after_flag(cli, shown.ref)
-        if report.verdict.value == "compromised" and replay_descendants
+        if report.verdict is BehaviorVerdict.COMPROMISED and replay_descendants
         else None
     )
     trigger_files = None
-    if report.trigger is not None and report.verdict.value != "clean":
+    if report.trigger is not None and report.verdict is not BehaviorVerdict.CLEAN:
         directory = trigger_out or Path.cwd() / f"{shown.name.replace('/', '_')}-trigger"
         trigger_files = save_trigger(report.trigger, directory.resolve())
     if json_:
@@ -287,10 +288,10 @@ def _rescan_stored(
     trigger = TriggerPattern.from_npz(result.trigger.data) if result.trigger is not None else None
     report = BehavioralReport.from_json(result.report, trigger=trigger)
     replayed = None
-    if report.verdict.value == "compromised" and replay_descendants:
+    if report.verdict is BehaviorVerdict.COMPROMISED and replay_descendants:
         replayed = _replay_after_flag_stored(cli, ref)
     trigger_files = None
-    if report.trigger is not None and report.verdict.value != "clean":
+    if report.trigger is not None and report.verdict is not BehaviorVerdict.CLEAN:
         directory = trigger_out or Path.cwd() / f"{name.replace('/', '_')}-trigger"
         trigger_files = save_trigger(report.trigger, directory.resolve())
     if json_:

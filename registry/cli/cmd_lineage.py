@@ -11,6 +11,7 @@ from registry.cli import render
 from registry.cli.context import CliContext
 from registry.cli.main import DepthOpt, JsonOpt, ReasonOpt, RefArg, app, ctx_of
 from registry.errors import InvalidInput
+from registry.vocabulary import Kind
 
 if TYPE_CHECKING:
     from registry.schemas import (
@@ -88,7 +89,7 @@ def flag(
 
 
 def _is_model(cli: CliContext, ref: str) -> bool:
-    return bool(cli.registry().show(ref).kind == "model")
+    return bool(cli.registry().show(ref).kind == Kind.MODEL)
 
 
 @app.command()
@@ -119,7 +120,7 @@ def status(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     render.out.print(render.bold(report.ref), f"({report.kind})")
     render.out.print(f"  finding  {report.finding}")
     render.out.print(f"  status   {render.status(report.status)}")
-    if report.kind == "model":
+    if report.kind == Kind.MODEL:
         held = "yes" if report.stored else "no (metadata-only: its scans are client-reported)"
         render.out.print(f"  stored   {held}")
     if report.scan is not None:

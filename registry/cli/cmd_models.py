@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,9 +31,9 @@ from registry.cli.model_signing_opts import (
 )
 from registry.cli.progress import TransferProgress
 from registry.errors import InvalidInput
+from registry.vocabulary import DATASET_USES, Kind, ModelRelation, Relation, Status
 
 if TYPE_CHECKING:
-    from lineage import Relation
     from registry.schemas import ArtifactPublic, VerifyReport
     from scanning.report import ScanReport
 
@@ -44,31 +43,18 @@ PathArg = Annotated[
 ]
 
 
-class RelationChoice(StrEnum):
-    """The --relation values (lineage.Relation's model relations)."""
-
-    FINETUNE = "finetune"
-    ADAPTER = "adapter"
-    QUANTIZED = "quantized"
-    MERGE = "merge"
-    DISTILL = "distill"
-    HEAD = "head"
-    CONVERSION = "conversion"
-
-
-DATASET_USES = ("trained_on", "fine_tuned_on", "evaluated_on")
+#: The dataset uses ``--dataset N@V:USE`` takes, in :class:`Relation`'s order.
+_USES = [relation.value for relation in Relation if relation in DATASET_USES]
 
 
 def parse_dataset(text: str) -> tuple[str, Relation]:
     """``N@V[:use]`` into the reference and its use (default trained_on)."""
-    from lineage import Relation
-
     ref, sep, use = text.rpartition(":")
     if not sep or "@" in use:  # no use given (a ':' inside the name is fine)
         return text, Relation.TRAINED_ON
-    if use not in DATASET_USES:
+    if use not in _USES:
         raise InvalidInput(
-            f"unknown dataset use {use!r} in {text!r}", hint="use " + ", ".join(DATASET_USES)
+            f"unknown dataset use {use!r} in {text!r}", hint="use " + ", ".join(_USES)
         )
     return ref, Relation(use)
 
@@ -84,7 +70,7 @@ def register(
         typer.Option("--parent", metavar="N@V", help="A base model (repeat for a merge)."),
     ] = None,
     relation: Annotated[
-        RelationChoice | None,
+        ModelRelation | None,
         typer.Option(
             "--relation",
             help="How it was made from its parents (default: finetune, or merge for several).",
@@ -173,8 +159,6 @@ def register(
     out of PATH, special files, and parents that are tainted, blocked for the
     team or not approved where approval is required.
     """
-    from lineage import Relation
-
     if metadata_only:
         _register_metadata_only(
             ctx,
@@ -190,7 +174,7 @@ def register(
                 name=name,
                 version=version,
                 parents=parent or [],
-                relation=Relation(relation.value) if relation else None,
+                relation=relation,
                 datasets=[parse_dataset(d) for d in dataset or []],
                 publisher=publisher,
                 source=source,
@@ -223,7 +207,7 @@ def register(
             parents=parent or [],
             name=name,
             version=version,
-            relation=Relation(relation.value) if relation else None,
+            relation=relation,
             datasets=[parse_dataset(d) for d in dataset or []],
             publisher=publisher,
             source=source,
@@ -388,13 +372,13 @@ def artifact_rows(items: list[ArtifactPublic]) -> list[tuple[object, ...]]:
 def list_models(
     ctx: typer.Context,
     status: Annotated[
-        str | None, typer.Option("--status", help="Only this effective status.")
+        Status | None, typer.Option("--status", help="Only this effective status.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 500,
     json_: JsonOpt = False,
 ) -> None:
     """List registered model versions."""
-    items = ctx_of(ctx).registry().list_artifacts(kind="model", status=status, limit=limit)
+    items = ctx_of(ctx).registry().list_artifacts(kind=Kind.MODEL, status=status, limit=limit)
     if json_:
         render.emit_json(items)
         return
@@ -543,7 +527,7 @@ def dataset_list(
     json_: JsonOpt = False,
 ) -> None:
     """List registered dataset versions."""
-    items = ctx_of(ctx).registry().list_artifacts(kind="dataset", limit=limit)
+    items = ctx_of(ctx).registry().list_artifacts(kind=Kind.DATASET, limit=limit)
     if json_:
         render.emit_json(items)
         return
@@ -557,7 +541,7 @@ def dataset_list(
 @dataset_app.command("show")
 def dataset_show(ctx: typer.Context, ref: RefArg, json_: JsonOpt = False) -> None:
     """Show one dataset version."""
-    result = ctx_of(ctx).registry().show(ref, kind="dataset")
+    result = ctx_of(ctx).registry().show(ref, kind=Kind.DATASET)
     render.emit_json(result) if json_ else show_artifact(result)
 
 
@@ -569,7 +553,7 @@ def link(
         list[str] | None, typer.Option("--parent", metavar="N@V", help="A base model to add.")
     ] = None,
     relation: Annotated[
-        RelationChoice | None,
+        ModelRelation | None,
         typer.Option(
             "--relation", case_sensitive=False, help="How it was made from the new parent."
         ),
@@ -584,15 +568,13 @@ def link(
     Refused when it would make the lineage cyclic. The model and its
     descendants are recomputed: a compromised new ancestor infects them.
     """
-    from lineage import Relation
-
     result: ArtifactPublic = (
         ctx_of(ctx)
         .registry()
         .add_parents(
             ref,
             parents=parent or [],
-            relation=Relation(relation.value) if relation else None,
+            relation=relation,
             datasets=[parse_dataset(d) for d in dataset or []],
         )
     )

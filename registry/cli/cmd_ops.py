@@ -23,11 +23,11 @@ from registry.cli.main import (
     tokens_app,
 )
 from registry.errors import InvalidInput, PolicyViolation
+from registry.vocabulary import DecisionVerdict
 
 if TYPE_CHECKING:
     from registry.identity import Role
     from registry.schemas import AuditVerification, DecisionPublic, DeploymentPublic
-    from registry.service.policy import Verdict
 
 EnvOpt = Annotated[str, typer.Option("--env", help="The environment, e.g. prod.")]
 
@@ -89,7 +89,7 @@ def deployments(
 
 def _decide(
     ctx: typer.Context,
-    verdict: Verdict,
+    verdict: DecisionVerdict,
     ref: str,
     team: str,
     reason: str,
@@ -122,7 +122,7 @@ def approve(
     json_: JsonOpt = False,
 ) -> None:
     """Approve a base model for a team (approvers of that team)."""
-    _decide(ctx, "approve", ref, team, reason, all_versions, json_)
+    _decide(ctx, DecisionVerdict.APPROVE, ref, team, reason, all_versions, json_)
 
 
 @app.command()
@@ -135,7 +135,7 @@ def block(
     json_: JsonOpt = False,
 ) -> None:
     """Block a model for a team: registrations on it and deployments of it are refused."""
-    _decide(ctx, "block", ref, team, reason, all_versions, json_)
+    _decide(ctx, DecisionVerdict.BLOCK, ref, team, reason, all_versions, json_)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from rich.text import Text
 from registry.cli import render
 from registry.cli.main import JsonOpt, app
 from registry.errors import InvalidInput
+from registry.vocabulary import BehaviorVerdict, ScanVerdict
 
 if TYPE_CHECKING:
     from scanning.behavioral.report import BehavioralReport, ScanProfile
@@ -116,7 +117,11 @@ def scan(
 # --- with --reference: the static scan, then the behavioral scan ----------------------------------
 
 #: A static verdict that stops the behavioral scan, as the combined verdict.
-_STATIC_STOPS = {"malicious": "compromised", "suspicious": "suspicious", "error": "scan_error"}
+_STATIC_STOPS = {
+    ScanVerdict.MALICIOUS: BehaviorVerdict.COMPROMISED,
+    ScanVerdict.SUSPICIOUS: BehaviorVerdict.SUSPICIOUS,
+    ScanVerdict.ERROR: BehaviorVerdict.SCAN_ERROR,
+}
 
 
 @dataclass(frozen=True)
@@ -125,21 +130,21 @@ class FullScan:
 
     static: ScanReport
     behavioral: BehavioralReport | None
-    verdict: str
+    verdict: BehaviorVerdict
     error: str | None
     trigger_files: tuple[Path, Path] | None
 
     @property
     def backdoor(self) -> BehavioralReport | None:
         """The behavioral report when it found a backdoor (its class and trigger are meant)."""
-        if self.verdict in ("suspicious", "compromised"):
+        if self.verdict in (BehaviorVerdict.SUSPICIOUS, BehaviorVerdict.COMPROMISED):
             return self.behavioral
         return None
 
     @property
     def exit_code(self) -> int:
         """0 clean, 1 suspicious or compromised, 2 scan_error."""
-        return {"clean": 0, "suspicious": 1, "compromised": 1}.get(self.verdict, 2)
+        return self.verdict.exit_code
 
     def to_json(self) -> dict[str, Any]:
         """The ``mbom scan --reference --json`` contract.
@@ -203,17 +208,18 @@ def run_full_scan(
     if not reference.is_file():
         raise InvalidInput(f"{reference} is not a file", hint="give the reference .npz")
     static = run_static_scan(path)
-    if static.verdict.value in _STATIC_STOPS:
+    if static.verdict in _STATIC_STOPS:
         # Decided without loading: the references (and the model's config) are not even read.
         why = f"not loaded: the static scan of {path} is {static.verdict.value}"
-        return FullScan(static, None, _STATIC_STOPS[static.verdict.value], why, None)
+        return FullScan(static, None, _STATIC_STOPS[static.verdict], why, None)
     profile = read_profile_option(reference, path)
     with BehavioralProgress(path.name or str(path)) as progress:
         behavioral = scan_model(path, profile, limits=limits, progress=progress)
-    verdict = behavioral.verdict.value
+    verdict = behavioral.verdict
+    found = verdict in (BehaviorVerdict.SUSPICIOUS, BehaviorVerdict.COMPROMISED)
     files = None
     # A clean model's best candidate trigger is noise: only a found backdoor's is written.
-    if behavioral.trigger is not None and verdict in ("suspicious", "compromised"):
+    if behavioral.trigger is not None and found:
         from scanning.behavioral.api import save_trigger
 
         directory = trigger_out or Path.cwd() / f"{path.resolve().name}-trigger"

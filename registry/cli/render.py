@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from registry.vocabulary import Status
+
 
 def console(*, stderr: bool = False, markup: bool = False) -> Console:
     """A console that does not squeeze tables into 80 columns when piped."""
@@ -25,12 +27,12 @@ def console(*, stderr: bool = False, markup: bool = False) -> Console:
 out = console()
 err = console(stderr=True)
 
-STATUS_STYLE = {
-    "clean": "green",
-    "cleared": "cyan",
-    "infected": "bold yellow",
-    "confirmed": "bold red",
-    "compromised": "bold red",
+STATUS_STYLE: dict[str, str] = {
+    Status.CLEAN: "green",
+    Status.CLEARED: "cyan",
+    Status.INFECTED: "bold yellow",
+    Status.CONFIRMED: "bold red",
+    Status.COMPROMISED: "bold red",
 }
 
 

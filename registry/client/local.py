@@ -51,8 +51,8 @@ from registry.schemas import (
     TriggerPublic,
     VerifyReport,
 )
-from registry.service.policy import Verdict
 from registry.store import BlobInfo, BlobStore
+from registry.vocabulary import DecisionVerdict, Kind, Status
 from scanning.report import ScanReport
 
 if TYPE_CHECKING:
@@ -271,7 +271,13 @@ class LocalRegistry:
         return self._run(service.create_token, user=user, role=role, team=team)
 
     def decide(
-        self, *, ref: str, team: str, verdict: Verdict, reason: str, all_versions: bool = False
+        self,
+        *,
+        ref: str,
+        team: str,
+        verdict: DecisionVerdict,
+        reason: str,
+        all_versions: bool = False,
     ) -> DecisionPublic:
         """See :func:`registry.service.decide`."""
         return self._run(
@@ -369,7 +375,7 @@ class LocalRegistry:
         return self._run(service.inherited_profile, parents)
 
     def list_artifacts(
-        self, *, kind: str = "model", status: str | None = None, limit: int = 500
+        self, *, kind: Kind = Kind.MODEL, status: Status | None = None, limit: int = 500
     ) -> list[ArtifactPublic]:
         """See :func:`registry.service.list_artifacts`."""
         return self._run(service.list_artifacts, kind=kind, status=status, limit=limit)
@@ -513,7 +519,7 @@ class LocalRegistry:
         """See :func:`registry.service.revoke_token`."""
         return self._run(service.revoke_token, token_id)
 
-    def show(self, ref: str, *, kind: str | None = None) -> ArtifactPublic:
+    def show(self, ref: str, *, kind: Kind | None = None) -> ArtifactPublic:
         """See :func:`registry.service.show`."""
         return self._run(service.show, ref, kind=kind)
 

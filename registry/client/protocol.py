@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         TriggerPublic,
         VerifyReport,
     )
-    from registry.service.policy import Verdict
+    from registry.vocabulary import DecisionVerdict, Kind, Status
     from scanning.behavioral.api import Limits
     from scanning.behavioral.report import BehavioralReport, ScanProfile
     from scanning.report import ScanReport
@@ -221,7 +221,13 @@ class Registry(Protocol):
         ...
 
     def decide(
-        self, *, ref: str, team: str, verdict: Verdict, reason: str, all_versions: bool = ...
+        self,
+        *,
+        ref: str,
+        team: str,
+        verdict: DecisionVerdict,
+        reason: str,
+        all_versions: bool = ...,
     ) -> DecisionPublic:
         """See :func:`registry.service.decide`."""
         ...
@@ -295,7 +301,7 @@ class Registry(Protocol):
         ...
 
     def list_artifacts(
-        self, *, kind: str = ..., status: str | None = ..., limit: int = ...
+        self, *, kind: Kind = ..., status: Status | None = ..., limit: int = ...
     ) -> list[ArtifactPublic]:
         """See :func:`registry.service.list_artifacts`."""
         ...
@@ -401,7 +407,7 @@ class Registry(Protocol):
         """See :func:`registry.service.revoke_token`."""
         ...
 
-    def show(self, ref: str, *, kind: str | None = ...) -> ArtifactPublic:
+    def show(self, ref: str, *, kind: Kind | None = ...) -> ArtifactPublic:
         """See :func:`registry.service.show`."""
         ...
 

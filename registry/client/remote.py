@@ -50,6 +50,7 @@ from registry.schemas import (
     manifest_in,
 )
 from registry.store import BlobInfo
+from registry.vocabulary import Kind
 from scanning.report import ScanReport
 
 T = TypeVar("T")
@@ -387,13 +388,13 @@ class RemoteRegistry:
         body = {**fields, "manifest": manifest_in(manifest).model_dump() if manifest else None}
         return self._request("POST", "/datasets", ArtifactPublic, json=_drop_none(body))
 
-    def show(self, ref: str, *, kind: str | None = None) -> ArtifactPublic:
+    def show(self, ref: str, *, kind: Kind | None = None) -> ArtifactPublic:
         return self._request(
             "GET", f"/artifacts/{ref}", ArtifactPublic, params=_drop_none({"kind": kind})
         )
 
-    def list_artifacts(self, *, kind: str = "model", **filters: Any) -> list[ArtifactPublic]:
-        path = "/datasets" if kind == "dataset" else "/models"
+    def list_artifacts(self, *, kind: Kind = Kind.MODEL, **filters: Any) -> list[ArtifactPublic]:
+        path = "/datasets" if kind == Kind.DATASET else "/models"
         return self._request("GET", path, list[ArtifactPublic], params=_drop_none(filters))
 
     def identify(self, manifest: Manifest) -> list[ArtifactPublic]:

@@ -14,9 +14,9 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lineage import MODEL_RELATIONS, Relation
 from registry.errors import InvalidInput
 from registry.hf._refs import HubRef, check_repo_id
+from registry.vocabulary import MODEL_RELATIONS, Kind, Relation
 
 __all__ = ["HUB_RELATIONS", "ImportPlan"]
 
@@ -69,9 +69,9 @@ class ImportPlan(BaseModel):
 
     @model_validator(mode="after")
     def _consistent_lineage(self) -> Self:
-        if any(base.kind != "model" for base in self.bases):
+        if any(base.kind != Kind.MODEL for base in self.bases):
             raise ValueError("bases must be model repositories")
-        if any(dataset.kind != "dataset" for dataset in self.datasets):
+        if any(dataset.kind != Kind.DATASET for dataset in self.datasets):
             raise ValueError("datasets must be dataset repositories")
         if any(base.repo_id.casefold() == self.repo_id.casefold() for base in self.bases):
             raise ValueError(f"{self.repo_id} cannot be its own base model")

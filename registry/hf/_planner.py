@@ -20,6 +20,7 @@ from registry.hf._card import CARD_NAME, CardFacts, read_card
 from registry.hf._plan import HUB_RELATIONS, ImportPlan
 from registry.hf._refs import HubRef, check_repo_id
 from registry.hf._snapshot import Snapshot
+from registry.vocabulary import Kind
 
 __all__ = ["infer_relation", "plan_import"]
 
@@ -83,7 +84,7 @@ def plan_import(
             "bases": [HubRef(repo_id=base).model_dump() for base in bases],
             "relation": relation,
             "relation_basis": basis,
-            "datasets": [{"repo_id": d, "kind": "dataset"} for d in card.datasets],
+            "datasets": [{"repo_id": d, "kind": Kind.DATASET} for d in card.datasets],
             "license": card.license,
             "pipeline_tag": card.pipeline_tag,
             "format": next(

@@ -10,7 +10,7 @@ reference as ``name@unpinned`` with the source ``hf://org/name`` (datasets:
 >>> ref.ref, ref.source
 ('acme/base@unpinned', 'hf://acme/base')
 >>> HubRef.from_source("hf://datasets/acme/corpus@v2")
-HubRef(repo_id='acme/corpus', kind='dataset', revision='v2')
+HubRef(repo_id='acme/corpus', kind=<Kind.DATASET: 'dataset'>, revision='v2')
 
 ``huggingface_hub`` is imported only to validate a repository id, so matching
 sources stays cheap.
@@ -19,19 +19,18 @@ sources stays cheap.
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["UNPINNED", "HubRef", "RepoKind", "check_repo_id"]
+from registry.vocabulary import Kind
+
+__all__ = ["UNPINNED", "HubRef", "check_repo_id"]
 
 #: The version of a placeholder for a repository named without a revision.
 UNPINNED = "unpinned"
 
-RepoKind = Literal["model", "dataset"]
-
 _REVISION = re.compile(r"^[^\s@/\x00-\x1f\x7f]+$")
-_PREFIX = {"model": "hf://", "dataset": "hf://datasets/"}
+_PREFIX = {Kind.MODEL: "hf://", Kind.DATASET: "hf://datasets/"}
 
 
 def check_repo_id(repo_id: object) -> str | None:
@@ -62,7 +61,7 @@ class HubRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     repo_id: str = Field(min_length=1, max_length=96)
-    kind: RepoKind = "model"
+    kind: Kind = Kind.MODEL
     revision: str | None = Field(default=None, pattern=_REVISION.pattern, max_length=128)
 
     @field_validator("repo_id")
@@ -98,7 +97,7 @@ class HubRef(BaseModel):
         """The repository an ``hf://`` source names, or ``None`` for any other source."""
         if not source or not source.startswith("hf://"):
             return None
-        kind: RepoKind = "dataset" if source.startswith(_PREFIX["dataset"]) else "model"
+        kind = Kind.DATASET if source.startswith(_PREFIX[Kind.DATASET]) else Kind.MODEL
         rest = source[len(_PREFIX[kind]) :]
         repo_id, _, revision = rest.partition("@")
         if not repo_id or (revision and not _REVISION.match(revision)):

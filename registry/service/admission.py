@@ -51,6 +51,7 @@ from registry.service import policy
 from registry.service.flags import mark_compromised, quarantine_known
 from registry.service.refs import ref_of
 from registry.tables import Artifact, Flag, ScanRecord
+from registry.vocabulary import Finding, Kind
 from scanning.report import ScanReport, Severity, Verdict
 
 MAX_REASON_FINDINGS = 5
@@ -108,9 +109,9 @@ def record_scan(
             vouched=provenance is ScanProvenance.REGISTRY,
         )
         return
-    finding = {Verdict.CLEAN: "clean"}.get(report.verdict, "suspicious")
-    if finding == "clean" and provenance is not ScanProvenance.REGISTRY:
-        finding = "unscanned"  # a client's word never makes a model clean
+    finding = Finding.CLEAN if report.verdict is Verdict.CLEAN else Finding.SUSPICIOUS
+    if finding is Finding.CLEAN and provenance is not ScanProvenance.REGISTRY:
+        finding = Finding.UNSCANNED  # a client's word never makes a model clean
     flagged = session.exec(select(Flag).where(Flag.artifact_id == artifact.id, Flag.active)).first()
     if flagged is not None:  # a placeholder flagged before its files came: the flag stands
         flagged.previous_finding = finding  # and unflagging restores what the scan found
@@ -139,7 +140,7 @@ def quarantine_known_content(
     an artifact already compromised (say by its own scan) is left as it is.
     What is known is read once per call (a BOM import passes all its artifacts).
     """
-    pending = [a for a in artifacts if a.finding != "compromised" and _has_content(a)]
+    pending = [a for a in artifacts if a.finding != Finding.COMPROMISED and _has_content(a)]
     if not pending:
         return
     twins = _compromised_twins(session, pending)
@@ -197,7 +198,7 @@ def _vouched_originals(session: Session, digests: set[str]) -> list[Artifact]:
             .join(Flag, col(Flag.artifact_id) == col(Artifact.id))
             .where(
                 col(Artifact.digest).in_(wanted[start : start + _CHUNK]),
-                Artifact.finding == "compromised",
+                Artifact.finding == Finding.COMPROMISED,
                 col(Flag.active).is_(True),
                 col(Flag.vouched).is_(True),
             )
@@ -219,7 +220,7 @@ def _malicious_files(session: Session) -> dict[str, str]:
         .where(
             col(Flag.active).is_(True),
             col(Flag.vouched).is_(True),
-            Artifact.finding == "compromised",
+            Artifact.finding == Finding.COMPROMISED,
             ScanRecord.kind == "static",
             ScanRecord.provenance == ScanProvenance.REGISTRY.value,
             ScanRecord.verdict == Verdict.MALICIOUS.value,
@@ -243,7 +244,7 @@ def _findings_by_file(origin: Artifact, report: Mapping[str, Any]) -> Iterator[t
 
 def _carried_file(artifact: Artifact, known: Mapping[str, str]) -> str | None:
     """Why one of ``artifact``'s files is known malicious (the first such file), else None."""
-    if artifact.kind != "model":
+    if artifact.kind != Kind.MODEL:
         return None
     for path, _, sha in artifact.manifest or []:
         if str(sha) in known:

@@ -50,6 +50,7 @@ from registry.service.refs import Ref, ref_of, resolve
 from registry.service.status import recompute
 from registry.service.stored import claim_files
 from registry.tables import Artifact, Edge, PublisherKey, Signature
+from registry.vocabulary import Kind
 from scanning.behavioral.report import BehavioralReport, BehaviorVerdict, ScanProfile
 from scanning.report import ScanReport, Verdict
 
@@ -103,7 +104,7 @@ def register_model(
     """
     authorize(actor, Operation.REGISTER_MODEL, team=team)
     placeholder = placeholders.claim(
-        session, kind="model", name=name, version=version, source=source
+        session, kind=Kind.MODEL, name=name, version=version, source=source
     )
     authorize_quarantine(session, actor, placeholder, flags=_quarantines(scan, behavioral))
     if not manifest.entries:
@@ -138,7 +139,7 @@ def register_model(
         session,
         placeholder,
         Artifact(
-            kind="model",
+            kind=Kind.MODEL,
             name=name,
             version=version,
             publisher=publisher,
@@ -170,7 +171,7 @@ def register_model(
         operation="register",
         subject=ref_of(artifact),
         details={
-            "kind": "model",
+            "kind": Kind.MODEL,
             "digest": manifest.digest,
             "team": team,
             "parents": [[ref_of(p), r.value] for p, r in links],
@@ -202,7 +203,7 @@ def add_parents(
     Refused when an edge would make the lineage cyclic; the model and its
     descendants are recomputed, so a late compromised parent infects them.
     """
-    child = resolve(session, ref, kind="model")
+    child = resolve(session, ref, kind=Kind.MODEL)
     authorize_model(session, actor, Operation.CHANGE_LINEAGE, artifact=child)
     if not parents and not datasets:
         raise InvalidInput("give at least one --parent or --dataset to add")
@@ -214,7 +215,7 @@ def add_parents(
         ).all()
     )
     if relation is None and parents:
-        base_models = sum(1 for kind in known.values() if kind == "model")
+        base_models = sum(1 for kind in known.values() if kind == Kind.MODEL)
         relation = Relation.MERGE if len(parents) + base_models > 1 else Relation.FINETUNE
     links = _parent_links(session, parents, relation, allow_single_merge=True)
     links += _dataset_links(session, datasets)
@@ -255,13 +256,13 @@ def register_dataset(
     if digest is None or not _DIGEST.match(digest):
         raise InvalidInput(f"{digest!r} is not a digest", hint="write sha256:<64 hex digits>")
     placeholder = placeholders.claim(
-        session, kind="dataset", name=name, version=version, source=source
+        session, kind=Kind.DATASET, name=name, version=version, source=source
     )
     artifact = _insert_or_fill(
         session,
         placeholder,
         Artifact(
-            kind="dataset",
+            kind=Kind.DATASET,
             name=name,
             version=version,
             source=source,
@@ -277,7 +278,7 @@ def register_dataset(
         actor=actor,
         operation="register",
         subject=ref_of(artifact),
-        details={"kind": "dataset", "digest": digest, "source": source},
+        details={"kind": Kind.DATASET, "digest": digest, "source": source},
     )
     admission.quarantine_known_content(session, [artifact], actor=actor)
     session.refresh(artifact)
@@ -333,7 +334,7 @@ def _parent_links(
         raise InvalidInput(
             f"several parents make a merge, not a {chosen}", hint="use --relation merge"
         )
-    return [(resolve(session, Ref.parse(p), kind="model"), chosen) for p in parents]
+    return [(resolve(session, Ref.parse(p), kind=Kind.MODEL), chosen) for p in parents]
 
 
 def _dataset_links(
@@ -345,7 +346,7 @@ def _dataset_links(
             raise InvalidInput(
                 f"{use} is not a dataset use", hint="use trained_on, fine_tuned_on or evaluated_on"
             )
-        links.append((resolve(session, Ref.parse(text), kind="dataset"), use))
+        links.append((resolve(session, Ref.parse(text), kind=Kind.DATASET), use))
     if len({artifact.id for artifact, _ in links}) != len(links):
         raise InvalidInput("the same --dataset is given twice")
     return links
@@ -355,7 +356,7 @@ def _refuse_duplicate_content(session: Session, digest: str) -> None:
     existing = session.exec(
         select(Artifact).where(
             Artifact.digest == digest,
-            Artifact.kind == "model",
+            Artifact.kind == Kind.MODEL,
             col(Artifact.placeholder).is_(False),
         )
     ).first()  # a placeholder holds no files, so no content to duplicate
@@ -418,17 +419,18 @@ def artifact_public(session: Session, artifact: Artifact) -> ArtifactPublic:
     )
 
 
-def show(session: Session, ref: str, *, kind: str | None = None) -> ArtifactPublic:
+def show(session: Session, ref: str, *, kind: Kind | None = None) -> ArtifactPublic:
     """One artifact by reference."""
     return artifact_public(session, resolve(session, ref, kind=kind))
 
 
 def list_artifacts(
-    session: Session, *, kind: str = "model", status: str | None = None, limit: int = 500
+    session: Session, *, kind: Kind = Kind.MODEL, status: Status | None = None, limit: int = 500
 ) -> list[ArtifactPublic]:
     """Artifacts of one kind, by name and version (optionally of one status)."""
     query = select(Artifact).where(Artifact.kind == kind)
     if status:
+        # Typed callers cannot pass another word; a Python caller of LocalRegistry can.
         if status not in {s.value for s in Status}:
             raise InvalidInput(
                 f"unknown status {status!r}",
@@ -483,9 +485,9 @@ def verify(
 
 def _verification_target(session: Session, manifest: Manifest, ref: str | None) -> Artifact:
     if ref is not None:
-        return resolve(session, ref, kind="model")
+        return resolve(session, ref, kind=Kind.MODEL)
     found = session.exec(
-        select(Artifact).where(Artifact.digest == manifest.digest, Artifact.kind == "model")
+        select(Artifact).where(Artifact.digest == manifest.digest, Artifact.kind == Kind.MODEL)
     ).first()
     if found is None:
         raise NotFound(

@@ -62,6 +62,7 @@ from registry.service.replays import replays_public
 from registry.service.status import refresh_one
 from registry.service.triggers import store_trigger, trigger_public
 from registry.tables import Artifact, ReplayResult, ScanProfile, ScanRecord, Trigger
+from registry.vocabulary import Finding, Kind
 from scanning.behavioral.inheritance import confirms_inheritance
 from scanning.behavioral.report import (
     BehavioralReport,
@@ -125,7 +126,7 @@ def admit(
 
 def profile_of(session: Session, ref: str) -> ScanProfilePublic | None:
     """A model's scan profile: its own, else its nearest ancestor's; None without one."""
-    artifact = resolve(session, ref, kind="model")
+    artifact = resolve(session, ref, kind=Kind.MODEL)
     return _profile_for(session, artifact.id or 0)
 
 
@@ -137,7 +138,7 @@ def inherited_profile(session: Session, parents: Sequence[str]) -> ScanProfilePu
     """
     for parent in parents:
         try:
-            known = resolve(session, parent, kind="model")
+            known = resolve(session, parent, kind=Kind.MODEL)
         except MbomError:
             continue
         found = _profile_for(session, known.id or 0)
@@ -254,7 +255,9 @@ def record_scan(
         )
     )
     trigger = None
-    flags = report.verdict is BehaviorVerdict.COMPROMISED and artifact.finding != "compromised"
+    flags = (
+        report.verdict is BehaviorVerdict.COMPROMISED and artifact.finding != Finding.COMPROMISED
+    )
     if report.trigger is not None and report.verdict is BehaviorVerdict.COMPROMISED:
         trigger = store_trigger(
             session,
@@ -272,10 +275,13 @@ def record_scan(
             reason=f"behavioral scan: {summarise(report)}",
             vouched=vouched,
         )
-    elif report.verdict is BehaviorVerdict.CLEAN and artifact.finding in ("unscanned", "clean"):
-        artifact.finding = "clean"
-    elif report.verdict is not BehaviorVerdict.CLEAN and artifact.finding != "compromised":
-        artifact.finding = "suspicious"
+    elif report.verdict is BehaviorVerdict.CLEAN and artifact.finding in (
+        Finding.UNSCANNED,
+        Finding.CLEAN,
+    ):
+        artifact.finding = Finding.CLEAN
+    elif report.verdict is not BehaviorVerdict.CLEAN and artifact.finding != Finding.COMPROMISED:
+        artifact.finding = Finding.SUSPICIOUS
     session.flush()
     return trigger
 
@@ -312,7 +318,7 @@ def record_rescan(
     ``provenance`` says who ran the scan: the API records what a client reports
     as ``client`` (the default), the embedded registry its own as ``registry``.
     """
-    artifact = resolve(session, ref, kind="model")
+    artifact = resolve(session, ref, kind=Kind.MODEL)
     flags = report.verdict is BehaviorVerdict.COMPROMISED  # a flag: it needs the flag role
     authorize_model(session, actor, rescan_operation(flags=flags), artifact=artifact)
     trigger = record_scan(
@@ -357,7 +363,7 @@ def location_of(source: str | None) -> str | None:
 
 def replay_plan(session: Session, ref: str) -> ReplayPlan:
     """The newest trigger of ``ref``, its descendants and clean relatives with their profiles."""
-    source = resolve(session, ref, kind="model")
+    source = resolve(session, ref, kind=Kind.MODEL)
     trigger = session.exec(
         select(Trigger).where(Trigger.artifact_id == source.id).order_by(col(Trigger.id).desc())
     ).first()
@@ -387,7 +393,7 @@ def replay_plan(session: Session, ref: str) -> ReplayPlan:
 
 def _target(session: Session, node: int, depth: int | None) -> ReplayTarget:
     artifact = session.get_one(Artifact, node)
-    profile = _profile_for(session, node) if artifact.kind == "model" else None
+    profile = _profile_for(session, node) if artifact.kind == Kind.MODEL else None
     return ReplayTarget(
         ref=ref_of(artifact),
         depth=depth,
@@ -440,7 +446,7 @@ def record_replays(
 ) -> ReplaySummary:
     """Record replays of ``ref``'s trigger; confirmed descendants become ``confirmed``."""
     authorize(actor, Operation.RECORD_REPLAYS)
-    source = resolve(session, ref, kind="model")
+    source = resolve(session, ref, kind=Kind.MODEL)
     trigger = session.get(Trigger, trigger_id)
     if trigger is None or trigger.artifact_id != source.id:
         raise NotFound("trigger", f"{trigger_id} of {ref_of(source)}")
@@ -500,7 +506,7 @@ NO_BASELINE_NOTE = (
 def _replay_target(
     session: Session, source: Artifact, item: ReplayIn, below: dict[int, Any]
 ) -> tuple[Artifact, ReplayReport]:
-    target = resolve(session, item.ref, kind="model")
+    target = resolve(session, item.ref, kind=Kind.MODEL)
     if item.role == "descendant" and target.id not in below:
         raise InvalidInput(f"{item.ref} does not descend from {ref_of(source)}")
     if item.role == "baseline" and (target.id in below or target.id == source.id):

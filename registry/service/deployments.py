@@ -13,6 +13,7 @@ from registry.service.authorization import Operation, authorize
 from registry.service.queries import deployment_public
 from registry.service.refs import ref_of, resolve
 from registry.tables import Artifact, Deployment
+from registry.vocabulary import Kind
 
 
 @mutation
@@ -29,7 +30,7 @@ def deploy(
     authorize(actor, Operation.DEPLOY, team=team)
     _check_environment(environment)
     policy.require_team(session, team)
-    artifact = resolve(session, ref, kind="model")
+    artifact = resolve(session, ref, kind=Kind.MODEL)
     if _active(session, artifact, environment, team) is not None:
         raise AlreadyExists("deployment of", f"{ref_of(artifact)} in {environment} for {team}")
     policy.enforce(
@@ -62,7 +63,7 @@ def undeploy(
 ) -> DeploymentPublic:
     """End a deployment."""
     authorize(actor, Operation.UNDEPLOY, team=team)
-    artifact = resolve(session, ref, kind="model")
+    artifact = resolve(session, ref, kind=Kind.MODEL)
     deployment = _active(session, artifact, environment, team)
     if deployment is None:
         raise NotFound(

@@ -31,6 +31,7 @@ from registry.service.status import (
 )
 from registry.service.triggers import attach_trigger
 from registry.tables import Artifact, Clearance, Flag, Infection
+from registry.vocabulary import Finding, Kind
 
 
 @mutation
@@ -49,7 +50,7 @@ def flag(
         raise Conflict(
             f"{ref_of(artifact)} is flagged already", hint=f"see mbom status {ref_of(artifact)}"
         )
-    if trigger is not None and artifact.kind != "model":
+    if trigger is not None and artifact.kind != Kind.MODEL:
         raise InvalidInput(f"{ref_of(artifact)} is a dataset: a backdoor trigger goes with a model")
     changes = mark_compromised(session, artifact, actor=actor, reason=reason, vouched=True)
     if trigger is not None:
@@ -86,13 +87,13 @@ def mark_compromised(
             vouched=vouched,
         )
     )
-    artifact.finding = "compromised"
-    if artifact.kind == "model":
+    artifact.finding = Finding.COMPROMISED
+    if artifact.kind == Kind.MODEL:
         policy.block_everywhere(
             session, artifact=artifact, reason=f"flagged: {reason}", actor=actor
         )
     session.flush()
-    if artifact.kind == "model":
+    if artifact.kind == Kind.MODEL:
         changes = infect_from_closure(session, artifact)
     else:
         changes = recompute(session, [artifact.id or 0])
@@ -118,7 +119,7 @@ def _flag_content_twins(session: Session, artifact: Artifact, *, actor: Actor) -
         .order_by(col(Artifact.id))
     ).all()
     for twin in twins:
-        if twin.finding == "compromised":  # flagged already (or just now, by a twin)
+        if twin.finding == Finding.COMPROMISED:  # flagged already (or just now, by a twin)
             continue
         why = f"its files are those of quarantined {ref_of(artifact)} ({artifact.digest})"
         quarantine_known(session, twin, actor=actor, why=why)
@@ -156,7 +157,7 @@ def unflag(session: Session, ref: str, *, actor: Actor, reason: str) -> StatusCh
     ):
         clearance.active = False
     session.flush()
-    if artifact.kind == "model":
+    if artifact.kind == Kind.MODEL:
         changes = withdraw_source(session, artifact)
     else:
         changes = recompute(session, [artifact.id or 0])

@@ -17,6 +17,7 @@ from registry.service.artifacts import register_model
 from registry.service.authorization import Operation, authorize
 from registry.service.refs import ref_of
 from registry.tables import Artifact
+from registry.vocabulary import Kind
 from scanning.behavioral.report import BehavioralReport, ScanProfile
 from scanning.report import ScanReport
 
@@ -52,14 +53,18 @@ def import_hf(
     """
     authorize(actor, Operation.IMPORT_HF, team=team)
     filled = placeholders.claim(
-        session, kind="model", name=plan.repo_id, version=plan.version, source=plan.source
+        session, kind=Kind.MODEL, name=plan.repo_id, version=plan.version, source=plan.source
     )
     filled_ref = ref_of(filled) if filled is not None else None
     via = f"hf.import {plan.ref}"
-    relation = plan.relation.value if plan.relation else ""
-    links = [_link(session, base, relation, actor=actor, via=via) for base in plan.bases]
+    relation = plan.relation  # None exactly when there are no bases (ImportPlan checks)
+    links = (
+        []
+        if relation is None
+        else [_link(session, base, relation, actor=actor, via=via) for base in plan.bases]
+    )
     links += [
-        _link(session, dataset, Relation.TRAINED_ON.value, actor=actor, via=via)
+        _link(session, dataset, Relation.TRAINED_ON, actor=actor, via=via)
         for dataset in plan.datasets
     ]
     model = register_model(
@@ -68,9 +73,9 @@ def import_hf(
         name=plan.repo_id,
         version=plan.version,
         manifest=manifest,
-        parents=[link.ref for link in links if link.kind == "model"],
+        parents=[link.ref for link in links if link.kind == Kind.MODEL],
         relation=plan.relation,
-        datasets=[(link.ref, Relation.TRAINED_ON) for link in links if link.kind == "dataset"],
+        datasets=[(link.ref, Relation.TRAINED_ON) for link in links if link.kind == Kind.DATASET],
         publisher=publisher,
         source=plan.source,
         format=plan.format,
@@ -88,7 +93,7 @@ def import_hf(
         model=model,
         revision=plan.revision,
         commit=plan.commit,
-        relation=plan.relation.value if plan.relation else None,
+        relation=plan.relation,
         relation_basis=plan.relation_basis,
         links=links,
         filled_placeholder=filled_ref,
@@ -98,7 +103,7 @@ def import_hf(
     )
 
 
-def _link(session: Session, hub: HubRef, relation: str, *, actor: Actor, via: str) -> HfLink:
+def _link(session: Session, hub: HubRef, relation: Relation, *, actor: Actor, via: str) -> HfLink:
     """The registered artifact a card's reference stands for, created as a placeholder if new."""
     versions = session.exec(
         select(Artifact)

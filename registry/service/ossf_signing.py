@@ -27,6 +27,7 @@ from registry.schemas import (
 from registry.service import audit
 from registry.service.refs import ref_of, resolve
 from registry.tables import Artifact, ModelSigningBundle
+from registry.vocabulary import Kind
 
 __all__ = [
     "CheckedBundle",
@@ -108,7 +109,7 @@ def model_signing_key(session: Session, artifact_id: int | None) -> str | None:
 
 def model_signing_bundle(session: Session, ref: str) -> ModelSigningBundlePublic:
     """The newest OpenSSF model-signing bundle stored with a model version."""
-    artifact = resolve(session, ref, kind="model")
+    artifact = resolve(session, ref, kind=Kind.MODEL)
     row = _newest(session, artifact.id)
     if row is None:
         raise NotFound(

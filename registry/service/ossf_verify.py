@@ -25,6 +25,7 @@ from registry.schemas import (
 from registry.service.artifacts import verify
 from registry.service.ossf_signing import differing, model_signing_key
 from registry.service.refs import resolve
+from registry.vocabulary import Kind
 
 __all__ = ["verify_model_signing"]
 
@@ -88,7 +89,7 @@ def _recorded_key(session: Session, registered: VerifyReport | None) -> str | No
     """The model-signing key the registry recorded for the verified version, if any."""
     if registered is None:
         return None
-    return model_signing_key(session, resolve(session, registered.ref, kind="model").id)
+    return model_signing_key(session, resolve(session, registered.ref, kind=Kind.MODEL).id)
 
 
 def _registry_problems(

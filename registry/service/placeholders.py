@@ -40,6 +40,7 @@ from registry.service import audit, deployed_paths
 from registry.service.authorization import authorize_fill
 from registry.service.refs import check_name, ref_of
 from registry.tables import Artifact, Decision, Edge, utcnow
+from registry.vocabulary import Kind
 
 __all__ = ["claim", "create", "fill", "new_links"]
 
@@ -48,7 +49,7 @@ def create(
     session: Session,
     *,
     actor: Actor,
-    kind: str,
+    kind: Kind,
     name: str,
     version: str,
     via: str,
@@ -83,7 +84,7 @@ def create(
 
 
 def claim(
-    session: Session, *, kind: str, name: str, version: str, source: str | None
+    session: Session, *, kind: Kind, name: str, version: str, source: str | None
 ) -> Artifact | None:
     """The placeholder a registration of ``name@version`` fills, or ``None`` for a new one.
 
@@ -159,7 +160,7 @@ def new_links(
     return [(parent, relation) for parent, relation in links if parent.id not in known]
 
 
-def _find(session: Session, kind: str, name: str, version: str) -> Artifact | None:
+def _find(session: Session, kind: Kind, name: str, version: str) -> Artifact | None:
     return session.exec(
         select(Artifact).where(
             Artifact.kind == kind, Artifact.name == name, Artifact.version == version

@@ -10,7 +10,6 @@ override with a reason; the override is audited with what it overrode.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -26,8 +25,7 @@ from registry.service.authorization import Operation, authorize
 from registry.service.graph import ancestor_rows
 from registry.service.refs import ref_of, resolve
 from registry.tables import Artifact, Decision, Edge, ScanRecord, Team
-
-Verdict = Literal["approve", "block"]
+from registry.vocabulary import DecisionVerdict, Kind
 
 
 @mutation
@@ -90,16 +88,20 @@ def decide(
     actor: Actor,
     ref: str,
     team: str,
-    verdict: Verdict,
+    verdict: DecisionVerdict,
     reason: str,
     all_versions: bool = False,
 ) -> DecisionPublic:
     """Approve or block a model version (or every version of its name) for a team."""
-    authorize(actor, Operation.APPROVE if verdict == "approve" else Operation.BLOCK, team=team)
+    authorize(
+        actor,
+        Operation.APPROVE if verdict == DecisionVerdict.APPROVE else Operation.BLOCK,
+        team=team,
+    )
     require_team(session, team)
     if not reason.strip():
         raise InvalidInput("a decision needs a --reason")
-    artifact = resolve(session, ref, kind="model")
+    artifact = resolve(session, ref, kind=Kind.MODEL)
     decision = Decision(
         team=team,
         name=artifact.name,
@@ -127,7 +129,7 @@ def block_everywhere(session: Session, *, artifact: Artifact, reason: str, actor
             team=None,
             name=artifact.name,
             version=artifact.version,
-            verdict="block",
+            verdict=DecisionVerdict.BLOCK,
             reason=reason,
             actor=actor.user,
             origin="flag",
@@ -197,7 +199,7 @@ def effective_decisions(
 def _governing(newest_first: Sequence[Decision], version: str) -> Decision | None:
     decisions = [d for d in newest_first if d.version in (version, None)]
     for decision in decisions:
-        if decision.team is None and decision.verdict == "block":
+        if decision.team is None and decision.verdict == DecisionVerdict.BLOCK:
             return decision
     team_level = [d for d in decisions if d.team is not None]
     specific = [d for d in team_level if d.version is not None]
@@ -255,7 +257,7 @@ def registration_violations(
         for parent, relation in parents
         if Status(parent.status).is_tainted and DEFAULT_PROPAGATION[relation]
     ]
-    models = [parent for parent, _ in parents if parent.kind == "model"]
+    models = [parent for parent, _ in parents if parent.kind == Kind.MODEL]
     problems += registry_scan_violations(session, team=team, artifacts=models, role="parent ")
     return problems + parent_violations(session, team=team, parents=models, flag_blocks=True)
 
@@ -302,7 +304,7 @@ def lineage_violations(
     the team has not approved where it requires approval, is refused as it would
     be at registration.
     """
-    models = [parent for parent, _ in parents if parent.kind == "model"]
+    models = [parent for parent, _ in parents if parent.kind == Kind.MODEL]
     return parent_violations(session, team=team, parents=models, flag_blocks=False)
 
 
@@ -339,7 +341,7 @@ def parent_violations(
     problems = []
     for parent in parents:
         decision = decisions.get(parent.id or 0)
-        if decision is not None and decision.verdict == "block":
+        if decision is not None and decision.verdict == DecisionVerdict.BLOCK:
             if flag_blocks or decision.team is not None:
                 problems.append(
                     f"parent {ref_of(parent)} is blocked for {_scope(decision)}: {decision.reason}"
@@ -366,11 +368,13 @@ def deployment_violations(session: Session, *, team: str, artifact: Artifact) ->
     if Status(artifact.status).is_tainted:
         problems.append(f"{ref_of(artifact)} is {artifact.status}")
     decision = effective_decision(session, team=team, artifact=artifact)
-    if decision is not None and decision.verdict == "block":
+    if decision is not None and decision.verdict == DecisionVerdict.BLOCK:
         problems.append(f"{ref_of(artifact)} is blocked for {_scope(decision)}: {decision.reason}")
     problems += _blocks_above(session, team=team, nodes=[artifact])
     problems += registry_scan_violations(session, team=team, artifacts=[artifact])
-    vetted = artifact.team == team or (decision is not None and decision.verdict == "approve")
+    vetted = artifact.team == team or (
+        decision is not None and decision.verdict == DecisionVerdict.APPROVE
+    )
     if required is not None and required.require_approval and not vetted:
         parents = _parent_models(session, artifact)
         decisions = effective_decisions(session, team=team, artifacts=parents)
@@ -393,13 +397,17 @@ def _blocks_above(session: Session, *, team: str | None, nodes: Sequence[Artifac
     if not below:
         return []
     ancestors = session.exec(
-        select(Artifact).where(among(Artifact.id, below), Artifact.kind == "model")
+        select(Artifact).where(among(Artifact.id, below), Artifact.kind == Kind.MODEL)
     ).all()
     decisions = effective_decisions(session, team=team, artifacts=ancestors)
     problems = []
     for ancestor in sorted(ancestors, key=ref_of):
         decision = decisions.get(ancestor.id or 0)
-        if decision is not None and decision.verdict == "block" and decision.team is not None:
+        if (
+            decision is not None
+            and decision.verdict == DecisionVerdict.BLOCK
+            and decision.team is not None
+        ):
             problems.append(
                 f"ancestor {ref_of(ancestor)} of {ref_of(below[ancestor.id or 0])} is blocked "
                 f"for team {team}: {decision.reason}"
@@ -412,7 +420,7 @@ def _parent_models(session: Session, artifact: Artifact) -> list[Artifact]:
         session.exec(
             select(Artifact)
             .join(Edge, col(Edge.parent_id) == col(Artifact.id))
-            .where(Edge.child_id == artifact.id, Artifact.kind == "model")
+            .where(Edge.child_id == artifact.id, Artifact.kind == Kind.MODEL)
             .order_by(col(Artifact.name), col(Artifact.version))
         ).all()
     )
@@ -453,7 +461,7 @@ def decision_public(decision: Decision) -> DecisionPublic:
         id=decision.id or 0,
         team=decision.team,
         subject=_subject(decision),
-        verdict="block" if decision.verdict == "block" else "approve",
+        verdict=DecisionVerdict(decision.verdict),
         reason=decision.reason,
         actor=decision.actor,
         origin=decision.origin,

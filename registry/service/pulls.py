@@ -24,6 +24,7 @@ from registry.service.authorization import Operation, authorize
 from registry.service.refs import ref_of, resolve
 from registry.service.stored import stored_manifest
 from registry.tables import Artifact, Pull, utcnow
+from registry.vocabulary import DecisionVerdict, Finding, Kind
 
 #: How long a recorded pull may fetch its files (a pull is one download, not a licence).
 PULL_WINDOW = timedelta(hours=6)
@@ -39,7 +40,7 @@ def pull_violations(session: Session, artifact: Artifact, *, team: str | None) -
         problems = policy.deployment_violations(session, team=team, artifact=artifact)
         required = policy.require_team(session, team)
         decision = policy.effective_decision(session, team=team, artifact=artifact)
-        approved = decision is not None and decision.verdict == "approve"
+        approved = decision is not None and decision.verdict == DecisionVerdict.APPROVE
         vetted = approved or artifact.team == team
         if required is not None and required.require_approval and not vetted:
             problems.append(f"{ref_of(artifact)} is not approved for team {team}")
@@ -60,7 +61,7 @@ def start_pull(
 ) -> PullTicket:
     """Check and record a pull of a stored version; the ticket lists the files to fetch."""
     authorize(actor, Operation.PULL, team=team)
-    artifact = resolve(session, ref, kind="model")
+    artifact = resolve(session, ref, kind=Kind.MODEL)
     if not artifact.stored or artifact.placeholder:
         raise NotFound(
             "stored files of",
@@ -68,7 +69,7 @@ def start_pull(
             message=f"{ref_of(artifact)} is metadata-only: the registry does not hold its files",
             hint="pull it from where it is kept (its source), or register it with its files",
         )
-    if artifact.finding == "unscanned" and not Status(artifact.status).is_tainted:
+    if artifact.finding == Finding.UNSCANNED and not Status(artifact.status).is_tainted:
         raise Conflict(
             f"{ref_of(artifact)} has not been scanned by the registry yet",
             hint=f"an admin runs mbom rescan {ref_of(artifact)}",

@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 
 from registry.errors import AmbiguousReference, InvalidInput, NotFound
 from registry.tables import Artifact
+from registry.vocabulary import Kind
 
-KINDS = ("model", "dataset")
 # No whitespace, no control characters (NUL included), no '@'; names do not start with ':'.
 _NAME = re.compile(r"^[^\s@:\x00-\x1f\x7f][^\s@\x00-\x1f\x7f]*$")
 _VERSION = re.compile(r"^[^\s@/\x00-\x1f\x7f]+$")
@@ -23,16 +23,16 @@ class Ref:
 
     name: str
     version: str
-    kind: str | None = None
+    kind: Kind | None = None
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}"
 
     @classmethod
-    def parse(cls, text: str, *, kind: str | None = None) -> Ref:
+    def parse(cls, text: str, *, kind: Kind | None = None) -> Ref:
         """Parse ``name@version`` with an optional ``model:``/``dataset:`` prefix."""
         raw = text.strip()
-        for prefix in KINDS:
+        for prefix in Kind:
             if raw.startswith(prefix + ":"):
                 kind, raw = prefix, raw[len(prefix) + 1 :]
         name, sep, version = raw.rpartition("@")
@@ -64,7 +64,7 @@ def ref_of(artifact: Named) -> str:
     return f"{artifact.name}@{artifact.version}"
 
 
-def resolve(session: Session, text: str | Ref, *, kind: str | None = None) -> Artifact:
+def resolve(session: Session, text: str | Ref, *, kind: Kind | None = None) -> Artifact:
     """The artifact a reference names; a bare ref naming both kinds is ambiguous."""
     ref = text if isinstance(text, Ref) else Ref.parse(text)
     wanted = kind or ref.kind
@@ -78,7 +78,7 @@ def resolve(session: Session, text: str | Ref, *, kind: str | None = None) -> Ar
             what,
             str(ref),
             hint="list them with mbom dataset list"
-            if wanted == "dataset"
+            if wanted == Kind.DATASET
             else "list them with mbom models",
         )
     if len(found) > 1:

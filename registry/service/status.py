@@ -30,6 +30,7 @@ from registry.tables import (
     LineageClosure,
     ReplayResult,
 )
+from registry.vocabulary import Kind
 
 if TYPE_CHECKING:
     pass
@@ -100,7 +101,7 @@ def infect_from_closure(session: Session, source: Artifact) -> list[Change]:
     So only those rows are read and written — the rule of
     :func:`wanted_status`, without evaluating it on every descendant.
     """
-    assert source.kind == "model", "a dataset's uses may not propagate: use recompute"
+    assert source.kind == Kind.MODEL, "a dataset's uses may not propagate: use recompute"
     root = source.id or 0
     closure = select(
         LineageClosure.descendant_id,
@@ -130,7 +131,7 @@ def infect_from_closure(session: Session, source: Artifact) -> list[Change]:
         .where(LineageClosure.ancestor_id == root, moving)
     ).all()
     changes = [
-        Change(node, before, "confirmed" if node in confirmed else "infected", depth)
+        Change(node, before, Status.CONFIRMED if node in confirmed else Status.INFECTED, depth)
         for node, before, depth in rows
     ]
     changes.sort(key=lambda change: (change.depth or 0, change.artifact_id))

@@ -22,6 +22,7 @@ from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize
 from registry.service.refs import ref_of, resolve
 from registry.tables import Artifact, Trigger
+from registry.vocabulary import Kind
 from scanning.behavioral.report import TriggerPattern
 
 __all__ = ["attach_trigger", "store_trigger", "trigger_public"]
@@ -32,7 +33,7 @@ def attach_trigger(
     session: Session, ref: str, *, actor: Actor, data: bytes, target_class: int | None = None
 ) -> TriggerPublic:
     """Store an analyst's trigger (mask and pattern ``.npz``) with a model."""
-    artifact = resolve(session, ref, kind="model")
+    artifact = resolve(session, ref, kind=Kind.MODEL)
     authorize(actor, Operation.ATTACH_TRIGGER)
     try:
         pattern = TriggerPattern.from_npz(data)

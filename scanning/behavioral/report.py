@@ -19,19 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-
-class BehaviorVerdict(StrEnum):
-    """The verdict of a behavioral scan; ``scan_error`` is never treated as clean."""
-
-    CLEAN = "clean"
-    SUSPICIOUS = "suspicious"
-    COMPROMISED = "compromised"
-    SCAN_ERROR = "scan_error"
-
-    @property
-    def exit_code(self) -> int:
-        """``mbom scan`` exit code: 0 clean, 1 suspicious or compromised, 2 could not scan."""
-        return {"clean": 0, "suspicious": 1, "compromised": 1, "scan_error": 2}[self.value]
+from scanning.behavioral.verdict import BehaviorVerdict as BehaviorVerdict  # re-exported
 
 
 @dataclass(frozen=True)
