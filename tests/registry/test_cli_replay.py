@@ -63,6 +63,7 @@ def test_rescan_flags_the_base_and_replay_confirms_its_descendants(
         "1",
         "--reference",
         zoo / "ref.npz",
+        "--metadata-only",  # recorded before behavioral scans: scanned here, files elsewhere
         "--skip-scan",
         "--source",
         f"file://{zoo / 'base'}",
@@ -77,6 +78,7 @@ def test_rescan_flags_the_base_and_replay_confirms_its_descendants(
             "1",
             "--parent",
             "hub/base@1",
+            "--metadata-only",
             "--skip-scan",
             "--source",
             f"file://{zoo / child}",
@@ -105,11 +107,15 @@ def test_rescan_flags_the_base_and_replay_confirms_its_descendants(
     assert listed["app/head@1"] == rates["app/head@1"]["rate"]
     assert "confirmed" in mbom("descendants", "hub/base@1").out
     assert mbom("check").code == 0
+    # A stored model is rescanned from the registry's own copy: no PATH, the registry's scan.
+    again = mbom("rescan", "acme/clean@1", "--json").json()
+    assert (again["verdict"], again["provenance"]) == ("clean", "registry")
 
 
 def test_rescan_and_replay_refuse_clearly(zoo: Path, tmp_path: Path) -> None:
     mbom = Cli(cli_env(tmp_path), tmp_path)
-    mbom("register", zoo / "base", "--name", "hub/base", "--version", "1", "--skip-scan")
+    mbom("register", zoo / "base", "--name", "hub/base", "--version", "1",
+         "--metadata-only", "--skip-scan")
     mbom(
         "register",
         zoo / "head",
@@ -117,10 +123,15 @@ def test_rescan_and_replay_refuse_clearly(zoo: Path, tmp_path: Path) -> None:
         "app/head",
         "--version",
         "1",
+        "--metadata-only",
         "--skip-scan",
         "--parent",
         "hub/base@1",
     )
+    mbom("register", zoo / "head", "--name", "stored/head", "--version", "1",
+         "--allow-duplicate-content")
+    stored = mbom("rescan", "stored/head@1", code=1).error_line()
+    assert "has no behavioral scan profile" in stored  # its files are the registry's
     no_files = mbom("rescan", "hub/base@1", code=2).error_line()
     assert "where are the files of hub/base@1" in no_files
     other = mbom("rescan", "hub/base@1", zoo / "head", code=2).error_line()
@@ -150,9 +161,10 @@ def test_flag_with_an_advisory_trigger_replays_it_on_the_descendants(
     mbom("register", zoo / "clean", "--name", "acme/clean", "--version", "1",
          "--reference", zoo / "ref.npz", "--source", f"file://{zoo / 'clean'}")
     mbom("register", zoo / "base", "--name", "hub/base", "--version", "1",
-         "--reference", zoo / "ref.npz", "--skip-scan")
+         "--reference", zoo / "ref.npz", "--metadata-only", "--skip-scan")
     mbom("register", zoo / "head", "--name", "app/head", "--version", "1",
-         "--parent", "hub/base@1", "--skip-scan", "--source", f"file://{zoo / 'head'}")
+         "--parent", "hub/base@1", "--metadata-only", "--skip-scan",
+         "--source", f"file://{zoo / 'head'}")
     mbom("dataset", "register", "--name", "d", "--version", "1", "--digest", "sha256:" + "0" * 64)
     advisory = tmp_path / "advisory.npz"
     mask = np.zeros((1, 8, 8), np.float32)
