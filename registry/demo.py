@@ -324,7 +324,7 @@ def _discover(
         "replays": replays,
         "affected_deployments": affected,
         "pulled_by": [
-            {"ref": p.ref, "user": p.user, "team": p.team, "status": p.status}
+            {"ref": p.ref, "user": p.user, "team": p.team, "status": str(p.status)}
             for p in radius.pulled_by
         ],
         "untouched_deployments": [

@@ -39,8 +39,20 @@ def test_demo_names_the_four_affected_deployments_and_spares_the_rest(
         "mail/postcode-lite@1.1": "clean",
         "fraud/signature-check@3.0": "clean",
     }
-    assert len(summary["refused"]) == 2
+    assert len(summary["refused"]) == 3  # deploy, pull and build on the tainted lineage
     assert (root / "registry.db").exists()
+
+
+def test_demo_keeps_its_models_in_the_store_and_names_who_pulled_the_lineage(
+    played: tuple[Path, dict[str, Any]],
+) -> None:
+    root, summary = played
+    assert summary["pulled_by"] == [
+        {"ref": "vision/digits-ft-a@1.0", "user": "dana", "team": "fraud", "status": "infected"}
+    ]
+    assert any(line.startswith("pull hub/digits-base@1.0: refused") for line in summary["refused"])
+    assert any((root / "store" / "sha256").rglob("*"))  # the models' files, content-addressed
+    assert (root / "pulled" / "dana").is_dir()
 
 
 def test_demo_finds_the_backdoor_and_confirms_it_in_every_descendant(
