@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,7 +23,7 @@ from sqlalchemy import Engine
 from registry import service
 from registry.api.deps import CurrentActor, SessionDep, check_text_inputs
 from registry.db import unit_of_work
-from registry.errors import AuthenticationRequired, BlobCorrupt, LimitExceeded
+from registry.errors import AuthenticationRequired, BlobCorrupt, InvalidInput, LimitExceeded
 from registry.identity import Actor
 from registry.schemas import (
     ArtifactPublic,
@@ -54,7 +53,9 @@ json_router = APIRouter(prefix="/api/v1", dependencies=[Depends(check_text_input
 #: The framework's own body limit for uploads: none to speak of (see ``upload_blob``).
 _NO_BODY_LIMIT = 1 << 62
 #: Bytes handed from the event loop to the storing thread at a time.
-_HANDOFF = 4 << 20
+_BATCH = 1 << 20
+#: Batches read ahead of the storing thread (bounds the memory of one upload).
+_AHEAD = 8
 
 
 def _store(request: Request) -> BlobStore:
@@ -81,45 +82,67 @@ def _actor(request: Request) -> Actor:
 class _BodyReader:
     """A blocking, file-like view of the request body, for the storing thread.
 
-    The thread asks the event loop for :data:`_HANDOFF` bytes at a time (a few
-    hundred crossings per GiB, not one per network chunk); the chunks are kept
-    as they came and joined once per read, never copied byte by byte.
+    :meth:`produce` runs on the event loop and reads the body ahead into a
+    bounded stream of batches of about :data:`_BATCH` bytes (at most
+    :data:`_AHEAD` batches waiting: bounded memory), so the network keeps
+    flowing while the thread hashes and writes; the thread crosses into the
+    loop once per batch, not once per network chunk.
     """
 
-    def __init__(self, body: AsyncIterator[bytes]) -> None:
-        self._body = body
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
+    def __init__(self) -> None:
+        self._send, self._receive = anyio.create_memory_object_stream[bytes](_AHEAD)
+        self._pending = b""
         self._done = False
+        self._cut: str | None = None
 
-    async def _fill(self, wanted: int) -> None:
-        while self._buffered < wanted and not self._done:
+    async def produce(self, body: AsyncIterator[bytes]) -> None:
+        """Read the body into batches; the stream ends when the body does.
+
+        A body that fails (the client hung up) is remembered, never raised here:
+        the storing thread then refuses the upload, so nothing cut short is stored.
+        """
+        async with self._send:
+            batch: list[bytes] = []
+            size = 0
             try:
-                chunk = await self._body.__anext__()
-            except StopAsyncIteration:
-                self._done = True
-                return
-            if chunk:
-                self._chunks.append(chunk)
-                self._buffered += len(chunk)
+                async for chunk in body:
+                    batch.append(chunk)
+                    size += len(chunk)
+                    if size >= _BATCH:
+                        await self._send.send(b"".join(batch))
+                        batch, size = [], 0
+                if batch:
+                    await self._send.send(b"".join(batch))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the storing thread stopped reading: it has its own error
+            except Exception as exc:  # the client went away mid-body  # noqa: BLE001
+                self._cut = type(exc).__name__
+
+    def _next_batch(self) -> bytes:
+        if self._done:
+            return b""
+        try:
+            return anyio.from_thread.run(self._receive.receive)
+        except anyio.EndOfStream:
+            self._done = True
+            if self._cut is not None:
+                raise InvalidInput(
+                    f"the upload was cut short ({self._cut}); nothing was stored",
+                    hint="upload the file again",
+                ) from None
+            return b""
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (fewer only at the end of the body)."""
-        wanted = _HANDOFF if size is None or size < 0 else size
-        if self._buffered < wanted and not self._done:
-            anyio.from_thread.run(self._fill, max(wanted, _HANDOFF))
-        taken: list[bytes] = []
-        count = 0
-        while self._chunks and count < wanted:
-            chunk = self._chunks.popleft()
-            if count + len(chunk) > wanted:
-                keep = wanted - count
-                self._chunks.appendleft(chunk[keep:])
-                chunk = chunk[:keep]
-            taken.append(chunk)
-            count += len(chunk)
-        self._buffered -= count
-        return taken[0] if len(taken) == 1 else b"".join(taken)
+        wanted = _BATCH if size is None or size < 0 else size
+        if not self._pending:
+            self._pending = self._next_batch()
+        data, self._pending = self._pending[:wanted], self._pending[wanted:]
+        return data
+
+    def close(self) -> None:
+        """Stop taking batches (the producer then stops too)."""
+        self._receive.close()
 
 
 @router.post(
@@ -159,17 +182,29 @@ async def upload_blob(
             hint="raise MBOM_MAX_UPLOAD_BYTES on the server",
         )
     store = _store(request)
-    reader = _BodyReader(request.stream().__aiter__())
+    reader = _BodyReader()
 
     def put() -> Any:
-        return store.put(
-            reader,  # type: ignore[arg-type]  # only read() is used
-            expected=x_mbom_sha256,
-            expected_size=content_length,
-            max_bytes=limit,
-        )
+        try:
+            return store.put(
+                reader,  # type: ignore[arg-type]  # only read() is used
+                expected=x_mbom_sha256,
+                expected_size=content_length,
+                max_bytes=limit,
+            )
+        finally:
+            reader.close()
 
-    info = await anyio.to_thread.run_sync(put)
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(reader.produce, request.stream())
+        try:
+            info = await anyio.to_thread.run_sync(put)
+        except Exception as exc:  # raised below, outside the group (which would wrap it)
+            failure = exc
+        group.cancel_scope.cancel()  # the body was read, or the upload is refused
+    if failure is not None:
+        raise failure
 
     def record() -> None:
         with unit_of_work(_engine(request)) as session:
