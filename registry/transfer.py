@@ -145,10 +145,13 @@ def write_verified(
     *,
     size: int,
     sha256: str,
-    chunks: Iterator[bytes],
+    chunks: Iterator[bytes | memoryview],
     advance: Callable[[int], None] | None = None,
 ) -> None:
-    """Write one pulled file, hashing while writing; moved into the tree only if it matches."""
+    """Write one pulled file, hashing while writing; moved into the tree only if it matches.
+
+    Each chunk is consumed before the next is asked for (a reader may reuse one buffer).
+    """
     from registry.errors import BlobCorrupt
 
     if _hashing.path_problem(relative) is not None:
