@@ -41,7 +41,7 @@ from registry.schemas import (
 )
 from registry.service.authorization import Operation, authorize
 from registry.service.pulls import pulled_file
-from registry.store import CHUNK, BlobStore
+from registry.store import BlobStore
 
 if TYPE_CHECKING:
     from scanning.behavioral.api import Limits
@@ -54,6 +54,8 @@ json_router = APIRouter(prefix="/api/v1", dependencies=[Depends(check_text_input
 _NO_BODY_LIMIT = 1 << 62
 #: Bytes handed from the event loop to the storing thread at a time.
 _BATCH = 1 << 20
+#: Bytes read, hashed and sent at a time by a download.
+_SEND = 4 << 20
 #: Batches read ahead of the storing thread (bounds the memory of one upload).
 _AHEAD = 8
 
@@ -302,7 +304,7 @@ def download(pull_id: int, index: int, request: Request) -> StreamingResponse:
         sent = 0
         held: bytes | None = None
         with store.open(digest) as stream:
-            while data := stream.read(CHUNK):
+            while data := stream.read(_SEND):
                 hasher.update(data)
                 sent += len(data)
                 if held is not None:
