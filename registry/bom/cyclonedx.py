@@ -189,6 +189,13 @@ def _status_properties(artifact: Artifact) -> list[Json]:
         properties.append({"name": PROP + "format", "value": artifact.format})
     if artifact.placeholder:
         properties.append({"name": PROP + "placeholder", "value": "true"})
+    elif artifact.kind == Kind.MODEL:
+        # Whether the registry holds the files (and scanned them itself); "false": the
+        # version is metadata-only and its scans are client-reported. An import never
+        # takes this from a document: imported versions are metadata-only.
+        properties.append(
+            {"name": PROP + "stored", "value": "true" if artifact.stored else "false"}
+        )
     return properties
 
 

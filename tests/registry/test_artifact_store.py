@@ -499,3 +499,15 @@ def test_a_server_killed_mid_upload_records_no_blob(
     # The partial upload's temp file is what `store gc` clears once it is old.
     report = collect_garbage(engine, actor=setup.actor, store=kept, grace=timedelta(0))
     assert report.removed == []
+
+
+def test_the_cyclonedx_export_says_which_versions_the_registry_holds(
+    reg: LocalRegistry, tmp_path: Path
+) -> None:
+    reg.admit_model(manifest=reg.store_files(clean_model(tmp_path / "s")), name="s", version="1")
+    reg.register_model(name="m", version="1", manifest=hash_tree(clean_model(tmp_path / "m", 2)))
+    for ref, held in (("s@1", "true"), ("m@1", "false")):
+        document = reg.export_cyclonedx(ref)
+        component = document["metadata"]["component"]
+        properties = {p["name"]: p["value"] for p in component["properties"]}
+        assert properties["mbom:stored"] == held, ref
