@@ -199,15 +199,17 @@ def admit_hf(
 ) -> HfImportResult:
     """Import a Hugging Face snapshot whose files the store holds, with the registry's scans.
 
-    The registry becomes the internal mirror of the Hub models it vetted. The card
-    names its bases without versions, so only the snapshot's own profile is used.
+    The registry becomes the internal mirror of the Hub models it vetted. Without a
+    profile of its own, the snapshot inherits one from the registered versions its
+    card's bases stand for (as a registration inherits from its parents).
     """
     authorize(actor, Operation.IMPORT_HF, team=fields.get("team"))  # before any file is read
     with unit_of_work(engine) as session:  # before minutes of scanning: files held, sizes true
         stored.check_held(session, manifest)
         verify = stored.stale_blobs(session, manifest)
+        bases = hf_import.registered_bases(session, plan)  # they pass their profile down
     scans = scan_stored(
-        engine, store, manifest, profile=profile, parents=(), limits=limits, verify=verify
+        engine, store, manifest, profile=profile, parents=bases, limits=limits, verify=verify
     )
     with unit_of_work(engine) as session:
         return hf_import.import_hf(

@@ -103,6 +103,26 @@ def import_hf(
     )
 
 
+def registered_bases(session: Session, plan: ImportPlan) -> list[str]:
+    """The registered model versions the card's bases stand for (read only; none created).
+
+    What an import of ``plan`` will link as parents, where they exist already: the
+    admission scan of a stored snapshot inherits a behavioral profile through them.
+    """
+    found = []
+    for hub in plan.bases:
+        versions = session.exec(
+            select(Artifact)
+            .where(Artifact.kind == hub.kind, Artifact.name == hub.repo_id)
+            .order_by(col(Artifact.id))
+        ).all()
+        if hub.revision is not None:
+            versions = [artifact for artifact in versions if artifact.version == hub.revision]
+        if versions and hub.kind == Kind.MODEL:
+            found.append(ref_of(_choose(hub, versions)[0]))
+    return found
+
+
 def _link(session: Session, hub: HubRef, relation: Relation, *, actor: Actor, via: str) -> HfLink:
     """The registered artifact a card's reference stands for, created as a placeholder if new."""
     versions = session.exec(

@@ -44,6 +44,7 @@ from registry.service.stored import collect_garbage, verify_store
 from registry.settings import Settings
 from registry.store import BlobStore, LocalBlobStore, open_store
 from scanning.static import scan_path
+from tests.conftest import fake_manifest
 from tests.registry.live_server import mbom_serve, serve_in_thread
 from tests.registry.test_cli import MBOM, cli_env
 
@@ -511,3 +512,27 @@ def test_the_cyclonedx_export_says_which_versions_the_registry_holds(
         component = document["metadata"]["component"]
         properties = {p["name"]: p["value"] for p in component["properties"]}
         assert properties["mbom:stored"] == held, ref
+
+
+def test_a_stored_hf_import_inherits_through_the_bases_its_card_names(
+    reg: LocalRegistry, engine: Engine
+) -> None:
+    """The card's bases that are registered already are the parents admission inherits from."""
+    from lineage import Relation
+    from registry.db import unit_of_work
+    from registry.hf import ImportPlan
+    from registry.hf._refs import HubRef
+    from registry.service.hf_import import registered_bases
+
+    reg.register_model(name="acme/base", version="1", manifest=fake_manifest("b1"))
+    reg.register_model(name="acme/base", version="2", manifest=fake_manifest("b2"))
+    plan = ImportPlan(
+        repo_id="acme/ft",
+        version="1",
+        bases=(HubRef(repo_id="acme/base"), HubRef(repo_id="unknown/base")),
+        relation=Relation.MERGE,
+        relation_basis="card",
+    )
+    with unit_of_work(engine) as session:
+        assert registered_bases(session, plan) == ["acme/base@2"]  # the newest; none created
+    assert [a.ref for a in reg.list_artifacts()] == ["acme/base@1", "acme/base@2"]
