@@ -484,34 +484,6 @@ class BehavioralReportIn(PublicModel):
     trigger: Base64Bytes | None = None
 
 
-class RegisterModelRequest(PublicModel):
-    """``POST /api/v1/models``."""
-
-    name: str
-    version: str
-    manifest: ManifestIn
-    parents: list[str] = Field(default_factory=list)
-    relation: ModelRelationField | None = None
-    datasets: list[DatasetUseIn] = Field(default_factory=list)
-    publisher: str | None = None
-    source: str | None = None
-    format: str | None = None
-    team: str | None = None
-    signature: str | None = None
-    allow_duplicate_content: bool = False
-    override: str | None = None
-    scan: dict[str, Any] | None = None
-    #: An OpenSSF model-signing bundle (the signature file's JSON) to store with the
-    #: model, verified with ``model_signing_public_key`` (EC P-256 PEM) against the manifest.
-    model_signing_bundle: dict[str, Any] | None = None
-    model_signing_public_key: str | None = Field(default=None, max_length=4000)
-    #: The model's own behavioral scan profile: base64 of its self-describing reference
-    #: ``.npz`` (``scanning.behavioral.profile.profile_to_npz``); descendants inherit it.
-    profile: Base64Bytes | None = None
-    #: The behavioral scan run on admission.
-    behavioral: BehavioralReportIn | None = None
-
-
 class RegisterStoredRequest(PublicModel):
     """``POST /api/v1/models/stored``: a version whose files were uploaded to ``/blobs``.
 
@@ -531,10 +503,24 @@ class RegisterStoredRequest(PublicModel):
     signature: str | None = None
     allow_duplicate_content: bool = False
     override: str | None = None
+    #: An OpenSSF model-signing bundle (the signature file's JSON) to store with the
+    #: model, verified with ``model_signing_public_key`` (EC P-256 PEM) against the manifest.
     model_signing_bundle: dict[str, Any] | None = None
     model_signing_public_key: str | None = Field(default=None, max_length=4000)
-    #: The model's own behavioral scan profile (base64 of its reference ``.npz``).
+    #: The model's own behavioral scan profile: base64 of its self-describing reference
+    #: ``.npz`` (``scanning.behavioral.profile.profile_to_npz``); descendants inherit it.
     profile: Base64Bytes | None = None
+
+
+class RegisterModelRequest(RegisterStoredRequest):
+    """``POST /api/v1/models``: a metadata-only version, with the scans its client ran.
+
+    The scans are recorded as client-reported: a clean one never makes the model clean.
+    """
+
+    scan: dict[str, Any] | None = None
+    #: The behavioral scan the client ran on admission.
+    behavioral: BehavioralReportIn | None = None
 
 
 class StoredScanRequest(PublicModel):

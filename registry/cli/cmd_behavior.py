@@ -204,7 +204,7 @@ def rescan(
     (--no-replay to skip). Exit 0 clean, 1 suspicious or
     compromised, 2 the scan could not run.
     """
-    from scanning.behavioral.api import save_trigger, scan_model
+    from scanning.behavioral.api import scan_model
 
     cli = ctx_of(ctx)
     shown = cli.registry().show(ref, kind=Kind.MODEL)
@@ -251,9 +251,24 @@ def rescan(
         if report.verdict is BehaviorVerdict.COMPROMISED and replay_descendants
         else None
     )
+    _finish_rescan(result, report, replayed, shown.name, trigger_out, json_=json_)
+
+
+def _finish_rescan(
+    result: BehavioralScanPublic,
+    report: BehavioralReport,
+    replayed: tuple[ReplaySummary, list[dict[str, str]]] | None,
+    name: str,
+    trigger_out: Path | None,
+    *,
+    json_: bool,
+) -> None:
+    """Write a recovered trigger, print (or emit) the rescan and its replay, exit by verdict."""
+    from scanning.behavioral.api import save_trigger
+
     trigger_files = None
     if report.trigger is not None and report.verdict is not BehaviorVerdict.CLEAN:
-        directory = trigger_out or Path.cwd() / f"{shown.name.replace('/', '_')}-trigger"
+        directory = trigger_out or Path.cwd() / f"{name.replace('/', '_')}-trigger"
         trigger_files = save_trigger(report.trigger, directory.resolve())
     if json_:
         data = result.model_dump(mode="json", exclude={"trigger"})
@@ -280,7 +295,6 @@ def _rescan_stored(
     json_: bool,
 ) -> None:
     """``mbom rescan N@V`` of a stored version: the registry scans the files it holds."""
-    from scanning.behavioral.api import save_trigger
     from scanning.behavioral.report import BehavioralReport, TriggerPattern
 
     with render.err.status(f"rescanning {ref} on the registry's side (sandboxed)…"):
@@ -290,22 +304,7 @@ def _rescan_stored(
     replayed = None
     if report.verdict is BehaviorVerdict.COMPROMISED and replay_descendants:
         replayed = _replay_after_flag_stored(cli, ref)
-    trigger_files = None
-    if report.trigger is not None and report.verdict is not BehaviorVerdict.CLEAN:
-        directory = trigger_out or Path.cwd() / f"{name.replace('/', '_')}-trigger"
-        trigger_files = save_trigger(report.trigger, directory.resolve())
-    if json_:
-        data = result.model_dump(mode="json", exclude={"trigger"})
-        data["trigger"] = (
-            {"npz": str(trigger_files[0]), "png": str(trigger_files[1])} if trigger_files else None
-        )
-        data["replay"] = None if replayed is None else replayed[0].model_dump(mode="json")
-        render.emit_json(data)
-    else:
-        _print_rescan(result, report, trigger_files)
-        if replayed is not None:
-            print_replays(*replayed)
-    raise typer.Exit(report.verdict.exit_code)
+    _finish_rescan(result, report, replayed, name, trigger_out, json_=json_)
 
 
 def _replay_after_flag_stored(
