@@ -237,7 +237,8 @@ def _hints_from_arrays(arrays: Mapping[str, NDArray[Any]]) -> ProfileHints:
     shape, bounds, classes = (arrays.get(k) for k in ("input_shape", "value_range", "num_classes"))
     source = "the reference .npz"
     if classes is not None and (classes.shape != () or classes.dtype.kind not in "iu"):
-        raise ValueError(f"{source}: num_classes must be one integer, got {classes!r}")
+        got = f"an array of shape {classes.shape} and dtype {classes.dtype}"
+        raise ValueError(f"{source}: num_classes must be one integer, got {got}")
     return ProfileHints(
         source,
         None if shape is None else _shape(shape.tolist(), source),

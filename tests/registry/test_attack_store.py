@@ -255,24 +255,33 @@ def test_a_reader_uploads_nothing_and_runs_no_replay(served: Served) -> None:
 
 
 def test_an_upload_larger_than_the_limit_is_refused_chunked_or_not(
-    served: Served, store: BlobStore
+    engine: Engine, database_url: str, store: BlobStore
 ) -> None:
     """Held: MBOM_MAX_UPLOAD_BYTES applies to a chunked body (no Content-Length)."""
-    import gc
-
+    from registry.api import create_app
+    from registry.client import LocalRegistry
+    from registry.identity import Actor
     from registry.settings import Settings
+    from tests.registry.live_server import serve_in_thread
 
-    for live in [o for o in gc.get_objects() if isinstance(o, Settings)]:
-        object.__setattr__(live, "max_upload_bytes", 1024)  # the running app's settings
+    token = LocalRegistry(engine, Actor("setup", Role.ADMIN)).create_token(
+        user="root", role=Role.ADMIN
+    ).token
+    settings = Settings(database_url=database_url, max_upload_bytes=1024)
+    app = create_app(settings, engine=engine, store=store)
 
     def chunks() -> Iterator[bytes]:
         for _ in range(8):
             yield b"z" * 512
 
-    with served.http() as http:
+    with serve_in_thread(app) as base_url, httpx.Client(
+        base_url=f"{base_url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as http:
         chunked = http.post("/blobs", content=chunks())
         assert chunked.status_code in (400, 413), chunked.text
         assert chunked.json()["code"] == "limit-exceeded"
+        announced = http.post("/blobs", content=b"z" * 2048)
+        assert announced.status_code in (400, 413), announced.text
     assert list(store.digests()) == []
 
 
