@@ -111,27 +111,25 @@ def registered_bases(session: Session, plan: ImportPlan) -> list[str]:
     """
     found = []
     for hub in plan.bases:
-        versions = session.exec(
-            select(Artifact)
-            .where(Artifact.kind == hub.kind, Artifact.name == hub.repo_id)
-            .order_by(col(Artifact.id))
-        ).all()
-        if hub.revision is not None:
-            versions = [artifact for artifact in versions if artifact.version == hub.revision]
+        versions = _registered(session, hub)
         if versions and hub.kind == Kind.MODEL:
             found.append(ref_of(_choose(hub, versions)[0]))
     return found
 
 
-def _link(session: Session, hub: HubRef, relation: Relation, *, actor: Actor, via: str) -> HfLink:
-    """The registered artifact a card's reference stands for, created as a placeholder if new."""
+def _registered(session: Session, hub: HubRef) -> list[Artifact]:
+    """The registered versions of a card's reference (of its revision, when it names one)."""
     versions = session.exec(
         select(Artifact)
         .where(Artifact.kind == hub.kind, Artifact.name == hub.repo_id)
         .order_by(col(Artifact.id))
     ).all()
-    if hub.revision is not None:
-        versions = [artifact for artifact in versions if artifact.version == hub.revision]
+    return [a for a in versions if hub.revision is None or a.version == hub.revision]
+
+
+def _link(session: Session, hub: HubRef, relation: Relation, *, actor: Actor, via: str) -> HfLink:
+    """The registered artifact a card's reference stands for, created as a placeholder if new."""
+    versions = _registered(session, hub)
     if not versions:
         created = placeholders.create(
             session,
