@@ -39,7 +39,7 @@ _SQLITE_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 _PG_BUSY = ("55P03", "40P01")  # lock_not_available, deadlock_detected
 #: The newest migration; checked against Alembic's scripts by a test, so that
 #: opening an up-to-date registry needs no Alembic import.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 
 def make_engine(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:

@@ -166,6 +166,12 @@ class Conflict(MbomError):
     code = "conflict"
 
 
+class AdmissionPending(Conflict):
+    """The version is being admitted: it cannot be used (pulled, deployed, a parent) yet."""
+
+    code = "admission-pending"
+
+
 class FilesNotStored(Conflict):
     """A registration names files the artifact store does not hold (upload them first)."""
 

@@ -118,6 +118,25 @@ class PullPublic(PublicModel):
     created_at: UtcDateTime
 
 
+class PendingAdmissionPublic(PublicModel):
+    """A version the registry is admitting: files stored, scans running, not usable yet."""
+
+    ref: str
+    kind: Kind
+    digest: str
+    user: str
+    team: str | None = None
+    #: What admission is doing: "queued", "static scan", "behavioral scan", "recording".
+    step: str
+    #: 1 for the first try; more when a registration took over a stalled one.
+    attempt: int
+    started_at: UtcDateTime
+    lease_until: UtcDateTime
+    #: The admitting process stopped renewing its lease (it died): registering the
+    #: same version again takes the admission over.
+    stalled: bool
+
+
 class BlobPublic(PublicModel):
     """A file's content the artifact store now holds."""
 

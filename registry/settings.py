@@ -13,6 +13,8 @@ from registry.errors import ConfigurationError
 DEFAULT_DB_FILENAME = "registry.db"
 #: Largest model file a server accepts in one upload: 64 GiB.
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 2**30
+#: Seconds an admitting process vouches for itself between heartbeats (MBOM_ADMISSION_LEASE).
+DEFAULT_ADMISSION_LEASE = 60.0
 #: The local artifact store's directory, beside the registry (MBOM_STORE_URL overrides).
 STORE_DIRNAME = "store"
 #: Seconds a writer waits for another writer's lock before giving up (MBOM_BUSY_TIMEOUT).
@@ -38,6 +40,10 @@ class Settings:
     store_url: str | None = None
     #: Largest file a server takes in one upload (``MBOM_MAX_UPLOAD_BYTES``).
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    #: Seconds an admitting process vouches for itself between heartbeats
+    #: (``MBOM_ADMISSION_LEASE``); a pending admission whose lease ran out was left
+    #: by a process that died, and the next registration of it takes it over.
+    admission_lease: float = DEFAULT_ADMISSION_LEASE
 
     def store_location(self) -> str:
         """Where the artifact store lives: ``MBOM_STORE_URL``, or a directory beside the registry.
@@ -89,6 +95,7 @@ class Settings:
             audit_key_file=_audit_key_file(env, url),
             store_url=env.get("MBOM_STORE_URL") or None,
             max_upload_bytes=_max_upload(env.get("MBOM_MAX_UPLOAD_BYTES")),
+            admission_lease=_admission_lease(env.get("MBOM_ADMISSION_LEASE")),
         )
 
 
@@ -127,6 +134,21 @@ def _max_upload(value: str | None) -> int:
             "MBOM_MAX_UPLOAD_BYTES=10737418240",
         )
     return int(value)
+
+
+def _admission_lease(value: str | None) -> float:
+    if not value:
+        return DEFAULT_ADMISSION_LEASE
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 86400:
+        raise ConfigurationError(
+            f"MBOM_ADMISSION_LEASE is not a number of seconds between 1 and 86400: {value!r}",
+            hint="unset it for the default of 60 s, or set e.g. MBOM_ADMISSION_LEASE=120",
+        )
+    return seconds
 
 
 def _busy_timeout(value: str | None) -> float:

@@ -114,6 +114,39 @@ class Pull(SQLModel, table=True):
     created_at: datetime = _time_field()
 
 
+class PendingAdmission(SQLModel, table=True):
+    """A version being admitted: its files are stored, its scans are running.
+
+    It is not an artifact yet (so nothing can pull it, deploy it or hang a child
+    on it) but it holds its name: nobody else registers ``name@version`` while
+    ``lease_until`` has not passed. The admitting process renews its lease;
+    a row whose lease ran out was left by a
+    process that died, and the next registration of the same name takes it over
+    (``attempt`` counts the takeovers). Admission deletes the row in the
+    transaction that records the version, or when it is refused.
+    """
+
+    __tablename__ = "pending_admission"
+    __table_args__ = (
+        UniqueConstraint("kind", "name", "version", name="uq_pending_admission_identity"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=300)
+    version: str = Field(max_length=128)
+    #: The manifest digest of the files being admitted.
+    digest: str = Field(max_length=80)
+    user: str = Field(max_length=200)
+    team: str | None = Field(default=None, max_length=100)
+    #: What admission is doing now ("queued", "static scan", "behavioral scan", "recording").
+    step: str = Field(max_length=40)
+    attempt: int = 1
+    started_at: datetime = _time_field()
+    #: Until when the admitting process vouches it is alive (renewed by its heartbeat).
+    lease_until: datetime = _time_field()
+
+
 class Edge(SQLModel, table=True):
     """A lineage edge: ``parent`` (model or dataset) to ``child`` (a model)."""
 

@@ -21,17 +21,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from registry.admission.files import materialized
+from registry.admission.slot import Slot, holding
 from registry.db import unit_of_work
 from registry.errors import InvalidInput
 from registry.hf import ImportPlan
 from registry.identity import Actor
 from registry.manifest import Manifest
 from registry.schemas import ArtifactPublic, HfImportResult, ScanProvenance
-from registry.service import artifacts, behavior, hf_import, stored
+from registry.service import artifacts, behavior, hf_import, pending, placeholders, stored
 from registry.service.authorization import Operation, authorize
+from registry.service.refs import resolve
 from registry.store import BlobStore
+from registry.vocabulary import Kind
 from scanning.report import ScanReport, Verdict
 
 if TYPE_CHECKING:
@@ -138,6 +142,7 @@ def admit_model(
     progress: Progress | None = None,
     on_step: StepCallback | None = None,
     behavioral_scan: bool = True,
+    lease: float = pending.DEFAULT_LEASE,
     **fields: Any,
 ) -> ArtifactPublic:
     """Register a version whose files the store holds, with the registry's own scans.
@@ -156,34 +161,54 @@ def admit_model(
                 hint="leave it out: the registry scans the files it holds",
             )
         fields.pop(claimed, None)
-    with unit_of_work(engine) as session:  # before minutes of scanning: files held, sizes true
-        stored.check_held(session, manifest)
-        verify = stored.stale_blobs(session, manifest)
-    scans = scan_stored(
+    name, version = str(fields["name"]), str(fields["version"])
+    verify: set[str] = set()
+
+    def preflight(session: Session) -> None:  # before minutes of scanning
+        verify.update(_check_new(session, manifest, name, version))
+        for parent in parents:
+            resolve(session, parent, kind=Kind.MODEL)
+        for dataset, _use in fields.get("datasets") or ():
+            resolve(session, dataset, kind=Kind.DATASET)
+
+    with holding(
         engine,
-        store,
-        manifest,
-        verify=verify,
-        profile=profile,
-        parents=parents,
-        limits=limits,
-        progress=progress,
-        on_step=on_step,
-        behavioral_scan=behavioral_scan,
-    )
-    with unit_of_work(engine) as session:
-        return artifacts.register_model(
-            session,
-            actor=actor,
-            manifest=manifest,
+        actor=actor,
+        kind=Kind.MODEL,
+        name=name,
+        version=version,
+        digest=manifest.digest,
+        team=fields.get("team"),
+        lease=lease,
+        preflight=preflight,
+    ) as slot:
+        scans = scan_stored(
+            engine,
+            store,
+            manifest,
+            verify=verify,
+            profile=profile,
             parents=parents,
-            scan=scans.static,
-            profile=scans.profile,
-            behavioral=scans.behavioral,
-            provenance=ScanProvenance.REGISTRY,
-            stored=True,
-            **fields,
+            limits=limits,
+            progress=progress,
+            on_step=_steps(slot, on_step),
+            behavioral_scan=behavioral_scan,
         )
+        slot.step("recording")
+        with unit_of_work(engine) as session:
+            slot.finish(session)
+            return artifacts.register_model(
+                session,
+                actor=actor,
+                manifest=manifest,
+                parents=parents,
+                scan=scans.static,
+                profile=scans.profile,
+                behavioral=scans.behavioral,
+                provenance=ScanProvenance.REGISTRY,
+                stored=True,
+                **fields,
+            )
 
 
 def admit_hf(
@@ -195,6 +220,7 @@ def admit_hf(
     manifest: Manifest,
     profile: ScanProfile | None = None,
     limits: Limits | None = None,
+    lease: float = pending.DEFAULT_LEASE,
     **fields: Any,
 ) -> HfImportResult:
     """Import a Hugging Face snapshot whose files the store holds, with the registry's scans.
@@ -204,23 +230,64 @@ def admit_hf(
     card's bases stand for (as a registration inherits from its parents).
     """
     authorize(actor, Operation.IMPORT_HF, team=fields.get("team"))  # before any file is read
-    with unit_of_work(engine) as session:  # before minutes of scanning: files held, sizes true
-        stored.check_held(session, manifest)
-        verify = stored.stale_blobs(session, manifest)
-        bases = hf_import.registered_bases(session, plan)  # they pass their profile down
-    scans = scan_stored(
-        engine, store, manifest, profile=profile, parents=bases, limits=limits, verify=verify
-    )
-    with unit_of_work(engine) as session:
-        return hf_import.import_hf(
-            session,
-            plan,
-            actor=actor,
-            manifest=manifest,
-            scan=scans.static,
-            profile=scans.profile,
-            behavioral=scans.behavioral,
-            provenance=ScanProvenance.REGISTRY,
-            stored=True,
-            **fields,
+    verify: set[str] = set()
+    bases: list[str] = []
+
+    def preflight(session: Session) -> None:  # before minutes of scanning
+        verify.update(_check_new(session, manifest, plan.repo_id, plan.version))
+        bases.extend(hf_import.registered_bases(session, plan))  # they pass their profile down
+
+    with holding(
+        engine,
+        actor=actor,
+        kind=Kind.MODEL,
+        name=plan.repo_id,
+        version=plan.version,
+        digest=manifest.digest,
+        team=fields.get("team"),
+        lease=lease,
+        preflight=preflight,
+    ) as slot:
+        scans = scan_stored(
+            engine,
+            store,
+            manifest,
+            profile=profile,
+            parents=bases,
+            limits=limits,
+            verify=verify,
+            on_step=_steps(slot, None),
         )
+        slot.step("recording")
+        with unit_of_work(engine) as session:
+            slot.finish(session)
+            return hf_import.import_hf(
+                session,
+                plan,
+                actor=actor,
+                manifest=manifest,
+                scan=scans.static,
+                profile=scans.profile,
+                behavioral=scans.behavioral,
+                provenance=ScanProvenance.REGISTRY,
+                stored=True,
+                **fields,
+            )
+
+
+def _check_new(session: Session, manifest: Manifest, name: str, version: str) -> set[str]:
+    """Refuse a version registered already or files not held; the blobs to re-hash."""
+    placeholders.check_unregistered(session, kind=Kind.MODEL, name=name, version=version)
+    stored.check_held(session, manifest)
+    return set(stored.stale_blobs(session, manifest))
+
+
+def _steps(slot: Slot, also: StepCallback | None) -> StepCallback:
+    """Record each step on the pending row, then tell ``also``."""
+
+    def step(name: str) -> None:
+        slot.step(name)
+        if also is not None:
+            also(name)
+
+    return step

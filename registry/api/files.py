@@ -31,6 +31,7 @@ from registry.schemas import (
     BlobPublic,
     HfImportResult,
     HfStoredImportRequest,
+    PendingAdmissionPublic,
     PullPublic,
     PullRequest,
     PullTicket,
@@ -238,6 +239,7 @@ def register_stored(body: RegisterStoredRequest, request: Request) -> ArtifactPu
         relation=Relation(body.relation) if body.relation else None,
         datasets=[(d.ref, Relation(d.use)) for d in body.datasets],
         profile=scan_profile(body.profile) if body.profile is not None else None,
+        lease=request.app.state.settings.admission_lease,
         **fields,
     )
 
@@ -256,6 +258,7 @@ def import_hf_stored(body: HfStoredImportRequest, request: Request) -> HfImportR
         actor=_actor(request),
         manifest=manifest_of(body.manifest),
         profile=scan_profile(body.profile) if body.profile is not None else None,
+        lease=request.app.state.settings.admission_lease,
         **fields,
     )
 
@@ -270,6 +273,17 @@ def start_pull(ref: str, body: PullRequest, session: SessionDep, actor: CurrentA
 def pulls(ref: str, session: SessionDep, _actor: CurrentActor) -> list[PullPublic]:
     """Who pulled this version or any version derived from it, newest first."""
     return service.pulls_of(session, ref)
+
+
+@json_router.get("/admissions", tags=["files"])
+def admissions(session: SessionDep, _actor: CurrentActor) -> list[PendingAdmissionPublic]:
+    """Versions being admitted, oldest first: files stored, the registry's scans running.
+
+    Not registered yet: they can be neither pulled, deployed nor used as a
+    parent. ``stalled`` marks one whose admitting process died; registering the
+    same version again takes it over.
+    """
+    return service.list_pending(session)
 
 
 @router.get(

@@ -377,13 +377,56 @@ def list_models(
     limit: Annotated[int, typer.Option("--limit", min=1)] = 500,
     json_: JsonOpt = False,
 ) -> None:
-    """List registered model versions."""
-    items = ctx_of(ctx).registry().list_artifacts(kind=Kind.MODEL, status=status, limit=limit)
+    """List registered model versions (and, below them, the versions being admitted)."""
+    registry = ctx_of(ctx).registry()
+    items = registry.list_artifacts(kind=Kind.MODEL, status=status, limit=limit)
     if json_:
         render.emit_json(items)
         return
     render.table(
         "models", ["model", "status", "finding", "team", "parents", "digest"], artifact_rows(items)
+    )
+    waiting = registry.list_pending()
+    if waiting:
+        render.out.print(
+            Text(
+                f"{len(waiting)} more pending admission, not usable yet: "
+                + ", ".join(p.ref for p in waiting[:5])
+                + (" ..." if len(waiting) > 5 else "")
+                + " (mbom admissions)",
+                style="dim",
+            )
+        )
+
+
+@app.command("admissions")
+def list_admissions(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """List the versions being admitted: files stored, the registry's scans running.
+
+    A pending version is not registered yet: it can be neither pulled, deployed
+    nor named as a --parent until its admission ends. One marked stalled was left
+    by a process that died mid-admission (a killed server): register the same
+    version again to resume it.
+    """
+    waiting = ctx_of(ctx).registry().list_pending()
+    if json_:
+        render.emit_json(waiting)
+        return
+    render.table(
+        "pending admission",
+        ["version", "step", "since", "by", "team", "attempt", "state"],
+        [
+            (
+                p.ref,
+                p.step,
+                p.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                p.user,
+                p.team,
+                p.attempt,
+                Text("stalled", style="bold red") if p.stalled else "running",
+            )
+            for p in waiting
+        ],
     )
 
 

@@ -42,7 +42,11 @@ class CliContext:
                 migrate(engine)
                 from registry.store import open_store
 
-                self._registry = LocalRegistry(engine, store=open_store(settings.store_location()))
+                self._registry = LocalRegistry(
+                    engine,
+                    store=open_store(settings.store_location()),
+                    admission_lease=settings.admission_lease,
+                )
         return self._registry
 
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:

@@ -37,6 +37,7 @@ from registry.schemas import (
     LineageEntry,
     ModelSigningBundlePublic,
     ModelSigningVerifyReport,
+    PendingAdmissionPublic,
     PullPublic,
     PullTicket,
     ReplayIn,
@@ -51,6 +52,7 @@ from registry.schemas import (
     TriggerPublic,
     VerifyReport,
 )
+from registry.settings import DEFAULT_ADMISSION_LEASE
 from registry.store import BlobInfo, BlobStore
 from registry.vocabulary import DecisionVerdict, Kind, Status
 from scanning.report import ScanReport
@@ -67,11 +69,18 @@ class LocalRegistry:
     """The embedded registry: each call is one transaction on the local database."""
 
     def __init__(
-        self, engine: Engine, actor: Actor | None = None, *, store: BlobStore | None = None
+        self,
+        engine: Engine,
+        actor: Actor | None = None,
+        *,
+        store: BlobStore | None = None,
+        admission_lease: float = DEFAULT_ADMISSION_LEASE,
     ) -> None:
         self.engine = engine
         self.actor = actor or Actor.local()
         self._store = store
+        #: How long an admission here vouches for itself between heartbeats (seconds).
+        self.admission_lease = admission_lease
 
     @property
     def store(self) -> BlobStore:
@@ -120,6 +129,7 @@ class LocalRegistry:
             actor=self.actor,
             manifest=manifest,
             profile=profile,
+            lease=self.admission_lease,
             **fields,
         )
 
@@ -141,6 +151,7 @@ class LocalRegistry:
             manifest=manifest,
             profile=profile,
             parents=parents,
+            lease=self.admission_lease,
             **fields,
         )
 
@@ -419,6 +430,10 @@ class LocalRegistry:
     def pulls_of(self, ref: str) -> list[PullPublic]:
         """See :func:`registry.service.pulls_of`."""
         return self._run(service.pulls_of, ref)
+
+    def list_pending(self) -> list[PendingAdmissionPublic]:
+        """See :func:`registry.service.list_pending`."""
+        return self._run(service.list_pending)
 
     def record_replays(
         self, ref: str, *, trigger_id: int, results: Sequence[ReplayIn]

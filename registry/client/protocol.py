@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         LineageEntry,
         ModelSigningBundlePublic,
         ModelSigningVerifyReport,
+        PendingAdmissionPublic,
         PullPublic,
         PullTicket,
         ReplayIn,
@@ -84,6 +85,7 @@ VERBS = frozenset(
         "list_tokens",
         "model_signing_bundle",
         "profile_of",
+        "list_pending",
         "pulls_of",
         "record_replays",
         "record_rescan",
@@ -342,6 +344,10 @@ class Registry(Protocol):
 
     def pulls_of(self, ref: str) -> list[PullPublic]:
         """See :func:`registry.service.pulls_of`."""
+        ...
+
+    def list_pending(self) -> list[PendingAdmissionPublic]:
+        """See :func:`registry.service.list_pending`."""
         ...
 
     def record_replays(

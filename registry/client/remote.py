@@ -36,6 +36,7 @@ from registry.schemas import (
     LineageEntry,
     ModelSigningBundlePublic,
     ModelSigningVerifyReport,
+    PendingAdmissionPublic,
     PullPublic,
     PullTicket,
     ReplayIn,
@@ -82,6 +83,8 @@ _PROBLEM_CLASSES: dict[str, type[errors.MbomError]] = {
         errors.AuthenticationRequired,
         errors.ConfigurationError,
         errors.Conflict,
+        errors.AdmissionPending,
+        errors.FilesNotStored,
         errors.LimitExceeded,
         errors.BlobMismatch,
         errors.BlobMissing,
@@ -340,6 +343,9 @@ class RemoteRegistry:
 
     def pulls_of(self, ref: str) -> list[PullPublic]:
         return self._request("GET", f"/artifacts/{ref}/pulls", list[PullPublic])
+
+    def list_pending(self) -> list[PendingAdmissionPublic]:
+        return self._request("GET", "/admissions", list[PendingAdmissionPublic])
 
     def register_model(
         self,

@@ -39,6 +39,7 @@ from registry.service.flags import clear, flag, status_report, unflag
 from registry.service.hf_import import import_hf
 from registry.service.ossf_signing import model_signing_bundle
 from registry.service.ossf_verify import verify_model_signing
+from registry.service.pending import list_pending
 from registry.service.policy import create_team, decide, list_decisions, list_teams
 from registry.service.pulls import start_pull
 from registry.service.queries import ancestors, blast_radius, deployed_descendants, descendants
@@ -47,6 +48,7 @@ from registry.service.stored import record_blobs
 from registry.service.triggers import attach_trigger
 
 __all__ = [
+    "list_pending",
     "pulls_of",
     "record_blobs",
     "start_pull",

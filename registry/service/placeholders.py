@@ -36,13 +36,13 @@ from lineage import Relation
 from registry.errors import AlreadyExists, InvalidInput
 from registry.hf import UNPINNED, HubRef
 from registry.identity import Actor
-from registry.service import audit, deployed_paths
+from registry.service import audit, deployed_paths, pending
 from registry.service.authorization import authorize_fill
 from registry.service.refs import check_name, ref_of
 from registry.tables import Artifact, Decision, Edge, utcnow
 from registry.vocabulary import Kind
 
-__all__ = ["claim", "create", "fill", "new_links"]
+__all__ = ["check_unregistered", "claim", "create", "fill", "new_links"]
 
 
 def create(
@@ -83,22 +83,32 @@ def create(
     return artifact
 
 
+def check_unregistered(session: Session, *, kind: Kind, name: str, version: str) -> Artifact | None:
+    """Refuse ``name@version`` if it is registered (:class:`~registry.errors.AlreadyExists`);
+    the placeholder standing for it, if any."""
+    check_name(name, version)
+    same = _find(session, kind, name, version)
+    if same is not None and not same.placeholder:
+        raise AlreadyExists(
+            kind, f"{name}@{version}", hint="versions are immutable; pick a new version"
+        )
+    return same
+
+
 def claim(
     session: Session, *, kind: Kind, name: str, version: str, source: str | None
 ) -> Artifact | None:
     """The placeholder a registration of ``name@version`` fills, or ``None`` for a new one.
 
     Raises :class:`~registry.errors.AlreadyExists` when ``name@version`` is
-    registered and is no placeholder (versions are immutable).
+    registered and is no placeholder (versions are immutable), and
+    :class:`~registry.errors.AdmissionPending` while another registration of it
+    is being admitted (see :mod:`registry.service.pending`).
     """
-    check_name(name, version)
-    same = _find(session, kind, name, version)
+    pending.supersede_stalled(session, kind=kind, name=name, version=version)
+    same = check_unregistered(session, kind=kind, name=name, version=version)
     if same is not None:
-        if same.placeholder:
-            return same
-        raise AlreadyExists(
-            kind, f"{name}@{version}", hint="versions are immutable; pick a new version"
-        )
+        return same
     hub = HubRef.from_source(source)
     if hub is None or hub.repo_id != name or hub.kind != kind:
         return None

@@ -9,6 +9,7 @@ from typing import Protocol
 from sqlmodel import Session, select
 
 from registry.errors import AmbiguousReference, InvalidInput, NotFound
+from registry.service import pending
 from registry.tables import Artifact
 from registry.vocabulary import Kind
 
@@ -73,6 +74,7 @@ def resolve(session: Session, text: str | Ref, *, kind: Kind | None = None) -> A
         query = query.where(Artifact.kind == wanted)
     found = session.exec(query).all()
     if not found:
+        pending.refuse_reference(session, kind=wanted, name=ref.name, version=ref.version)
         what = wanted or "model or dataset"
         raise NotFound(
             what,
