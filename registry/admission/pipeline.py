@@ -31,9 +31,8 @@ from registry.hf import ImportPlan
 from registry.identity import Actor
 from registry.manifest import Manifest
 from registry.schemas import ArtifactPublic, HfImportResult, ScanProvenance
-from registry.service import artifacts, behavior, hf_import, pending, placeholders, stored
+from registry.service import artifacts, behavior, hf_import, pending, stored
 from registry.service.authorization import Operation, authorize
-from registry.service.refs import resolve
 from registry.store import BlobStore
 from registry.vocabulary import Kind
 from scanning.report import ScanReport, Verdict
@@ -165,11 +164,19 @@ def admit_model(
     verify: set[str] = set()
 
     def preflight(session: Session) -> None:  # before minutes of scanning
-        verify.update(_check_new(session, manifest, name, version))
-        for parent in parents:
-            resolve(session, parent, kind=Kind.MODEL)
-        for dataset, _use in fields.get("datasets") or ():
-            resolve(session, dataset, kind=Kind.DATASET)
+        verify.update(_check_new(session, manifest))
+        _rehearse(
+            session,
+            lambda: artifacts.register_model(
+                session,
+                actor=actor,
+                manifest=manifest,
+                parents=parents,
+                provenance=ScanProvenance.REGISTRY,
+                stored=True,
+                **fields,
+            ),
+        )
 
     with holding(
         engine,
@@ -234,8 +241,20 @@ def admit_hf(
     bases: list[str] = []
 
     def preflight(session: Session) -> None:  # before minutes of scanning
-        verify.update(_check_new(session, manifest, plan.repo_id, plan.version))
+        verify.update(_check_new(session, manifest))
         bases.extend(hf_import.registered_bases(session, plan))  # they pass their profile down
+        _rehearse(
+            session,
+            lambda: hf_import.import_hf(
+                session,
+                plan,
+                actor=actor,
+                manifest=manifest,
+                provenance=ScanProvenance.REGISTRY,
+                stored=True,
+                **fields,
+            ),
+        )
 
     with holding(
         engine,
@@ -275,11 +294,33 @@ def admit_hf(
             )
 
 
-def _check_new(session: Session, manifest: Manifest, name: str, version: str) -> set[str]:
-    """Refuse a version registered already or files not held; the blobs to re-hash."""
-    placeholders.check_unregistered(session, kind=Kind.MODEL, name=name, version=version)
+def _check_new(session: Session, manifest: Manifest) -> set[str]:
+    """Refuse files the store does not hold (or not at the manifest's sizes); the blobs
+    to re-hash before they are scanned."""
     stored.check_held(session, manifest)
     return set(stored.stale_blobs(session, manifest))
+
+
+class _Rehearsed(Exception):
+    """Ends a rehearsal: what it wrote is rolled back."""
+
+
+def _rehearse(session: Session, registration: Callable[[], object]) -> None:
+    """Run ``registration`` without the scans' results, then undo it.
+
+    Every rule that does not depend on what the scans find (the name is free,
+    parents and datasets exist, team policy, duplicate content, signatures)
+    refuses here, in a savepoint rolled back afterwards, before minutes of
+    scanning and before the version is held as pending. The real registration
+    after the scans checks all of them again.
+    """
+    try:
+        with session.begin_nested():
+            registration()
+            raise _Rehearsed
+    except _Rehearsed:
+        pass
+    session.expire_all()
 
 
 def _steps(slot: Slot, also: StepCallback | None) -> StepCallback:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from registry.db import unit_of_work
+from registry.db import lock_for_write, unit_of_work
 from registry.errors import MbomError
 from registry.identity import Actor
 from registry.service import pending
@@ -71,13 +71,14 @@ def holding(
 ) -> Iterator[Slot]:
     """Hold ``name@version`` as pending for the duration of the block.
 
-    ``preflight`` runs first in the same transaction (cheap checks that refuse
-    before minutes of scanning). The block must call :meth:`Slot.finish` in the
-    transaction that records the version; if the block leaves without that
-    transaction committing, the hold is released here.
+    ``preflight`` runs first, in the same transaction (the checks that refuse
+    before minutes of scanning; a refusal leaves nothing pending). The block must call
+    :meth:`Slot.finish` in the transaction that records the version; if the
+    block leaves without that transaction committing, the hold is released here.
     """
     with unit_of_work(engine) as session:
-        if preflight is not None:
+        lock_for_write(session)  # the checks and the hold see one state
+        if preflight is not None:  # refused here, nothing is held
             preflight(session)
         ticket = pending.begin(
             session,

@@ -7,6 +7,7 @@ from sqlalchemy import Engine
 
 from registry import limits
 from registry.api import files, problems
+from registry.api.auth_gate import AuthenticateFirst
 from registry.api.body_limits import JsonDepthLimit
 from registry.api.routes import router
 from registry.db import make_engine, migrate
@@ -35,6 +36,7 @@ def create_app(
         max_body_size=limits.MAX_REQUEST_BYTES,
     )
     app.add_middleware(JsonDepthLimit)
+    app.add_middleware(AuthenticateFirst)  # added later = runs first: no body read unauthenticated
     app.state.engine = engine
     app.state.settings = settings
     app.state.store = store or open_store(settings.store_location())

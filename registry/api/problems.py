@@ -80,23 +80,28 @@ def problem(
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
+def error_response(error: errors.MbomError) -> JSONResponse:
+    """The problem+json answer for a domain error."""
+    context = {k: v for k, v in vars(error).items() if k not in ("message", "hint")}
+    retry = None
+    if isinstance(error, errors.DatabaseBusy):
+        retry = {"Retry-After": str(error.retry_after)}
+    return problem(
+        status_for(error),
+        error.code,
+        type(error).__name__,
+        error.diagnostics(),
+        headers=retry,
+        **{k: v if isinstance(v, str | int | None) else str(v) for k, v in context.items()},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Map every domain and validation error to a problem response, in one place."""
 
     @app.exception_handler(errors.MbomError)
     async def _domain(_request: Request, error: errors.MbomError) -> JSONResponse:
-        context = {k: v for k, v in vars(error).items() if k not in ("message", "hint")}
-        retry = None
-        if isinstance(error, errors.DatabaseBusy):
-            retry = {"Retry-After": str(error.retry_after)}
-        return problem(
-            status_for(error),
-            error.code,
-            type(error).__name__,
-            error.diagnostics(),
-            headers=retry,
-            **{k: v if isinstance(v, str | int | None) else str(v) for k, v in context.items()},
-        )
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:

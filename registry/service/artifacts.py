@@ -57,6 +57,12 @@ from scanning.report import ScanReport, Verdict
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
+def check_not_own_parent(name: str, version: str, parents: Sequence[str]) -> None:
+    """A version cannot be its own parent (:class:`~registry.errors.LineageCycle`)."""
+    if f"{name}@{version}" in {str(Ref.parse(p)) for p in parents}:
+        raise LineageCycle([f"{name}@{version}", f"{name}@{version}"])
+
+
 @mutation
 def register_model(
     session: Session,
@@ -109,8 +115,7 @@ def register_model(
     authorize_quarantine(session, actor, placeholder, flags=_quarantines(scan, behavioral))
     if not manifest.entries:
         raise InvalidInput("the manifest lists no files", hint="a model has at least one file")
-    if f"{name}@{version}" in {Ref.parse(p).__str__() for p in parents}:
-        raise LineageCycle([f"{name}@{version}", f"{name}@{version}"])
+    check_not_own_parent(name, version, parents)
     policy.require_team(session, team)
     links = _parent_links(session, parents, relation) + _dataset_links(session, datasets)
     if not allow_duplicate_content:

@@ -29,6 +29,7 @@ from sqlmodel import Session, col, delete, select, update
 from registry.errors import AdmissionPending
 from registry.identity import Actor
 from registry.schemas import PendingAdmissionPublic
+from registry.service._tx import mutation
 from registry.settings import DEFAULT_ADMISSION_LEASE
 from registry.tables import PendingAdmission, utcnow
 from registry.vocabulary import Kind
@@ -94,6 +95,7 @@ def _describe(row: PendingAdmission, now: datetime) -> str:
     )
 
 
+@mutation
 def begin(
     session: Session,
     *,
@@ -157,6 +159,7 @@ def _mine(ticket: Ticket) -> ColumnElement[bool]:
     )
 
 
+@mutation
 def renew(session: Session, ticket: Ticket, *, lease: float, step: str | None = None) -> bool:
     """Extend the lease (and record the step); False when the hold was lost (taken over)."""
     values: dict[str, object] = {"lease_until": utcnow() + timedelta(seconds=lease)}
@@ -166,6 +169,7 @@ def renew(session: Session, ticket: Ticket, *, lease: float, step: str | None = 
     return bool(getattr(result, "rowcount", 0))
 
 
+@mutation
 def finish(session: Session, ticket: Ticket) -> None:
     """Release the hold in the transaction that records the version.
 
@@ -182,6 +186,7 @@ def finish(session: Session, ticket: Ticket) -> None:
         )
 
 
+@mutation
 def abandon(session: Session, ticket: Ticket) -> None:
     """Release the hold of a refused or failed admission (nothing was recorded)."""
     session.execute(delete(PendingAdmission).where(_mine(ticket)))

@@ -129,3 +129,34 @@ def test_undecodable_cli_argument_is_one_line_and_exit_2(
     assert err.startswith("mbom: error: "), err
     assert len(err.strip().splitlines()) == 1, err
     assert "not valid Unicode" in err
+
+
+def _answer_before_body(url: str, path: str, headers: dict[str, str]) -> str:
+    """Send only the head of a request announcing a 400 MB JSON body; the status line the
+    server answers with before it gets the body ('' if it waits for the body)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {
+        "Host": parts.netloc, "Content-Type": "application/json",
+        "Content-Length": str(400 * 2**20), **headers}.items())
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + b'{"name": "')
+        try:
+            return sock.recv(4096).decode("latin-1").split("\r\n")[0]
+        except TimeoutError:
+            return ""
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic cm9vdDpyb290"])
+def test_an_unauthenticated_body_is_refused_before_it_is_read(
+    served: tuple[str, str], authorization: str | None
+) -> None:
+    """Without a valid token the server answers 401 at once, never buffering the body."""
+    url, token = served
+    headers = {"Authorization": authorization} if authorization else {}
+    for path in ("/api/v1/bom/import", "/api/v1/models", "/api/v1/blobs"):
+        assert _answer_before_body(url, path, headers) == "HTTP/1.1 401 Unauthorized", path
+    # With a valid token the server does wait for the body it was promised.
+    assert _answer_before_body(url, "/api/v1/models", {"Authorization": f"Bearer {token}"}) == ""

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from registry import demo_training as dt
 from registry.client import LocalRegistry
 from registry.db import unit_of_work
-from registry.errors import AdmissionPending, MbomError, NotFound, PolicyViolation
+from registry.errors import MbomError, NotFound, PolicyViolation
 from registry.identity import Actor, Role
 from registry.manifest import hash_tree
 from registry.service import pending
@@ -142,10 +142,11 @@ def test_a_stalled_admission_is_taken_over_by_the_next_registration(
     [stalled] = [p for p in reg.list_pending() if p.ref == "n@1"]
     assert (stalled.stalled, stalled.user, stalled.attempt) == (True, "ghost", 1)
     refused = _refusal(lambda: reg.show("n@1"))
-    assert "stalled" in refused and "register it again to resume" in refused, refused
+    assert "stalled" in refused, refused
+    assert "register it again to resume" in refused, refused
     attempts: list[int] = []
 
-    def watch(step: str) -> None:
+    def watch(_step: str) -> None:
         attempts.extend(p.attempt for p in reg.list_pending() if p.ref == "n@1")
 
     assert reg.admit_model(manifest=files, name="n", version="1", on_step=watch,
@@ -166,13 +167,14 @@ def test_the_lease_is_renewed_while_admission_runs(reg: LocalRegistry, tmp_path:
     files = leased.store_files(clean_model(tmp_path / "m", 1))
     states: list[tuple[bool, str]] = []
 
-    def slow(step: str) -> None:
+    def slow(_step: str) -> None:
         time.sleep(2.5)  # two and a half leases
         states.extend((p.stalled, _refusal(lambda: reg.register_model(
             name="m", version="1", manifest=files))) for p in reg.list_pending())
 
     assert leased.admit_model(manifest=files, name="m", version="1", on_step=slow).ref == "m@1"
-    assert states and all(not stalled for stalled, _ in states)
+    assert states
+    assert all(not stalled for stalled, _ in states)
     assert all(refusal.startswith("AdmissionPending") for _, refusal in states)
 
 
@@ -212,7 +214,8 @@ def test_a_server_killed_mid_admission_leaves_a_stalled_version_that_a_retry_adm
             if seen and seen[0]["step"] == "behavioral scan":
                 break
             time.sleep(0.05)
-        assert seen and seen[0]["step"] == "behavioral scan", (seen, first.poll())
+        assert seen, first.poll()
+        assert seen[0]["step"] == "behavioral scan", seen
         os.kill(server.process.pid, signal.SIGKILL)
         server.process.wait(timeout=15)
         _, err = first.communicate(timeout=60)
