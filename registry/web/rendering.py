@@ -54,6 +54,11 @@ def size(count: int | None) -> str:
     return f"{count} B"
 
 
+def percent(rate: float | None) -> str:
+    """A rate in [0, 1] as a whole percentage."""
+    return "—" if rate is None else f"{rate * 100:.0f}%"
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """The one template environment (autoescaping every ``.html`` template)."""
@@ -65,7 +70,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals.update(ref_url=ref_url, blast_url=blast_url)
-    env.filters.update(when=when, size=size)
+    env.filters.update(when=when, size=size, percent=percent)
     return env
 
 

@@ -19,6 +19,8 @@ from registry.schemas import (
     BlastRadius,
     DeploymentPublic,
     FlagPublic,
+    InfectionSource,
+    ReplayPublic,
     StatusChange,
     StatusReport,
 )
@@ -158,3 +160,16 @@ def test_a_wheel_carries_the_templates(tmp_path: Path) -> None:
               for p in (ROOT / "templates").rglob("*") if p.is_file()}
     assert wanted
     assert wanted <= names
+
+
+def test_sources_show_their_path_and_replay_rate() -> None:
+    replay = ReplayPublic(source="a@1", ref="c@1", role="descendant", outcome="measured",
+                          rate=0.6, confirmed=True, threshold=0.5, measured_at=NOW)
+    source = InfectionSource(source="a@1", source_kind="model", depth=2,
+                             path=["a@1", "b@1", "c@1"], reasons=["backdoor"], replay=replay)
+    html = model_page(artifact=artifact("c"), report=report("c@1", status="confirmed",
+                                                            sources=[source]))
+    sources = html.split('id="sources"')[1].split("</table>")[0]
+    assert "<td>60%</td>" in sources
+    assert [ref for ref in ("a@1", "b@1", "c@1") if f'href="/models/{ref}"' in sources] == [
+        "a@1", "b@1", "c@1"]
