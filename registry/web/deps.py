@@ -85,9 +85,13 @@ class PageRoute(APIRoute):
             except Exception:
                 incident = uuid.uuid4().hex
                 log.exception("incident %s on %s %s", incident, request.method, request.url.path)
-                return page("error.html", status_code=500, title="Something went wrong",
-                            message=f"the server failed unexpectedly (incident {incident})",
-                            hint="give that incident id to the registry's operators")
+                return page(
+                    "error.html",
+                    status_code=500,
+                    title="Something went wrong",
+                    message=f"the server failed unexpectedly (incident {incident})",
+                    hint="give that incident id to the registry's operators",
+                )
 
         return handle
 

@@ -84,8 +84,13 @@ def _signin(
         error=error,
     )
     response.set_cookie(
-        PRESESSION_COOKIE, presession, max_age=3600, path="/", httponly=True,
-        samesite="strict", secure=request.url.scheme == "https",
+        PRESESSION_COOKIE,
+        presession,
+        max_age=3600,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
     )
     return response
 
@@ -100,8 +105,13 @@ def signin(request: Request, session: SessionDep, form: SigninForm) -> Response:
         return _signin(request, next_=form.get("next"), error=error.message, status_code=401)
     response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, keys_of(request).seal(token), max_age=SESSION_SECONDS, path="/",
-        httponly=True, samesite="strict", secure=request.url.scheme == "https",
+        SESSION_COOKIE,
+        keys_of(request).seal(token),
+        max_age=SESSION_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
     )
     response.delete_cookie(PRESESSION_COOKIE, path="/")
     return response
@@ -203,16 +213,18 @@ def _download(session: Session, ref: str, format_: str) -> Response:
     filename = "blast-radius-" + "".join(c if c.isalnum() else "-" for c in root)
     headers = {**SECURITY_HEADERS}
     if format_ == "json":
-        body = json.dumps({
-            "ref": root,
-            "deployments": [d.model_dump(mode="json") for d in deployments],
-            "pulls": [p.model_dump(mode="json") for p in pulls],
-        }, indent=2)
+        body = json.dumps(
+            {
+                "ref": root,
+                "deployments": [d.model_dump(mode="json") for d in deployments],
+                "pulls": [p.model_dump(mode="json") for p in pulls],
+            },
+            indent=2,
+        )
         headers["Content-Disposition"] = f'attachment; filename="{filename}.json"'
         return Response(body, media_type="application/json", headers=headers)
     headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
-    return Response(_csv(deployments, pulls), media_type="text/csv; charset=utf-8",
-                    headers=headers)
+    return Response(_csv(deployments, pulls), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 def _csv(deployments: list[DeploymentPublic], pulls: list[PullPublic]) -> str:
@@ -220,11 +232,26 @@ def _csv(deployments: list[DeploymentPublic], pulls: list[PullPublic]) -> str:
     writer = csv.writer(out)
     writer.writerow(_CSV_COLUMNS)
     for d in deployments:
-        writer.writerow(_cells(["deployment", d.ref, d.team, d.environment, d.created_by,
-                                d.status, d.created_at.isoformat(), " > ".join(d.path)]))
+        writer.writerow(
+            _cells(
+                [
+                    "deployment",
+                    d.ref,
+                    d.team,
+                    d.environment,
+                    d.created_by,
+                    d.status,
+                    d.created_at.isoformat(),
+                    " > ".join(d.path),
+                ]
+            )
+        )
     for p in pulls:
-        writer.writerow(_cells(["pull", p.ref, p.team or "", "", p.user, p.status,
-                                p.created_at.isoformat(), ""]))
+        writer.writerow(
+            _cells(
+                ["pull", p.ref, p.team or "", "", p.user, p.status, p.created_at.isoformat(), ""]
+            )
+        )
     return out.getvalue()
 
 
@@ -261,8 +288,9 @@ def flag_preview(request: Request, viewer: CurrentViewer, form: CheckedForm) -> 
     ref, reason = _flag_fields(form)
     with _rolled_back(request.app.state.engine) as trial:
         change = service.flag(trial, ref, actor=viewer.actor, reason=reason)
-    return page("flag_confirm.html", actor=viewer.actor, csrf=viewer.csrf,
-                change=change, reason=reason)
+    return page(
+        "flag_confirm.html", actor=viewer.actor, csrf=viewer.csrf, change=change, reason=reason
+    )
 
 
 @router.post("/flag")

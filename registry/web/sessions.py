@@ -2,12 +2,12 @@
 
 The session cookie holds the API token the person signed in with, encrypted and
 authenticated (Fernet: AES-CBC + HMAC-SHA256, with its issue time) under a key
-derived from the registry's audit key, and is ``HttpOnly``: page scripts cannot
-read it, and whoever sees the cookie's value without the server's key learns
-nothing. Every request re-authenticates the token through the service, so a
-revoked token ends its sessions at once; a session also ends after
-:data:`SESSION_SECONDS`. There is no session table: any API process of a fleet
-sharing the audit key accepts the cookie.
+derived from the registry's session key (``session.key`` beside the audit key),
+and is ``HttpOnly``: page scripts cannot read it, and whoever sees the cookie's
+value without the server's key learns nothing. Every request re-authenticates
+the token through the service, so a revoked token ends its sessions at once; a
+session also ends after :data:`SESSION_SECONDS`. There is no session table: any
+API process of a fleet sharing the key directory accepts the cookie.
 
 CSRF: every form carries an HMAC of the session cookie (or, before sign-in, of a
 random pre-session cookie), compared in constant time on each POST.
@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from registry.audit_key import AuditKeyFile
 
 SESSION_COOKIE = "mbom_session"
+#: The secret sessions and CSRF tokens are derived from, beside the audit key.
+SESSION_KEY_FILENAME = "session.key"
 PRESESSION_COOKIE = "mbom_signin"
 #: How long a sign-in lasts (seconds).
 SESSION_SECONDS = 8 * 3600
@@ -45,8 +47,8 @@ class SessionKeys:
     csrf: bytes = field(repr=False)
 
     @classmethod
-    def from_audit_key(cls, key_file: AuditKeyFile) -> SessionKeys:
-        """Keys derived (HKDF, one label each) from the registry's audit key."""
+    def from_key_file(cls, key_file: AuditKeyFile) -> SessionKeys:
+        """Keys derived (HKDF, one label each) from a secret file, created if missing."""
         secret = key_file.load_or_create().secret
         return cls(
             cookie=_derive(secret, b"mbom web session cookie v1"),
