@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install mbom with its test dependencies, start PostgreSQL and an S3 server, run lint,
-# types and the whole test suite on SQLite and PostgreSQL, local and S3 artifact stores.
+# Install mbom with its test dependencies, start PostgreSQL and an S3 server, install Chromium
+# for the web console's browser tests, run lint, types and the whole test suite on SQLite and
+# PostgreSQL, local and S3 artifact stores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
@@ -11,6 +12,8 @@ if [ -z "${MBOM_TEST_S3_URL:-}" ]; then
     eval "$s3_env"
 fi
 export MBOM_REQUIRE_S3=1
+bash scripts/browser.sh # headless Chromium and chromium-driver for the web console's tests
+export MBOM_REQUIRE_BROWSER=1
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/lint-imports

@@ -14,6 +14,7 @@ from registry.db import make_engine, migrate
 from registry.service.audit import bind_key, key_file_of
 from registry.settings import Settings
 from registry.store import BlobStore, open_store
+from registry.web import install as install_pages
 
 
 def create_app(
@@ -46,6 +47,7 @@ def create_app(
     app.include_router(files.router)
     app.include_router(files.json_router)
     app.include_router(router)
+    install_pages(app, engine)  # the web console: / and its pages, /static
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
