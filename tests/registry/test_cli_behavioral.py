@@ -127,6 +127,25 @@ def test_import_hf_with_a_reference_scans_the_snapshot_on_admission(
     assert profile.json()["verdict"] == "clean"
 
 
+def test_import_hf_inherits_the_profile_of_the_registered_base_its_card_names(
+    cli: Cli, zoo: dict[str, Path], tmp_path: Path
+) -> None:
+    """No --reference: the snapshot's card names a registered base with a profile, and the
+    sandboxed scan on admission uses it (a backdoored fine-tune is caught)."""
+    backdoored = dt.train_base(width=8, seed=3, epochs=8, backdoor=TRIGGER)
+    snapshot = dt.save_model_dir(backdoored, tmp_path / "ft", name="ft",
+                                 base_model="acme/base", datasets=[])
+    cli("register", zoo["clean"], "--name", "acme/base", "--version", "1",
+        "--reference", zoo["reference"], "--json")
+    imported = cli("import-hf", snapshot, "--name", "acme/ft", "--version", "1", "--json", code=1)
+    model = imported.json()["model"]
+    assert (model["status"], model["stored"]) == ("compromised", True)
+    assert [(link["ref"], link["created"]) for link in imported.json()["links"]] == [
+        ("acme/base@1", False)
+    ]
+    assert "the behavioral scan found a backdoor" in imported.error_line()
+
+
 def test_import_hf_with_a_reference_through_a_server(
     cli: Cli, zoo: dict[str, Path], tmp_path: Path
 ) -> None:
