@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from registry import limits
-from registry.api import files, problems
+from registry.api import files, openapi, problems
 from registry.api.auth_gate import AuthenticateFirst
 from registry.api.body_limits import JsonDepthLimit
 from registry.api.routes import router
@@ -42,6 +42,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store or open_store(settings.store_location())
     problems.install(app)
+    openapi.install(app)
     app.add_middleware(problems.UnexpectedErrors)
     # Before the JSON routes: their /artifacts/{ref:path} would swallow .../pulls.
     app.include_router(files.router)

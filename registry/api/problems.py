@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry import errors
@@ -105,12 +108,55 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        detail = f"{where}: {first.get('msg', 'invalid request')}"
-        return problem(
-            422, "invalid-request", "RequestValidationError", detail, errors=str(error.errors()[:5])
+        found = validation_errors(error)
+        first = found[0] if found else {"location": "", "message": "invalid request"}
+        detail = f"{first['location']}: {first['message']}"
+        return problem(422, "invalid-request", "RequestValidationError", detail, errors=found[:20])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _framework(request: Request, error: StarletteHTTPException) -> Response:
+        code, title, detail = _framework_problem(request, error.status_code)
+        if _wants_page(request):
+            from registry.web.rendering import page
+
+            return page(
+                "error.html", status_code=error.status_code, title=title, message=detail, hint=None
+            )
+        headers = dict(error.headers) if error.headers else None
+        return problem(error.status_code, code, title, detail, headers=headers)
+
+
+def validation_errors(error: RequestValidationError) -> list[dict[str, Any]]:
+    """Each validation error as ``{location, message, type}`` (JSON-safe, no input echoed)."""
+    return [
+        {
+            "location": ".".join(str(part) for part in item.get("loc", ())),
+            "message": str(item.get("msg", "invalid")),
+            "type": str(item.get("type", "invalid")),
+        }
+        for item in error.errors()
+    ]
+
+
+def _framework_problem(request: Request, status: int) -> tuple[str, str, str]:
+    """Code, title and detail of a routing error (no such path, method not allowed)."""
+    where = f"{request.method} {request.url.path}"
+    if status == 404:
+        return "no-such-endpoint", "Not Found", f"there is no endpoint {where} (see /docs)"
+    if status == 405:
+        return (
+            "method-not-allowed",
+            "Method Not Allowed",
+            f"{where} is not allowed; the Allow header lists the methods this path takes",
         )
+    return "http-error", HTTPStatus(status).phrase, f"{where}: {HTTPStatus(status).phrase}"
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking outside the API gets the console's error page, not JSON."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
 
 
 class UnexpectedErrors:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi import Path as FastApiPath
 
 from registry import bom, service
 from registry.api.deps import CurrentActor, SessionDep, check_text_inputs
+from registry.api.paging import Cursor, offset_of, paged
 from registry.errors import InvalidInput, NotFound
 from registry.schemas import (
     MAX_CLASS_INDEX,
@@ -105,13 +106,21 @@ def import_hf(body: HfImportRequest, session: SessionDep, actor: CurrentActor) -
 
 @router.get("/models", tags=["models"])
 def list_models(
+    request: Request,
+    response: Response,
     session: SessionDep,
     _actor: CurrentActor,
     status_: Annotated[Status | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 500,
+    cursor: Cursor = None,
 ) -> list[ArtifactPublic]:
-    """Registered model versions."""
-    return service.list_artifacts(session, kind=Kind.MODEL, status=status_, limit=limit)
+    """Registered model versions by name and version, a page at a time (see X-Total-Count)."""
+    offset = offset_of(cursor)
+    items = service.list_artifacts(
+        session, kind=Kind.MODEL, status=status_, limit=limit, offset=offset
+    )
+    total = service.count_artifacts(session, kind=Kind.MODEL, status=status_)
+    return paged(request, response, items, offset=offset, total=total)
 
 
 # Behavioral scans. A ref holds '/' and '@' ({ref:path}); each route ends in a fixed word,
@@ -207,10 +216,18 @@ def register_dataset(
 
 @router.get("/datasets", tags=["datasets"])
 def list_datasets(
-    session: SessionDep, _actor: CurrentActor, limit: Annotated[int, Query(ge=1, le=10000)] = 500
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    _actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 500,
+    cursor: Cursor = None,
 ) -> list[ArtifactPublic]:
-    """Registered dataset versions."""
-    return service.list_artifacts(session, kind=Kind.DATASET, limit=limit)
+    """Registered dataset versions, a page at a time (see X-Total-Count)."""
+    offset = offset_of(cursor)
+    items = service.list_artifacts(session, kind=Kind.DATASET, limit=limit, offset=offset)
+    total = service.count_artifacts(session, kind=Kind.DATASET)
+    return paged(request, response, items, offset=offset, total=total)
 
 
 @router.post("/identify", tags=["verification"])
@@ -368,13 +385,22 @@ def undeploy(body: DeployRequest, session: SessionDep, actor: CurrentActor) -> D
 
 @router.get("/deployments", tags=["deployments"])
 def list_deployments(
+    request: Request,
+    response: Response,
     session: SessionDep,
     _actor: CurrentActor,
     team: str | None = None,
     environment: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    cursor: Cursor = None,
 ) -> list[DeploymentPublic]:
-    """Active deployments."""
-    return service.list_deployments(session, team=team, environment=environment)
+    """Active deployments by team and environment, a page at a time (see X-Total-Count)."""
+    offset = offset_of(cursor)
+    items = service.list_deployments(
+        session, team=team, environment=environment, limit=limit, offset=offset
+    )
+    total = service.count_deployments(session, team=team, environment=environment)
+    return paged(request, response, items, offset=offset, total=total)
 
 
 @router.post("/teams", status_code=status.HTTP_201_CREATED, tags=["teams"])
@@ -403,10 +429,19 @@ def decide(body: DecisionRequest, session: SessionDep, actor: CurrentActor) -> D
 
 @router.get("/decisions", tags=["teams"])
 def list_decisions(
-    session: SessionDep, _actor: CurrentActor, team: str | None = None
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    _actor: CurrentActor,
+    team: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    cursor: Cursor = None,
 ) -> list[DecisionPublic]:
-    """Active decisions."""
-    return service.list_decisions(session, team=team)
+    """Active decisions, oldest first, a page at a time (see X-Total-Count)."""
+    offset = offset_of(cursor)
+    items = service.list_decisions(session, team=team, limit=limit, offset=offset)
+    total = service.count_decisions(session, team=team)
+    return paged(request, response, items, offset=offset, total=total)
 
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, tags=["signatures"])
@@ -451,13 +486,19 @@ def revoke_token(
 
 @router.get("/audit", tags=["audit"])
 def list_events(
+    request: Request,
+    response: Response,
     session: SessionDep,
     _actor: CurrentActor,
     subject: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100000)] = 1000,
+    cursor: Cursor = None,
 ) -> list[AuditEventPublic]:
-    """Audit events, oldest first."""
-    return service.list_events(session, subject=subject, limit=limit)
+    """The newest audit events, oldest first; the next page holds the ones before them."""
+    offset = offset_of(cursor)
+    items = service.list_events(session, subject=subject, limit=limit, offset=offset)
+    total = service.count_events(session, subject=subject)
+    return paged(request, response, items, offset=offset, total=total)
 
 
 @router.get("/audit/verify", tags=["audit"])

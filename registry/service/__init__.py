@@ -17,6 +17,7 @@ from registry.service.access import (
 )
 from registry.service.artifacts import (
     add_parents,
+    count_artifacts,
     identify,
     list_artifacts,
     register_dataset,
@@ -24,7 +25,7 @@ from registry.service.artifacts import (
     show,
     verify,
 )
-from registry.service.audit import anchor_chain, list_events, verify_chain
+from registry.service.audit import anchor_chain, count_events, list_events, verify_chain
 from registry.service.behavior import baseline as behavior_baseline
 from registry.service.behavior import (
     inherited_profile,
@@ -33,14 +34,20 @@ from registry.service.behavior import (
     record_rescan,
     replay_plan,
 )
-from registry.service.deployments import deploy, list_deployments, undeploy
+from registry.service.deployments import count_deployments, deploy, list_deployments, undeploy
 from registry.service.exposure import pulls_of
 from registry.service.flags import clear, flag, status_report, unflag
 from registry.service.hf_import import import_hf
 from registry.service.ossf_signing import model_signing_bundle
 from registry.service.ossf_verify import verify_model_signing
 from registry.service.pending import list_pending
-from registry.service.policy import create_team, decide, list_decisions, list_teams
+from registry.service.policy import (
+    count_decisions,
+    create_team,
+    decide,
+    list_decisions,
+    list_teams,
+)
 from registry.service.pulls import start_pull
 from registry.service.queries import ancestors, blast_radius, deployed_descendants, descendants
 from registry.service.status import find_inconsistencies
@@ -48,6 +55,10 @@ from registry.service.stored import record_blobs
 from registry.service.triggers import attach_trigger
 
 __all__ = [
+    "count_artifacts",
+    "count_decisions",
+    "count_deployments",
+    "count_events",
     "list_pending",
     "pulls_of",
     "record_blobs",

@@ -35,6 +35,7 @@ from registry.service import (
     behavior,
     deployed_paths,
     ossf_signing,
+    paging,
     placeholders,
     policy,
 )
@@ -429,10 +430,14 @@ def show(session: Session, ref: str, *, kind: Kind | None = None) -> ArtifactPub
     return artifact_public(session, resolve(session, ref, kind=kind))
 
 
-def list_artifacts(
-    session: Session, *, kind: Kind = Kind.MODEL, status: Status | None = None, limit: int = 500
-) -> list[ArtifactPublic]:
-    """Artifacts of one kind, by name and version (optionally of one status)."""
+def count_artifacts(
+    session: Session, *, kind: Kind = Kind.MODEL, status: Status | None = None
+) -> int:
+    """How many versions :func:`list_artifacts` pages through."""
+    return paging.count(session, _artifacts_query(kind, status))
+
+
+def _artifacts_query(kind: Kind, status: Status | None) -> Any:
     query = select(Artifact).where(Artifact.kind == kind)
     if status:
         # Typed callers cannot pass another word; a Python caller of LocalRegistry can.
@@ -442,7 +447,19 @@ def list_artifacts(
                 hint="use one of " + ", ".join(s.value for s in Status),
             )
         query = query.where(Artifact.status == status)
-    query = query.order_by(col(Artifact.name), col(Artifact.version)).limit(limit)
+    return query.order_by(col(Artifact.name), col(Artifact.version))
+
+
+def list_artifacts(
+    session: Session,
+    *,
+    kind: Kind = Kind.MODEL,
+    status: Status | None = None,
+    limit: int = 500,
+    offset: int = 0,
+) -> list[ArtifactPublic]:
+    """Artifacts of one kind, by name and version (optionally of one status)."""
+    query = _artifacts_query(kind, status).offset(offset).limit(limit)
     return [artifact_public(session, artifact) for artifact in session.exec(query)]
 
 

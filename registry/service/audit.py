@@ -38,6 +38,7 @@ from registry.audit_key import AuditKey, AuditKeyFile
 from registry.errors import AuditKeyError, Conflict
 from registry.identity import Actor
 from registry.schemas import AuditEventPublic, AuditVerification
+from registry.service import paging
 from registry.service._bulk_insert import insert_rows
 from registry.service._tx import mutation
 from registry.service.audit_state import state_of
@@ -277,13 +278,21 @@ def _forget_tail(session: Session, _previous: Any) -> None:
     session.info.pop(_TAIL, None)
 
 
+def count_events(session: Session, *, subject: str | None = None) -> int:
+    """How many events :func:`list_events` pages through."""
+    return paging.count(session, _events_query(subject))
+
+
+def _events_query(subject: str | None) -> Any:
+    query = select(AuditEvent).order_by(col(AuditEvent.seq).desc())
+    return query.where(AuditEvent.subject == subject) if subject else query
+
+
 def list_events(
-    session: Session, *, subject: str | None = None, limit: int = 1000
+    session: Session, *, subject: str | None = None, limit: int = 1000, offset: int = 0
 ) -> list[AuditEventPublic]:
     """The newest ``limit`` events (optionally for one subject), oldest first."""
-    query = select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(limit)
-    if subject:
-        query = query.where(AuditEvent.subject == subject)
+    query = _events_query(subject).offset(offset).limit(limit)
     events = reversed(session.exec(query).all())
     return [AuditEventPublic.model_validate(event, from_attributes=True) for event in events]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import Session, col, select
 
 from registry.errors import AlreadyExists, InvalidInput, NotFound
 from registry.identity import Actor
 from registry.schemas import DeploymentPublic
-from registry.service import audit, deployed_paths, policy
+from registry.service import audit, deployed_paths, paging, policy
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize
 from registry.service.queries import deployment_public
@@ -84,20 +86,42 @@ def undeploy(
     return deployment_public(deployment, artifact)
 
 
-def list_deployments(
+def count_deployments(
     session: Session, *, team: str | None = None, environment: str | None = None
-) -> list[DeploymentPublic]:
-    """Active deployments, optionally of one team or environment."""
+) -> int:
+    """How many deployments :func:`list_deployments` pages through."""
+    return paging.count(session, _deployments_query(team, environment))
+
+
+def _deployments_query(team: str | None, environment: str | None) -> Any:
     query = (
         select(Deployment, Artifact)
         .join(Artifact, col(Artifact.id) == col(Deployment.artifact_id))
         .where(Deployment.active)
-        .order_by(col(Deployment.team), col(Deployment.environment), col(Artifact.name))
+        .order_by(
+            col(Deployment.team),
+            col(Deployment.environment),
+            col(Artifact.name),
+            col(Deployment.id),
+        )
     )
     if team:
         query = query.where(Deployment.team == team)
     if environment:
         query = query.where(Deployment.environment == environment)
+    return query
+
+
+def list_deployments(
+    session: Session,
+    *,
+    team: str | None = None,
+    environment: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[DeploymentPublic]:
+    """Active deployments, optionally of one team or environment."""
+    query = _deployments_query(team, environment).offset(offset).limit(limit)
     return [deployment_public(d, a) for d, a in session.exec(query)]
 
 

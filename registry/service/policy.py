@@ -10,6 +10,7 @@ override with a reason; the override is audited with what it overrode.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -18,7 +19,7 @@ from lineage import DEFAULT_PROPAGATION, Relation, Status
 from registry.errors import AlreadyExists, InvalidInput, NotFound, PolicyViolation
 from registry.identity import Actor
 from registry.schemas import DecisionPublic, TeamPublic
-from registry.service import audit
+from registry.service import audit, paging
 from registry.service._idset import among
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize
@@ -150,11 +151,23 @@ def lift_flag_blocks(session: Session, *, artifact: Artifact) -> None:
         decision.active = False
 
 
-def list_decisions(session: Session, *, team: str | None = None) -> list[DecisionPublic]:
-    """Active decisions, oldest first; with a team, that team's and the global ones."""
+def count_decisions(session: Session, *, team: str | None = None) -> int:
+    """How many decisions :func:`list_decisions` pages through."""
+    return paging.count(session, _decisions_query(team))
+
+
+def _decisions_query(team: str | None) -> Any:
     query = select(Decision).where(Decision.active).order_by(col(Decision.id))
     if team:
         query = query.where(or_(col(Decision.team) == team, col(Decision.team).is_(None)))
+    return query
+
+
+def list_decisions(
+    session: Session, *, team: str | None = None, limit: int | None = None, offset: int = 0
+) -> list[DecisionPublic]:
+    """Active decisions, oldest first; with a team, that team's and the global ones."""
+    query = _decisions_query(team).offset(offset).limit(limit)
     return [decision_public(decision) for decision in session.exec(query)]
 
 
