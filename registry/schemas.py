@@ -582,6 +582,8 @@ class VerifyRequest(PublicModel):
     manifest: ManifestIn
     ref: str | None = None
     accept_cleared: bool = False
+    #: ``/verify`` only: an unsigned version passes (a bad signature never does).
+    allow_unsigned: bool = False
 
 
 class ModelSigningVerifyRequest(PublicModel):

@@ -242,7 +242,11 @@ def identify(
 def verify(body: VerifyRequest, session: SessionDep, _actor: CurrentActor) -> VerifyReport:
     """Compare files with a registered version; its signature and lineage status."""
     return service.verify(
-        session, manifest_of(body.manifest), ref=body.ref, accept_cleared=body.accept_cleared
+        session,
+        manifest_of(body.manifest),
+        ref=body.ref,
+        accept_cleared=body.accept_cleared,
+        allow_unsigned=body.allow_unsigned,
     )
 
 

@@ -88,6 +88,13 @@ def import_hf(
             "unscanned). Files the registry stores are always scanned by the registry.",
         ),
     ] = False,
+    allow_duplicate_content: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicate-content",
+            help="Record files identical to a registered version (e.g. a Hub mirror of it).",
+        ),
+    ] = False,
     reference: ReferenceOpt = None,
     scan_timeout: ScanTimeoutOpt = None,
     metadata_only: Annotated[
@@ -135,6 +142,7 @@ def import_hf(
                 team=team,
                 publisher=publisher,
                 override=override,
+                allow_duplicate_content=allow_duplicate_content,
             )
         _finish(ctx, imported, json_)
         return
@@ -161,6 +169,7 @@ def import_hf(
             team=team,
             publisher=publisher,
             override=override,
+            allow_duplicate_content=allow_duplicate_content,
             profile=scans.profile,
             behavioral=scans.behavioral,
             provenance=ScanProvenance.CLIENT,

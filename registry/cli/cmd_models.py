@@ -463,6 +463,13 @@ def verify(
     accept_cleared: Annotated[
         bool, typer.Option("--accept-cleared", help="Also pass when the lineage status is cleared.")
     ] = False,
+    allow_unsigned: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsigned",
+            help="Pass a version registered without a signature (a bad signature still fails).",
+        ),
+    ] = False,
     model_signing: SignatureOpt = None,
     public_key: PublicKeyOpt = None,
     hf_hashes: HfHashesOpt = None,
@@ -472,7 +479,8 @@ def verify(
 
     Re-hashes every file and reports each as match, mismatch, missing or extra,
     checks the signature against the publisher's enrolled key and the lineage
-    status. Use it to gate a pipeline. With --model-signing SIG --public-key KEY,
+    status (--allow-unsigned: a version registered without --sign-key passes too).
+    Use it to gate a pipeline. With --model-signing SIG --public-key KEY,
     checks the OpenSSF model-signing signature and every file it signs too.
     With --hf-hashes FILE, checks PATH against the Hugging Face Hub's published
     per-file hashes (SHA-256 for LFS files, git blob SHA-1 for the others) only.
@@ -494,7 +502,9 @@ def verify(
         return
     manifest = model_signing_opts.without_signature_file(path, hash_path(path))
     report: VerifyReport = (
-        ctx_of(ctx).registry().verify(manifest, ref=ref, accept_cleared=accept_cleared)
+        ctx_of(ctx)
+        .registry()
+        .verify(manifest, ref=ref, accept_cleared=accept_cleared, allow_unsigned=allow_unsigned)
     )
     if json_:
         render.emit_json(report)
@@ -523,6 +533,11 @@ def _print_verification(report: VerifyReport) -> None:
     verdict = "OK" if report.ok else "FAILED: " + "; ".join(report.problems)
     style = "green" if report.ok else "bold red"
     render.out.print(Text("verification ") + Text(verdict, style=style))
+    if "signature unsigned" in report.problems:
+        render.out.print(
+            "  it was registered without a signature: register with --sign-key KEY to sign it, "
+            "or pass --allow-unsigned to accept unsigned models"
+        )
 
 
 @dataset_app.command("register")

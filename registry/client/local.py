@@ -557,10 +557,21 @@ class LocalRegistry:
         return self._run(service.unflag, ref, reason=reason)
 
     def verify(
-        self, manifest: Manifest, *, ref: str | None = None, accept_cleared: bool = False
+        self,
+        manifest: Manifest,
+        *,
+        ref: str | None = None,
+        accept_cleared: bool = False,
+        allow_unsigned: bool = False,
     ) -> VerifyReport:
         """See :func:`registry.service.verify`."""
-        return self._run(service.verify, manifest, ref=ref, accept_cleared=accept_cleared)
+        return self._run(
+            service.verify,
+            manifest,
+            ref=ref,
+            accept_cleared=accept_cleared,
+            allow_unsigned=allow_unsigned,
+        )
 
     def verify_chain(
         self, *, checkpoint_seq: int | None = None, checkpoint_head: str | None = None

@@ -436,7 +436,12 @@ class Registry(Protocol):
         ...
 
     def verify(
-        self, manifest: Manifest, *, ref: str | None = ..., accept_cleared: bool = ...
+        self,
+        manifest: Manifest,
+        *,
+        ref: str | None = ...,
+        accept_cleared: bool = ...,
+        allow_unsigned: bool = ...,
     ) -> VerifyReport:
         """See :func:`registry.service.verify`."""
         ...

@@ -472,15 +472,26 @@ def identify(session: Session, manifest: Manifest) -> list[ArtifactPublic]:
 
 
 def verify(
-    session: Session, manifest: Manifest, *, ref: str | None = None, accept_cleared: bool = False
+    session: Session,
+    manifest: Manifest,
+    *,
+    ref: str | None = None,
+    accept_cleared: bool = False,
+    allow_unsigned: bool = False,
 ) -> VerifyReport:
-    """Compare files with a registered version; check its signature and status."""
+    """Compare files with a registered version; check its signature and status.
+
+    An unsigned version fails unless ``allow_unsigned`` (a signature that does
+    not verify always fails).
+    """
     artifact = _verification_target(session, manifest, ref)
     expected = Manifest(tuple(ManifestEntry(p, s, h) for p, s, h in artifact.manifest or []))
     checks = compare(expected, manifest)
     signature = _signature_state(session, artifact)
     problems = [f"{c.state}: {c.path}" for c in checks if c.state != "match"]
-    if signature.state != "valid":
+    if signature.state == "unsigned" and not allow_unsigned:
+        problems.append("signature unsigned")
+    elif signature.state not in ("valid", "unsigned"):
         problems.append(f"signature {signature.state}")
     passing = {Status.CLEAN.value} | ({Status.CLEARED.value} if accept_cleared else set())
     if artifact.status not in passing:

@@ -289,8 +289,8 @@ def _show(value: Any) -> str:
 def _required(value: Any, field: str, example: str) -> Any:
     if value is None:
         raise ValueError(
-            f"the scan profile needs {field}: give it as an argument, as an array "
-            f"{field} in the reference .npz, or in the model's config.json (e.g. {example})"
+            f"the scan profile needs {field}: store it in the reference .npz as an array "
+            f"named {field}, or in the model's config.json (e.g. {field}: {example})"
         )
     return value
 

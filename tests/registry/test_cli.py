@@ -247,11 +247,12 @@ def test_signed_registration_identify_and_verify(
         ("evalset@2", "dataset", "evaluated_on")}
     assert "does not verify" in forged.error_line()
 
-    ok, found, unknown, plain_check, datasets, shown = cli.many(
+    ok, found, unknown, plain_check, unsigned_ok, datasets, shown = cli.many(
         ["verify", ft, "--json", 0],
         ["identify", ft, "--json", 0],
         ["identify", make_model("stranger"), 1],
         ["verify", plain, 1],
+        ["verify", plain, "--allow-unsigned", 0],
         ["dataset", "list", "--json", 0],
         ["dataset", "show", "corpus@1", "--json", 0],
     )
@@ -268,6 +269,8 @@ def test_signed_registration_identify_and_verify(
     assert "no registered version" in unknown.err
     assert "1/1 files match" in plain_check.out
     assert "verification FAILED: signature unsigned" in plain_check.out
+    assert "or pass --allow-unsigned to accept unsigned models" in plain_check.out
+    assert "verification OK" in unsigned_ok.out
     assert refs(datasets.json()) == ["corpus@1", "evalset@2"]
     assert shown.json()["digest"] == data.json()["digest"]
 

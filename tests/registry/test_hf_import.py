@@ -1080,3 +1080,17 @@ def test_cli_import_hf_through_a_server(cli: Cli, hf_cache: HfCache, tmp_path: P
     assert "is already registered" in again.error_line()
     assert reg.show("acme/base@unpinned").placeholder is True
     reg.engine.dispose()
+
+
+def test_cli_import_hf_of_registered_files_takes_the_hinted_option(
+    cli: Cli, hf_cache: HfCache
+) -> None:
+    """The duplicate-content refusal names an option import-hf really has."""
+    hf_cache.add("acme/ft", {**weights(), "README.md": card(license="mit")})
+    cache = ("--cache-dir", hf_cache.root)
+    cli("import-hf", "acme/ft", *cache)
+    refused = cli("import-hf", "acme/ft", *cache, "--version", "mirror", code=1)
+    assert "pass --allow-duplicate-content" in refused.error_line()
+    mirrored = cli("import-hf", "acme/ft", *cache, "--version", "mirror",
+                   "--allow-duplicate-content", "--json")
+    assert mirrored.json()["model"]["ref"] == "acme/ft@mirror"

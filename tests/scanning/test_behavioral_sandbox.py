@@ -201,7 +201,12 @@ def _nan_x() -> np.ndarray:
             {**PROFILE_META, "input_shape": (3, 8, 8)},
             r"shape \[30, 1, 8, 8\], expected \[N, \*\[3, 8, 8\]\]",
         ),
-        (npz(**good_arrays()), {"num_classes": 10}, "needs value_range"),
+        (
+            npz(**good_arrays()),
+            {"num_classes": 10},
+            "needs value_range: store it in the reference .npz as an array named value_range, "
+            "or in the model's config.json",
+        ),
         (npz(**good_arrays()), {"value_range": (0.0, 1.0)}, "needs num_classes"),
         (
             _with(num_classes=np.int64(12)),
