@@ -410,6 +410,10 @@ def _next_steps(console: Console, root: Path) -> None:
         "mbom audit",
     ):
         console.print(f"   MBOM_HOME={root} {command.replace('mbom', mbom, 1)}", markup=False)
+    console.print("\n[bold]Or in a browser[/] (the web console; sign in with the token):")
+    for command in ("mbom tokens create --user you --role admin", "mbom serve --port 8000"):
+        console.print(f"   MBOM_HOME={root} {command.replace('mbom', mbom, 1)}", markup=False)
+    console.print("   then open http://127.0.0.1:8000/ (dashboard, flagged base, blast radius)")
 
 
 def _show_policy(reg: LocalRegistry, console: Console) -> list[str]:
