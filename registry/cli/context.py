@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from registry.errors import ConfigurationError
 from registry.settings import Settings
 
 if TYPE_CHECKING:
@@ -17,6 +19,8 @@ class CliContext:
 
     server: str | None = None
     token: str | None = None
+    #: The command only reads: an embedded registry must exist already.
+    must_exist: bool = False
     _registry: Registry | None = field(default=None, repr=False)
 
     def registry(self) -> Registry:
@@ -31,6 +35,7 @@ class CliContext:
 
                 self._registry = RemoteRegistry(server, self.token or settings.token)
             else:
+                _refuse_missing(settings, must_exist=self.must_exist)
                 from registry.client.local import LocalRegistry
                 from registry.db import make_engine, migrate
                 from registry.service.audit import bind_key
@@ -52,3 +57,20 @@ class CliContext:
     def call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
         """Deprecated: ``cli.registry().flag(...)`` is ``cli.registry().flag(...)``."""
         return self.registry().call(verb, *args, **kwargs)
+
+
+def _refuse_missing(settings: Settings, *, must_exist: bool) -> None:
+    """A read on an embedded SQLite registry that does not exist is an error, not an
+    answer from a new, empty registry (a mistyped MBOM_HOME)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if not must_exist or url.get_backend_name() != "sqlite" or url.database in (None, ":memory:"):
+        return
+    path = Path(str(url.database)).expanduser()
+    if not path.exists():
+        raise ConfigurationError(
+            f"there is no registry at {path}",
+            hint="check MBOM_HOME or MBOM_DATABASE_URL; a registry is created by its first "
+            "write (mbom register, mbom team create, mbom demo)",
+        )

@@ -93,6 +93,35 @@ def ctx_of(ctx: typer.Context) -> CliContext:
     return obj
 
 
+#: Commands that only read: on an embedded registry that does not exist they are refused
+#: (a mistyped MBOM_HOME must not answer "nothing registered" from a new, empty registry).
+READ_COMMANDS = frozenset(
+    {
+        "admissions",
+        "ancestors",
+        "check",
+        "decisions",
+        "deployments",
+        "descendants",
+        "identify",
+        "models",
+        "pull",
+        "replay",
+        "show",
+        "status",
+        "verify",
+    }
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        render.out.print(f"mbom {version('mbom')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -103,8 +132,19 @@ def _root(
     token: Annotated[
         str | None, typer.Option("--token", envvar="MBOM_TOKEN", help="Bearer token for --server.")
     ] = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print mbom's version and exit.",
+        ),
+    ] = False,
 ) -> None:
-    ctx.obj = CliContext(server=server, token=token)
+    ctx.obj = CliContext(
+        server=server, token=token, must_exist=ctx.invoked_subcommand in READ_COMMANDS
+    )
 
 
 def hash_path(path: Path, *, allowed_roots: Sequence[Path] = ()) -> Manifest:
@@ -118,7 +158,10 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except MbomError as error:
-        render.error_line(_printable(error.diagnostics()))
+        if "--json" in sys.argv[1:]:
+            render.error_json(error)
+        else:
+            render.error_line(_printable(error.diagnostics()))
         sys.exit(2 if isinstance(error, InvalidInput) else 1)
     except UnicodeEncodeError as error:
         # An argument holding bytes that are not UTF-8 (a lone surrogate after decoding)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from registry.errors import MbomError
 from registry.vocabulary import Status
 
 
@@ -60,6 +61,18 @@ def bold(text: str) -> Text:
 def error_line(message: str) -> None:
     """The one stderr line of a failed command."""
     err.print(Text("mbom: error: ", style="bold red") + Text(message))
+
+
+def error_json(error: MbomError) -> None:
+    """A failed command's error as one JSON object on stderr (the command had --json)."""
+    document = {
+        "code": error.code,
+        "title": type(error).__name__,
+        "detail": error.diagnostics(),
+        "message": error.message,
+        "hint": error.hint,
+    }
+    sys.stderr.write(json.dumps(document, ensure_ascii=False) + "\n")
 
 
 def path(steps: Sequence[str]) -> str:

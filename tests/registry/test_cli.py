@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -687,3 +688,23 @@ def test_bom_import_acts_for_the_team_named(
     other("team", "create", "vision")
     other("bom", "import", document, "--team", "vision")
     assert json.loads(other("show", "acme/ft@1", "--json").out)["team"] == "vision"
+
+
+def test_version_json_errors_and_a_missing_registry(tmp_path: Path) -> None:
+    """mbom --version; a read on a registry that does not exist is refused (nothing is
+    created); with --json the error is one JSON object on stderr."""
+    fresh = Cli(cli_env(tmp_path, MBOM_HOME=str(tmp_path / "typo")), tmp_path)
+    assert re.fullmatch(r"mbom \d+\.\d+\.\S+\n", fresh("--version").out)
+    missing = fresh("models", code=1)
+    assert "there is no registry at" in missing.error_line()
+    assert str(tmp_path / "typo") in missing.error_line()
+    as_json = fresh("status", "x@1", "--json", code=1)
+    error = json.loads(as_json.err)
+    assert (error["code"], error["title"]) == ("configuration", "ConfigurationError")
+    assert error["message"].startswith("there is no registry at")
+    assert not (tmp_path / "typo").exists()
+    # The first write creates it; reads work from then on, and errors stay JSON.
+    fresh("team", "create", "a")
+    assert fresh("models", "--json").json() == []
+    unknown = json.loads(fresh("status", "x@1", "--json", code=1).err)
+    assert (unknown["code"], unknown["hint"]) == ("not-found", "list them with mbom models")
