@@ -32,7 +32,7 @@ Direction = Literal["up", "down"]
 #: Defaults: generations drawn each way, relatives per node, nodes per generation.
 DEPTH = 3
 FANOUT = 6
-LEVEL_CAP = 24
+LEVEL_CAP = 16
 #: What an expanded node shows at most (a link asks for it; the server bounds it).
 EXPAND_LIMIT = 100
 #: How many nodes may be expanded in one picture.
