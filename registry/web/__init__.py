@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from registry.audit_key import AuditKeyFile
 from registry.service.audit import key_file_of
+from registry.web import lineage_pages
 from registry.web.pages import router
 from registry.web.rendering import TEMPLATE_PACKAGE
 from registry.web.sessions import SESSION_KEY_FILENAME, SessionKeys
@@ -29,6 +30,8 @@ def install(app: FastAPI, engine: Engine) -> None:
     )
     package, folder = TEMPLATE_PACKAGE
     app.mount("/static", StaticFiles(packages=[(package, f"{folder}/static")]), name="static")
+    # Before the pages: /models/{ref}/lineage.svg would otherwise be read as a reference.
+    app.include_router(lineage_pages.router)
     app.include_router(router)
 
 

@@ -24,6 +24,7 @@ from registry.service import overview
 from registry.service.authorization import RULES, Operation
 from registry.vocabulary import Finding, Status
 from registry.web.deps import CheckedForm, CurrentViewer, PageRoute, SessionDep, SigninForm, keys_of
+from registry.web.lineage_pages import Expand, lineage_markup
 from registry.web.rendering import SECURITY_HEADERS, blast_url, page, ref_url
 from registry.web.sessions import (
     PRESESSION_COOKIE,
@@ -157,7 +158,9 @@ def find_model(
 
 
 @router.get("/models/{ref:path}")
-def model_page(ref: str, session: SessionDep, viewer: CurrentViewer) -> Response:
+def model_page(
+    ref: str, session: SessionDep, viewer: CurrentViewer, expand: Expand = None
+) -> Response:
     """A model or dataset version: what it is, its scans, its status and why, who uses it."""
     artifact = service.show(session, ref)
     report = service.status_report(session, ref)
@@ -170,6 +173,7 @@ def model_page(ref: str, session: SessionDep, viewer: CurrentViewer) -> Response
         files=overview.version_files(session, ref),
         deployments=overview.deployments_of(session, ref),
         decisions=overview.decisions_on(session, ref),
+        lineage=lineage_markup(session, ref, expand=expand),
         may_flag=_may(viewer.actor, Operation.FLAG) and artifact.finding != Finding.COMPROMISED,
     )
 

@@ -142,3 +142,26 @@ def test_incident_walk_and_a_flag_through_the_forms(
         find(By.CSS_SELECTOR, ".who button").click()
         browser.get(f"{base}/dashboard")
         assert find(By.ID, "token")  # back on the sign-in form
+
+
+def test_the_lineage_picture_is_drawn_and_its_nodes_navigate(
+    driver: WebDriver, incident: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    browser = driver
+    url, tokens = incident
+    with serve_in_subprocess(MBOM, {"MBOM_DATABASE_URL": url}, tmp_path / "serve.log") as base:
+        find = browser.find_element
+        _sign_in(browser, base, tokens["reader"])
+        browser.get(f"{base}/models/ft@1")
+        picture = find(By.CSS_SELECTOR, "#lineage svg")
+        assert picture.is_displayed()
+        assert picture.size["width"] > 300
+        assert picture.size["height"] > 150
+        here = find(By.CSS_SELECTOR, '#lineage a[aria-current="page"]')
+        assert here.get_attribute("aria-label") == "ft@1, infected · model · this version"
+        parent = find(By.CSS_SELECTOR, '#lineage a[href="/models/hub/base@1"] rect')
+        assert parent.is_displayed()
+        assert parent.get_attribute("fill") == "#a4161a"  # compromised
+        parent.click()
+        assert find(By.ID, "ref").text == "hub/base@1"
+        assert find(By.CSS_SELECTOR, "#lineage svg").is_displayed()

@@ -55,7 +55,7 @@ def model_page(**context: object) -> str:
     """The model page with an empty version unless told otherwise."""
     values: dict[str, object] = {
         "actor": READER, "csrf": "t", "artifact": artifact(), "report": report(),
-        "files": [], "deployments": [], "decisions": [], "may_flag": False,
+        "files": [], "deployments": [], "decisions": [], "may_flag": False, "lineage": "",
     }
     return render_text("model.html", **{**values, **context})
 
