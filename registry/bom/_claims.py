@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from registry import limits
-from registry.bom.reader import (
+from registry.bom._fields import (
     _REF_CHARS,
     _TEXT_CHARS,
     PROP,

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from registry import limits
-from registry.bom.reader import (
+from registry.bom._fields import (
     _NAME_CHARS,
     _PUBLISHER_CHARS,
     _SOURCE_CHARS,
@@ -88,10 +88,7 @@ def identity(component: Mapping[str, Any], where: str, kind: Kind, warnings: lis
         source = hub_purl[0]
     if version is None or not version.strip():
         version = _default_version(source, hub_purl)
-        warnings.append(
-            f"{where} ({kind} {limits.brief(name, 80)}) has no version: registered as "
-            f"{limits.brief(name, 80)}@{version}"
-        )
+        warnings.append(f"{where} ({kind} {name}) has no version: registered as {name}@{version}")
     name, version = _referable(name, version, where, warnings)
     record: dict[str, Any] = {}
     licences = _licences(component.get("licenses"), f"{where}.licenses")

@@ -13,26 +13,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from registry import limits
 from registry.bom._extras import identity
-from registry.bom.reader import _REF_CHARS, Document, _kind, _list, _mapping, _optional_text
+from registry.bom._fields import (
+    _REF_CHARS,
+    Document,
+    Node,
+    _kind,
+    _list,
+    _mapping,
+    _optional_text,
+)
 from registry.errors import InvalidBom
 from registry.vocabulary import Kind
 
-if TYPE_CHECKING:
-    from registry.bom.reader import _Reader
+#: (child key, where, ancestor object, parent ref, relation) of a pedigree ancestor.
+Ancestor = tuple[str, str, Mapping[str, Any], str, str | None]
+#: Reads one component into the document (as the reader does), by default a model.
+ReadComponent = Callable[[str, Mapping[str, Any]], Node]
 
 __all__ = ["add_dependencies", "add_pedigree_ancestors"]
 
 
-def add_pedigree_ancestors(reader: _Reader) -> None:
+def add_pedigree_ancestors(
+    read: Document, ancestors: list[Ancestor], read_component: ReadComponent
+) -> None:
     """Read each pedigree ancestor the document does not list as a component."""
-    read = reader.read
     done = 0
-    while done < len(reader.ancestors):  # an ancestor read here may have ancestors of its own
-        child, where, ancestor, ref, _ = reader.ancestors[done]
+    while done < len(ancestors):  # an ancestor read here may add ancestors of its own
+        child, where, ancestor, ref, _ = ancestors[done]
         done += 1
         if ref in read.aliases:
             continue
@@ -40,8 +52,7 @@ def add_pedigree_ancestors(reader: _Reader) -> None:
         found = identity(ancestor, where, kind, [])
         key = f"{kind}:{found.name}@{found.version}"
         if key not in read.nodes:
-            node = reader.component(where, ancestor, default_kind=Kind.MODEL)
-            assert node is not None  # a model by default
+            node = read_component(where, ancestor)
             files = "with its files" if node.manifest else "as a placeholder"
             read.warnings.append(
                 f"{where}: the ancestor {node.key} of {child} is not listed as a component: "
@@ -81,6 +92,7 @@ def add_dependencies(read: Document, value: Any) -> None:
     if unkept:
         shown = ", ".join(unkept[:8]) + (f" and {len(unkept) - 8} more" if len(unkept) > 8 else "")
         read.warnings.append(
-            f"{len(unkept)} dependencies not kept as lineage (only a model's dependencies on "
+            f"{len(unkept)} {'dependency' if len(unkept) == 1 else 'dependencies'} not kept "
+            "as lineage (only a model's dependencies on "
             f"models and datasets are): {shown}"
         )
