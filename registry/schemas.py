@@ -862,3 +862,16 @@ class StoredReplayPublic(PublicModel):
 
     summary: ReplaySummary
     skipped: list[dict[str, str]] = Field(default_factory=list)
+
+
+class BomImport(PublicModel):
+    """``POST /api/v1/bom/import``: what a CycloneDX import registered, flagged and could not keep.
+
+    ``registered``: the references newly registered or filled; ``flagged``: those
+    the document reported compromised and the import flagged; ``warnings``: what
+    the document says that the registry did not keep or decided (one line each).
+    """
+
+    registered: list[str]
+    flagged: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)

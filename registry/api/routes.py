@@ -21,6 +21,7 @@ from registry.schemas import (
     BehavioralReportIn,
     BehavioralScanPublic,
     BlastRadius,
+    BomImport,
     DecisionPublic,
     DecisionRequest,
     DeploymentPublic,
@@ -600,10 +601,12 @@ def import_bom(
     session: SessionDep,
     actor: CurrentActor,
     team: Annotated[str | None, Query(max_length=100)] = None,
-) -> dict[str, list[str]]:
-    """Register the models, datasets and pedigree of a CycloneDX ML-BOM.
+) -> BomImport:
+    """Register the models, datasets, lineage and reported compromise of a CycloneDX ML-BOM.
 
     ``team``: the team the import acts for (default: the token's team); the
     models it registers with files are that team's and meet its policy.
+    ``flagged``: what the document reported compromised and the import flagged;
+    ``warnings``: what the document says that the registry did not keep.
     """
-    return {"registered": bom.import_cyclonedx(session, document, actor=actor, team=team)}
+    return bom.import_cyclonedx_report(session, document, actor=actor, team=team)

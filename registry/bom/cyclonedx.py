@@ -1,4 +1,4 @@
-"""CycloneDX 1.6 ML-BOM export of a model and its whole ancestry.
+"""CycloneDX 1.6 / 1.7 ML-BOM export of a model and its whole ancestry.
 
 cyclonedx-python-lib cannot emit ``modelCard`` or ``data`` components, so the
 JSON is built here by hand; the tests validate every document against the
@@ -17,7 +17,16 @@ Mapping:
   the ``mbom:relation``); each parent is itself a component with its own pedigree,
   so the chain reaches the roots; ``dependencies`` repeats the graph by bom-ref;
 - ``vulnerabilities`` has one entry per compromised source reaching the model,
-  with the path, the analysis state and the scan evidence.
+  with the path, the analysis state and the scan evidence;
+- a Hugging Face source (``hf://org/name@rev``) is written as the ``https://``
+  Hub URL (``distribution``) followed by the ``hf://`` source itself, and a model
+  from the Hub has the purl ``pkg:huggingface/org/name@rev``; a purl and
+  licences an import recorded (``bom.metadata``) or a Hub import read from the
+  model card (``hf.import``) are written back (an SPDX id as ``id``, anything
+  else as ``name``).
+
+The document is the same for ``--spec-version`` 1.6 and 1.7 (1.7 adds nothing
+this mapping uses); each is validated against its official schema in the tests.
 """
 
 from __future__ import annotations
@@ -26,20 +35,23 @@ import json
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from registry.bom._lineage import Lineage, bom_ref, collect
 from registry.errors import InvalidInput
+from registry.hf import HubRef
 from registry.schemas import InfectionSource
 from registry.service.admission import summarise
 from registry.service.flags import infection_sources
 from registry.service.refs import ref_of, resolve
 from registry.service.scans import latest_scan
-from registry.tables import Artifact, Clearance, Flag
+from registry.tables import Artifact, AuditEvent, Clearance, Flag
 from registry.vocabulary import Kind, Status
 
-SPEC_VERSIONS = ("1.6",)
+SPEC_VERSIONS = ("1.6", "1.7")
+HUB = "https://huggingface.co"
 TOOL_NAME = "mbom"
 PROP = "mbom:"
 _SERIAL_NAMESPACE = uuid.UUID("6f1d3c1e-8a55-4c59-9a53-6d626f6d2d63")
@@ -65,9 +77,10 @@ def export_cyclonedx(
             hint=f"use --spec-version {' or '.join(SPEC_VERSIONS)}",
         )
     lineage = collect(session, ref)
+    records = _records(session, lineage.nodes)
     metadata: Json = {
         "tools": {"components": [{"type": "application", "name": TOOL_NAME}]},
-        "component": _component(lineage, lineage.root),
+        "component": _component(lineage, lineage.root, records),
     }
     if timestamp is not None:
         metadata["timestamp"] = timestamp.isoformat()
@@ -76,7 +89,9 @@ def export_cyclonedx(
         "specVersion": spec_version,
         "version": 1,
         "metadata": metadata,
-        "components": [_component(lineage, a) for a in lineage.nodes if a.id != lineage.root.id],
+        "components": [
+            _component(lineage, a, records) for a in lineage.nodes if a.id != lineage.root.id
+        ],
         "dependencies": _dependencies(lineage),
     }
     vulnerabilities = _vulnerabilities(session, lineage)
@@ -93,9 +108,34 @@ def serial_number(document: Json) -> str:
     return f"urn:uuid:{uuid.uuid5(_SERIAL_NAMESPACE, canonical)}"
 
 
-def _component(lineage: Lineage, artifact: Artifact) -> Json:
+Records = dict[tuple[str, str], Json]
+
+
+def _records(session: Session, nodes: tuple[Artifact, ...]) -> Records:
+    """The licences and purl recorded for each node at import, by (kind, ref); latest wins."""
+    refs = {ref_of(a) for a in nodes}
+    found: Records = {}
+    events = session.exec(
+        select(AuditEvent.operation, AuditEvent.subject, AuditEvent.details)
+        .where(col(AuditEvent.operation).in_(("bom.metadata", "hf.import")))
+        .where(col(AuditEvent.subject).in_(sorted(refs)))
+        .order_by(col(AuditEvent.seq))
+    )
+    for operation, subject, details in events:
+        if operation == "hf.import":
+            licence = details.get("license")
+            record: Json = {"licenses": [licence]} if isinstance(licence, str) else {}
+            found.setdefault((Kind.MODEL, subject), {}).update(record)
+            continue
+        kind = details.get("kind", Kind.MODEL)
+        found[kind, subject] = {k: details[k] for k in ("licenses", "purl") if k in details}
+    return found
+
+
+def _component(lineage: Lineage, artifact: Artifact, records: Records) -> Json:
+    record = records.get((artifact.kind, ref_of(artifact)), {})
     if artifact.kind == Kind.DATASET:
-        return _data_component(artifact)
+        return _data_component(artifact, record)
     component: Json = {
         "type": "machine-learning-model",
         "bom-ref": bom_ref(artifact),
@@ -105,8 +145,11 @@ def _component(lineage: Lineage, artifact: Artifact) -> Json:
         component["supplier"] = {"name": artifact.publisher}
         component["authors"] = [{"name": artifact.publisher}]
     component |= _hashes(artifact)
-    if artifact.source:
-        component["externalReferences"] = [{"type": "distribution", "url": artifact.source}]
+    component |= _licences(record)
+    purl = record.get("purl") or _hub_purl(artifact)
+    if purl:
+        component["purl"] = purl
+    component |= _references(artifact)
     component["modelCard"] = _model_card(lineage, artifact)
     parents = lineage.parents_of(artifact)
     if parents:
@@ -128,11 +171,51 @@ def _hashes(artifact: Artifact) -> Json:
     return {"hashes": [{"alg": "SHA-256", "content": artifact.digest.removeprefix("sha256:")}]}
 
 
-def _data_component(artifact: Artifact) -> Json:
+def _licences(record: Json) -> Json:
+    """``licenses``: an SPDX id as ``id`` (its canonical case), anything else as ``name``."""
+    from cyclonedx.spdx import fixup_id  # the SPDX list: loaded only when there are licences
+
+    found = []
+    for text in record.get("licenses") or []:
+        spdx = fixup_id(str(text))
+        found.append({"license": {"id": spdx} if spdx else {"name": str(text)[:200]}})
+    return {"licenses": found} if found else {}
+
+
+def _hub(artifact: Artifact) -> HubRef | None:
+    hub = HubRef.from_source(artifact.source)
+    return hub if hub is not None and hub.kind == artifact.kind else None
+
+
+def _hub_purl(artifact: Artifact) -> str | None:
+    """``pkg:huggingface/org/name@rev`` for a model whose source is a Hub repository."""
+    hub = _hub(artifact)
+    if hub is None or artifact.kind != Kind.MODEL:
+        return None
+    path = "/".join(quote(part, safe="") for part in hub.repo_id.split("/"))
+    return f"pkg:huggingface/{path}" + (f"@{quote(hub.revision, safe='')}" if hub.revision else "")
+
+
+def _references(artifact: Artifact) -> Json:
+    """The source as an external reference; a Hub source as its https URL first."""
+    if not artifact.source:
+        return {}
+    references = [{"type": "distribution", "url": artifact.source}]
+    hub = _hub(artifact)
+    if hub is not None:
+        page = f"{HUB}/{'datasets/' if hub.kind == Kind.DATASET else ''}{hub.repo_id}"
+        page += f"/tree/{quote(hub.revision, safe='')}" if hub.revision else ""
+        references.insert(0, {"type": "distribution", "url": page})
+    return {"externalReferences": references}
+
+
+def _data_component(artifact: Artifact, record: Json) -> Json:
     component: Json = {"type": "data", "bom-ref": bom_ref(artifact), **_identity(artifact)}
     component |= _hashes(artifact)
-    if artifact.source:
-        component["externalReferences"] = [{"type": "distribution", "url": artifact.source}]
+    component |= _licences(record)
+    if record.get("purl"):
+        component["purl"] = record["purl"]
+    component |= _references(artifact)
     component["data"] = [{"type": "dataset", "name": artifact.name}]
     files = [_file_component(artifact, entry) for entry in artifact.manifest or []]
     if files:

@@ -1,15 +1,23 @@
-"""CycloneDX ML-BOM import: register the models, datasets and pedigree of a document.
+"""CycloneDX ML-BOM import: register the models, datasets, lineage and compromise of a document.
 
 Components whose files are listed (nested ``file`` components with a SHA-256 and
 an ``mbom:size``) are registered with their manifest; the others become
 placeholders (``placeholder=True``, no manifest) that a later registration can
 fill. Components already registered with the same digest are reused, so an
-import is idempotent. Flags and statuses in the document are not imported: the
-receiving registry's own findings decide (statuses are recomputed).
+import is idempotent. Lineage comes from ``pedigree``, the modelCard's datasets
+and ``dependencies`` (see :mod:`registry.bom.reader` and :mod:`registry.bom._links`).
+
+Compromise the document reports (``vulnerabilities``, ``mbom:finding``) is
+flagged here, with the document as the reason, after the registration rules
+ran, and propagates to every descendant (see :mod:`registry.bom._claims` and
+:mod:`registry.service.imported_flags`); clearances and statuses are not
+imported: the receiving registry recomputes statuses, and only its approvers
+clear. Whatever the registry cannot keep is listed in the result's warnings.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,18 +25,24 @@ from sqlmodel import Session, select
 
 from lineage import MODEL_RELATIONS, Relation
 from registry.bom._bulk import import_new
+from registry.bom.reader import Document as _Document
 from registry.bom.reader import Node as _Node
 from registry.bom.reader import read_document as _read_document
 from registry.errors import InvalidInput
 from registry.identity import Actor
+from registry.schemas import BomImport
 from registry.service import admission, audit, placeholders, policy
 from registry.service._tx import mutation
 from registry.service.authorization import Operation, authorize, authorize_model
 from registry.service.graph import add_edges
+from registry.service.imported_flags import flag_imported
 from registry.service.refs import ref_of
 from registry.service.status import recompute
 from registry.tables import Artifact, Edge
 from registry.vocabulary import Kind
+
+#: (artifact, registered or filled by this import, created by this import)
+_Stored = tuple[Artifact, bool, bool]
 
 
 @mutation
@@ -37,12 +51,25 @@ def import_cyclonedx(
 ) -> list[str]:
     """Register what a CycloneDX ML-BOM describes; the refs newly registered or filled.
 
+    See :func:`import_cyclonedx_report`, which also says what was flagged and
+    what the registry could not keep.
+    """
+    return import_cyclonedx_report(session, document, actor=actor, team=team).registered
+
+
+@mutation
+def import_cyclonedx_report(
+    session: Session, document: Mapping[str, Any], *, actor: Actor, team: str | None = None
+) -> BomImport:
+    """Register what a CycloneDX ML-BOM describes; what was registered, flagged and not kept.
+
     The import acts for ``team`` (by default the importer's own team, if its token
     has one): the models it registers with files are registered for that team and
     meet the registration policy as ``register_model`` does (tainted, blocked or
     unapproved parents refuse the whole import); new pedigree edges into a model
     registered before need the right to change that model's lineage and meet its
     team's policy as ``add_parents`` does (see :mod:`registry.service.authorization`).
+    Then each component the document reports compromised is flagged (see the module).
 
     Raises :class:`~registry.errors.InvalidInput` naming the field when the
     document is not a CycloneDX BOM this registry can read, and when a component
@@ -51,8 +78,9 @@ def import_cyclonedx(
     team = team if team is not None else actor.team
     authorize(actor, Operation.IMPORT_BOM, team=team)
     policy.require_team(session, team)
-    nodes, aliases = _read_document(document)
-    if _plain(session, nodes, team=team):
+    read = _read_document(document)
+    nodes, aliases = read.nodes, read.aliases
+    if not read.claims and _plain(session, nodes, team=team):
         bulk = import_new(
             session,
             nodes,
@@ -62,18 +90,69 @@ def import_cyclonedx(
             links_of=_wanted_links,
         )
         if bulk is not None:  # nothing was registered yet: set-based, statuses all clean
-            return bulk
+            _record_metadata(session, nodes.values(), actor=actor)
+            return BomImport(registered=bulk, warnings=read.warnings)
     stored = {key: _store(session, node, actor=actor, team=team) for key, node in nodes.items()}
     admission.quarantine_known_content(
-        session, [artifact for artifact, new in stored.values() if new], actor=actor
+        session, [artifact for artifact, new, _ in stored.values() if new], actor=actor
     )
-    changed = [key for key, (_, new) in stored.items() if new]
+    changed = [key for key, (_, new, _) in stored.items() if new]
+    pairs = {key: (artifact, new) for key, (artifact, new, _) in stored.items()}
     for key, node in nodes.items():
-        _link(session, stored[key], node, stored, aliases, actor=actor)
-    recompute(session, [artifact.id or 0 for artifact, _ in stored.values()])
+        _link(session, pairs[key], node, pairs, aliases, actor=actor)
+    recompute(session, [artifact.id or 0 for artifact, _, _ in stored.values()])
     for key in changed:  # after recompute: a parent's status now includes this document's edges
         _check_registration(session, stored[key][0], actor=actor, team=team)
-    return sorted(ref_of(stored[key][0]) for key in changed)
+    _record_metadata(session, [nodes[key] for key in changed], actor=actor)
+    flagged, warnings = _flag_claims(session, read, stored, actor=actor)
+    return BomImport(
+        registered=sorted(ref_of(stored[key][0]) for key in changed),
+        flagged=flagged,
+        warnings=[*read.warnings, *warnings],
+    )
+
+
+def _record_metadata(session: Session, nodes: Any, *, actor: Actor) -> None:
+    """Keep what no column holds (licences, purl, description) in a ``bom.metadata`` event."""
+    for node in nodes:
+        if node.record:
+            audit.record(
+                session,
+                actor=actor,
+                operation="bom.metadata",
+                subject=node.ref,
+                details={"kind": node.kind, "component": node.where, **node.record},
+            )
+
+
+def _flag_claims(
+    session: Session, read: _Document, stored: Mapping[str, _Stored], *, actor: Actor
+) -> tuple[list[str], list[str]]:
+    """Flag each component the document reports compromised; (flagged refs, warnings)."""
+    reasons: dict[str, list[str]] = defaultdict(list)
+    where: dict[str, list[str]] = defaultdict(list)
+    for claim in read.claims:
+        if claim.reason not in reasons[claim.key]:
+            reasons[claim.key].append(claim.reason)
+        where[claim.key].append(claim.where)
+    flagged, warnings = [], []
+    for key in read.nodes:  # document order
+        if key not in reasons:
+            continue
+        artifact, _, created = stored[key]
+        done, warning = flag_imported(
+            session,
+            artifact,
+            actor=actor,
+            reason="; ".join(reasons[key])[:4000],
+            created=created,
+            via=f"bom.import {', '.join(where[key])}",
+        )
+        if done:
+            flagged.append(ref_of(artifact))
+        if warning:
+            warnings.append(warning)
+    return sorted(flagged), warnings
 
 
 def _plain(session: Session, nodes: Mapping[str, _Node], *, team: str | None) -> bool:
@@ -92,16 +171,14 @@ def _plain(session: Session, nodes: Mapping[str, _Node], *, team: str | None) ->
     return not admission.knows_malicious(session, digests=digests, file_digests=files)
 
 
-def _store(
-    session: Session, node: _Node, *, actor: Actor, team: str | None
-) -> tuple[Artifact, bool]:
+def _store(session: Session, node: _Node, *, actor: Actor, team: str | None) -> _Stored:
     existing = session.exec(
         select(Artifact).where(
             Artifact.kind == node.kind, Artifact.name == node.name, Artifact.version == node.version
         )
     ).first()
     if existing is not None:
-        return existing, _reconcile(session, existing, node, actor=actor, team=team)
+        return existing, _reconcile(session, existing, node, actor=actor, team=team), False
     if _unknown_files(node):
         artifact = placeholders.create(
             session,
@@ -115,12 +192,12 @@ def _store(
             publisher=node.publisher,
             format=node.format,
         )
-        return artifact, True
+        return artifact, True, True
     artifact = _artifact(node, actor=actor, team=team)
     session.add(artifact)
     session.flush()
     _audit(session, artifact, node, actor=actor, operation="bom.import")
-    return artifact, True
+    return artifact, True, True
 
 
 def _unknown_files(node: _Node) -> bool:
@@ -265,7 +342,7 @@ def _target(
     if key is None or key not in stored:
         raise InvalidInput(
             f"{node.where} refers to {ref}, which the document does not describe",
-            hint="list every ancestor and dataset as a component",
+            hint="list every dataset a modelCard names as a component",
         )
     return stored[key][0]
 

@@ -30,7 +30,9 @@ def bom_export(
     format_: Annotated[
         BomFormat, typer.Option("--format", help="cyclonedx (ML-BOM) or spdx3.")
     ] = BomFormat.CYCLONEDX,
-    spec_version: Annotated[str, typer.Option("--spec-version", help="CycloneDX version.")] = "1.6",
+    spec_version: Annotated[
+        str, typer.Option("--spec-version", help="CycloneDX version: 1.6 or 1.7.")
+    ] = "1.6",
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
     ] = None,
@@ -71,20 +73,33 @@ def bom_import(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Register the models, datasets and pedigree of a CycloneDX ML-BOM made elsewhere.
+    """Register the models, datasets, lineage and compromise of a CycloneDX ML-BOM made elsewhere.
 
     Components without file hashes become placeholders, filled by a later
     registration; importing the same document twice changes nothing. A document
     that builds on a tainted, blocked or (for --team) unapproved base is refused
-    whole.
+    whole. A name is group/name; a component without a version is NAME@unversioned
+    (NAME@unpinned for a Hugging Face repository). Lineage comes from pedigree,
+    the modelCard's datasets and dependencies; what the document reports
+    compromised (vulnerabilities) is flagged, with the document as the reason, and
+    infects its descendants. Whatever the registry cannot keep is printed as a
+    warning (and listed under "warnings" with --json).
     """
     document = limits.read_json_file(file, max_bytes=limits.MAX_BOM_BYTES)
     if not isinstance(document, dict):
         raise InvalidInput(f"{file} is not a CycloneDX document (a JSON object)")
-    registered: list[str] = ctx_of(ctx).registry().import_cyclonedx(document, team=team)
+    report = ctx_of(ctx).registry().import_cyclonedx_report(document, team=team)
     if json_:
-        render.emit_json({"registered": registered})
-    elif registered:
-        render.out.print(f"imported {len(registered)}: " + ", ".join(registered))
+        render.emit_json(report.model_dump())
+        return
+    for warning in report.warnings:
+        render.err.print(f"mbom: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    if report.registered:
+        render.out.print(f"imported {len(report.registered)}: " + ", ".join(report.registered))
     else:
         render.out.print("nothing new: every component is registered already")
+    if report.flagged:
+        render.out.print(
+            f"flagged compromised as the document reports: {', '.join(report.flagged)} "
+            "(their descendants are infected)"
+        )

@@ -30,6 +30,7 @@ from registry.schemas import (
     AuditVerification,
     BehavioralScanPublic,
     BlastRadius,
+    BomImport,
     DecisionPublic,
     DeploymentPublic,
     HfImportResult,
@@ -349,6 +350,12 @@ class LocalRegistry:
     ) -> list[str]:
         """See :func:`registry.bom.import_cyclonedx`."""
         return self._run(bom.import_cyclonedx, document, team=team)
+
+    def import_cyclonedx_report(
+        self, document: Mapping[str, Any], *, team: str | None = None
+    ) -> BomImport:
+        """See :func:`registry.bom.import_cyclonedx_report`."""
+        return self._run(bom.import_cyclonedx_report, document, team=team)
 
     def import_hf(
         self,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         AuditVerification,
         BehavioralScanPublic,
         BlastRadius,
+        BomImport,
         DecisionPublic,
         DeploymentPublic,
         HfImportResult,
@@ -74,6 +75,7 @@ VERBS = frozenset(
         "flag",
         "identify",
         "import_cyclonedx",
+        "import_cyclonedx_report",
         "import_hf",
         "inherited_profile",
         "list_artifacts",
@@ -278,6 +280,12 @@ class Registry(Protocol):
 
     def import_cyclonedx(self, document: Mapping[str, Any], *, team: str | None = ...) -> list[str]:
         """See :func:`registry.bom.import_cyclonedx`."""
+        ...
+
+    def import_cyclonedx_report(
+        self, document: Mapping[str, Any], *, team: str | None = ...
+    ) -> BomImport:
+        """See :func:`registry.bom.import_cyclonedx_report`."""
         ...
 
     def import_hf(

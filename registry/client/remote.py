@@ -29,6 +29,7 @@ from registry.schemas import (
     BehavioralScanPublic,
     BlastRadius,
     BlobPublic,
+    BomImport,
     DecisionPublic,
     DeploymentPublic,
     HfImportResult,
@@ -546,11 +547,13 @@ class RemoteRegistry:
     def import_cyclonedx(
         self, document: Mapping[str, Any], *, team: str | None = None
     ) -> list[str]:
+        return self.import_cyclonedx_report(document, team=team).registered
+
+    def import_cyclonedx_report(
+        self, document: Mapping[str, Any], *, team: str | None = None
+    ) -> BomImport:
         params = {"team": team} if team is not None else None
-        answer = self._request(
-            "POST", "/bom/import", dict[str, list[str]], json=document, params=params
-        )
-        return answer["registered"]
+        return self._request("POST", "/bom/import", BomImport, json=document, params=params)
 
     def find_inconsistencies(self) -> list[str]:
         return self._request("GET", "/consistency", list[str])

@@ -26,15 +26,24 @@ GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("MBOM_UPDATE_GOLDEN") == "1"
 
 
-def assert_valid_cyclonedx(document: dict[str, Any]) -> None:
-    """Fail unless ``document`` passes the official CycloneDX 1.6 JSON schema (offline)."""
-    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(document))
+def assert_valid_cyclonedx(document: dict[str, Any], spec_version: str = "1.6") -> None:
+    """Fail unless ``document`` passes the official CycloneDX JSON schema (offline).
+
+    The schemas are those cyclonedx-python-lib bundles: the CycloneDX specification
+    repository's ``schema/bom-1.x.schema.json`` with its spdx, jsf and
+    cryptography-defs sub-schemas (identical but for their ``SNAPSHOT`` file
+    names), checked strictly (no unknown properties).
+    """
+    assert document["specVersion"] == spec_version
+    versions = {"1.6": SchemaVersion.V1_6, "1.7": SchemaVersion.V1_7}
+    error = JsonStrictValidator(versions[spec_version]).validate_str(json.dumps(document))
     assert error is None, str(error)
 
 
 def build_merge(reg: LocalRegistry) -> str:
     """a + b -> merged (merge); a has publisher, source and format."""
-    reg.register_model(name="acme/a",
+    reg.register_model(
+        name="acme/a",
         version="1",
         manifest=fake_manifest("a-weights", "a-config"),
         publisher="acme",
@@ -42,7 +51,8 @@ def build_merge(reg: LocalRegistry) -> str:
         format="safetensors",
     )
     reg.register_model(name="b", version="2", manifest=fake_manifest("b"))
-    reg.register_model(name="merged",
+    reg.register_model(
+        name="merged",
         version="1",
         manifest=fake_manifest("merged"),
         parents=["acme/a@1", "b@2"],
@@ -55,12 +65,14 @@ def build_dataset_infected(reg: LocalRegistry) -> str:
     """base -> ft trained on a poisoned dataset and evaluated on a clean one."""
     reg.register_model(name="base", version="1", manifest=fake_manifest("base"))
     reg.register_dataset(name="poison", version="1", digest="sha256:" + "d" * 64)
-    reg.register_dataset(name="bench",
+    reg.register_dataset(
+        name="bench",
         version="1",
         digest="sha256:" + "e" * 64,
         source="s3://bench/v1",
     )
-    reg.register_model(name="ft",
+    reg.register_model(
+        name="ft",
         version="1",
         manifest=fake_manifest("ft"),
         parents=["base@1"],
@@ -83,7 +95,8 @@ def build_deep_chain(reg: LocalRegistry) -> str:
     ]
     parent = "root@1"
     for depth, relation in enumerate(relations, start=1):
-        reg.register_model(name=f"c{depth}",
+        reg.register_model(
+            name=f"c{depth}",
             version="1",
             manifest=fake_manifest(f"c{depth}"),
             parents=[parent],
@@ -142,7 +155,11 @@ def test_export_describes_components_files_and_pedigree(reg: LocalRegistry, engi
     assert {p["value"] for a in root["pedigree"]["ancestors"] for p in a["properties"]} >= {"merge"}
     parent = next(c for c in document["components"] if c["bom-ref"] == "model:acme/a@1")
     assert parent["supplier"] == {"name": "acme"}
-    assert parent["externalReferences"] == [{"type": "distribution", "url": "hf://acme/a@main"}]
+    assert parent["externalReferences"] == [
+        {"type": "distribution", "url": "https://huggingface.co/acme/a/tree/main"},
+        {"type": "distribution", "url": "hf://acme/a@main"},
+    ]
+    assert parent["purl"] == "pkg:huggingface/acme/a@main"
     assert [f["name"] for f in parent["components"]] == ["file0.bin", "file1.bin"]
     assert {d["ref"]: d["dependsOn"] for d in document["dependencies"]}["model:merged@1"] == [
         "model:acme/a@1",
@@ -176,7 +193,8 @@ def test_analysis_state_follows_status(
     reg: LocalRegistry, engine: Engine, action: str, state: str
 ) -> None:
     reg.register_model(name="root", version="1", manifest=fake_manifest("root"))
-    reg.register_model(name="kid",
+    reg.register_model(
+        name="kid",
         version="1",
         manifest=fake_manifest("kid"),
         parents=["root@1"],

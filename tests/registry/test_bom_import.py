@@ -139,7 +139,7 @@ def test_import_refuses_other_content_under_a_registered_version(
     [
         (lambda d: d.update(bomFormat="SPDX"), "bomFormat is not 'CycloneDX'"),
         (lambda d: d.pop("specVersion"), "specVersion is missing"),
-        (lambda d: d["components"][0].pop("version"), r"components\[0\].version is missing"),
+        (lambda d: d["components"][0].update(name=" "), r"components\[0\].name is missing"),
         (
             lambda d: d["components"][0]["hashes"][0].update(content="xyz"),
             r"components\[0\].hashes\[0\].content is not a SHA-256",
@@ -150,7 +150,12 @@ def test_import_refuses_other_content_under_a_registered_version(
             ].update(value="telepathy"),
             "unknown relation 'telepathy'",
         ),
-        (lambda d: d.update(components=[]), "refers to model:acme/a@1, which the document"),
+        (
+            lambda d: d["metadata"]["component"]["modelCard"].update(
+                modelParameters={"datasets": [{"ref": "dataset:nope@1"}]}
+            ),
+            "refers to dataset:nope@1, which the document",
+        ),
         (lambda d: d.update(components="x"), "components is not a list"),
     ],
 )

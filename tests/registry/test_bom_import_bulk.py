@@ -135,7 +135,11 @@ def test_bulk_and_per_component_imports_write_the_same_lineage(
             LineageCycle,
             "m5@1 -> m5@1",
         ),
-        (lambda c: c.pop(1), InvalidInput, "refers to model:m1@1, which the document does not"),
+        (
+            lambda c: c[0].update(modelCard={"modelParameters": {"datasets": [{"ref": "d99"}]}}),
+            InvalidInput,
+            "refers to d99, which the document does not",
+        ),
     ],
 )
 def test_a_bulk_import_that_fails_writes_nothing(

@@ -669,7 +669,9 @@ def test_bom_export_then_import_into_another_registry(
     assert "@graph" in spdx
     other = Cli({**cli.env, "MBOM_HOME": str(tmp_path / "other")}, cli.cwd)
     assert json.loads(other("bom", "import", document, "--json").out) == {
-        "registered": ["acme/base@1", "acme/ft@1"]
+        "registered": ["acme/base@1", "acme/ft@1"],
+        "flagged": [],
+        "warnings": [],
     }
     ancestors = json.loads(other("ancestors", "acme/ft@1", "--json").out)
     assert [a["ref"] for a in ancestors] == ["acme/base@1"]
