@@ -395,7 +395,7 @@ def one_run(bench: Bench, server: Server, run: int) -> None:
     def register_floor() -> None:
         bench.register.floor.append(floor_once(COPY_AND_HASH, copies, model))
 
-    alternate(run, register, register_floor)
+    alternate(run, register, register_floor, recycle=bench.root, size=bench.total_bytes)
     blobs = [
         (blob_path(bench.home, model.digests[n]), bench.root / "floor" / n)
         for n in sorted(model.digests)
@@ -412,17 +412,39 @@ def one_run(bench: Bench, server: Server, run: int) -> None:
     def pull_floor() -> None:
         bench.pull.floor.append(floor_once(CP_AND_HASH, blobs, model))
 
-    alternate(run, pull, pull_floor)
+    alternate(run, pull, pull_floor, recycle=bench.root, size=bench.total_bytes)
     if not exact:
         bench.peaks.method = "VmHWM since the server started (clear_refs refused): only rises"
     shutil.rmtree(model.directory)
 
 
-def alternate(run: int, mbom: Callable[[], None], floor: Callable[[], None]) -> None:
-    """mbom first on even runs, the floor first on odd ones; ``sync`` before each."""
+def alternate(
+    run: int, mbom: Callable[[], None], floor: Callable[[], None], *, recycle: Path, size: int
+) -> None:
+    """mbom first on even runs, the floor first on odd ones; ``sync`` before each, then
+    ``size`` bytes of recently freed memory for each (:func:`recycle_pages`)."""
     for step in (mbom, floor) if run % 2 == 0 else (floor, mbom):
         os.sync()
+        recycle_pages(recycle, size)
         step()
+
+
+def recycle_pages(directory: Path, size: int) -> None:
+    """Write and delete a scratch file of ``size`` bytes (untimed): the step timed next
+    finds that much memory the kernel has only just freed.
+
+    A virtual machine may hand memory back to its host a couple of seconds after it is
+    freed (virtio-balloon free page reporting); the next first touch of such memory
+    costs a page fault on the host, 1-3 s per GiB on this project's machine. Without
+    this, whichever step ran second reused the pages the first had just freed (the
+    pulled copy, the floor's copies) and was measured that much faster, whatever it did.
+    """
+    block = bytes(WRITE_CHUNK)
+    scratch = directory / "recycled-pages"
+    with scratch.open("wb") as stream:
+        for offset in range(0, size, WRITE_CHUNK):
+            stream.write(block[: min(WRITE_CHUNK, size - offset)])
+    scratch.unlink()  # before writeback: the dirty pages are dropped, never written
 
 
 def machine() -> dict[str, object]:
