@@ -168,6 +168,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--phases", action="store_true", help="also time the phases in-process and profile"
     )
+    parser.add_argument(
+        "--recycle-pages",
+        action="store_true",
+        help="write and delete a model-sized scratch file before each timed step "
+        "(see recycle_pages)",
+    )
     args = parser.parse_args(argv)
     if args.size_gib <= 0 or args.files < 1 or args.repeat < 1:
         parser.error("--size-gib, --files and --repeat must be positive")
@@ -366,6 +372,7 @@ class Bench:
     )
     pull: Row = field(default_factory=lambda: Row("pull (download + verify)", PULL_TARGET))
     peaks: Peaks = field(default_factory=Peaks)
+    recycle_pages: bool = False
 
     @property
     def home(self) -> Path:
@@ -395,7 +402,8 @@ def one_run(bench: Bench, server: Server, run: int) -> None:
     def register_floor() -> None:
         bench.register.floor.append(floor_once(COPY_AND_HASH, copies, model))
 
-    alternate(run, register, register_floor)
+    recycle = bench.total_bytes if bench.recycle_pages else 0
+    alternate(run, register, register_floor, recycle=bench.root, size=recycle)
     blobs = [
         (blob_path(bench.home, model.digests[n]), bench.root / "floor" / n)
         for n in sorted(model.digests)
@@ -412,17 +420,40 @@ def one_run(bench: Bench, server: Server, run: int) -> None:
     def pull_floor() -> None:
         bench.pull.floor.append(floor_once(CP_AND_HASH, blobs, model))
 
-    alternate(run, pull, pull_floor)
+    alternate(run, pull, pull_floor, recycle=bench.root, size=recycle)
     if not exact:
         bench.peaks.method = "VmHWM since the server started (clear_refs refused): only rises"
     shutil.rmtree(model.directory)
 
 
-def alternate(run: int, mbom: Callable[[], None], floor: Callable[[], None]) -> None:
-    """mbom first on even runs, the floor first on odd ones; ``sync`` before each."""
+def alternate(
+    run: int, mbom: Callable[[], None], floor: Callable[[], None], *, recycle: Path, size: int
+) -> None:
+    """mbom first on even runs, the floor first on odd ones; ``sync`` before each, then
+    (``size`` > 0) that many bytes of recently freed memory for each (:func:`recycle_pages`)."""
     for step in (mbom, floor) if run % 2 == 0 else (floor, mbom):
         os.sync()
+        if size:
+            recycle_pages(recycle, size)
         step()
+
+
+def recycle_pages(directory: Path, size: int) -> None:
+    """Write and delete a scratch file of ``size`` bytes (untimed): the step timed next
+    finds that much memory the kernel has only just freed.
+
+    A virtual machine may hand memory back to its host a couple of seconds after it is
+    freed (virtio-balloon free page reporting); the next first touch of such memory
+    costs a page fault on the host, 1-3 s per GiB on this project's machine. Without
+    this, whichever step ran second reused the pages the first had just freed (the
+    pulled copy, the floor's copies) and was measured that much faster, whatever it did.
+    """
+    block = bytes(WRITE_CHUNK)
+    scratch = directory / "recycled-pages"
+    with scratch.open("wb") as stream:
+        for offset in range(0, size, WRITE_CHUNK):
+            stream.write(block[: min(WRITE_CHUNK, size - offset)])
+    scratch.unlink()  # before writeback: the dirty pages are dropped, never written
 
 
 def machine() -> dict[str, object]:
@@ -740,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     total_bytes = int(args.size_gib * 2**30)
     root = Path(tempfile.mkdtemp(prefix="mbom-store-bench-"))
     try:
-        bench = Bench(root, total_bytes, args.files)
+        bench = Bench(root, total_bytes, args.files, recycle_pages=args.recycle_pages)
         bench.home.mkdir()
         bench.client_home.mkdir()
         token = create_token(bench.home)

@@ -8,7 +8,6 @@ short unit of work, move the bytes, then record what happened in another.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -311,26 +310,15 @@ def download(pull_id: int, index: int, request: Request) -> StreamingResponse:
 
         raise BlobMissing(digest, store=store.url)
 
-    def chunks() -> Iterator[bytes]:
-        """The blob's bytes, hashed as they go; the last chunk is held back until the
-        whole blob is verified, so a corrupt blob never arrives complete."""
-        hasher = hashlib.sha256()
-        sent = 0
-        held: bytes | None = None
-        with store.open(digest) as stream:
-            while data := stream.read(_SEND):
-                hasher.update(data)
-                sent += len(data)
-                if held is not None:
-                    yield held
-                held = data
-        if sent != item.size or f"sha256:{hasher.hexdigest()}" != digest:
+    def chunks() -> Iterator[bytes | memoryview]:
+        """The blob's bytes; the store holds the last chunk back until it knows the blob
+        intact (hashed on the way, or unchanged since it last hashed it), so a corrupt
+        blob never arrives complete."""
+        try:
+            yield from store.read_verified(digest, item.size, chunk=_SEND)
+        except BlobCorrupt:
             log.error("pull %s: blob %s in %s is corrupt; download cut", pull_id, digest, store.url)
-            raise BlobCorrupt(
-                digest, f"it holds {sent} bytes that do not hash to it", store=store.url
-            )
-        if held is not None:
-            yield held
+            raise
 
     return StreamingResponse(
         chunks(),

@@ -26,8 +26,15 @@ class CliContext:
     def registry(self) -> Registry:
         """The local registry, or the server's when --server / MBOM_SERVER is set."""
         if self._registry is None:
+            if self.server:
+                # A client of a server reads no database settings: checking the database
+                # URL alone imports SQLAlchemy (~0.5 s), which a remote command never uses.
+                from registry.client.remote import RemoteRegistry
+
+                self._registry = RemoteRegistry(self.server, self.token)
+                return self._registry
             settings = Settings.from_env()
-            server = self.server or settings.server
+            server = settings.server
             # Imported here: the database stack costs ~0.5 s; --help and a client of a
             # server need none of it.
             if server:

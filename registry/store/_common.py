@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
-from registry.errors import BlobMismatch, InvalidInput, LimitExceeded
+from registry.errors import BlobCorrupt, BlobMismatch, InvalidInput, LimitExceeded
 
 #: A blob's name: the SHA-256 of its bytes. Use ``fullmatch``: ``$`` alone lets a
 #: trailing newline through.
@@ -115,3 +115,40 @@ def hash_stream(stream: BinaryIO) -> tuple[str, int]:
         hasher.update(chunk)
         size += len(chunk)
     return f"sha256:{hasher.hexdigest()}", size
+
+
+def hashed_chunks(
+    stream: BinaryIO,
+    digest: str,
+    size: int,
+    *,
+    chunk: int = CHUNK,
+    store: str,
+    on_intact: Callable[[], None] | None = None,
+) -> Iterator[bytes]:
+    """``stream``'s bytes in chunks, hashed on the way; the last chunk is held back until
+    the whole blob is known to be ``digest`` and ``size`` bytes long, and BlobCorrupt
+    comes instead of it otherwise: a corrupt blob never reaches a reader complete.
+
+    Reads at most one byte past ``size``. ``on_intact`` runs once the blob is verified,
+    before the last chunk goes out.
+    """
+    hasher = hashlib.sha256()
+    count = 0
+    held = b""
+    while data := stream.read(min(chunk, size + 1 - count)):
+        count += len(data)
+        if count > size:
+            raise BlobCorrupt(digest, f"it holds more than the {size} bytes recorded", store=store)
+        hasher.update(data)
+        if held:
+            yield held
+        held = data
+    if count != size:
+        raise BlobCorrupt(digest, f"it holds {count} bytes, not the {size} recorded", store=store)
+    if f"sha256:{hasher.hexdigest()}" != digest:
+        raise BlobCorrupt(digest, f"its bytes hash to sha256:{hasher.hexdigest()}", store=store)
+    if on_intact is not None:
+        on_intact()
+    if held:
+        yield held

@@ -31,6 +31,7 @@ from registry.store._common import (
     BlobInfo,
     Progress,
     hash_stream,
+    hashed_chunks,
     hex_of,
     receive,
 )
@@ -218,6 +219,13 @@ class S3BlobStore:
                 raise
         with io.BufferedReader(_BodyReader(body), buffer_size=CHUNK) as stream:
             yield stream
+
+    def read_verified(
+        self, digest: str, size: int, *, chunk: int = CHUNK
+    ) -> Iterator[bytes | memoryview]:
+        """The blob's bytes in chunks, hashed on the way; the last one only once verified."""
+        with self.open(digest) as stream:
+            yield from hashed_chunks(stream, digest, size, chunk=chunk, store=self.url)
 
     def local_path(self, digest: str) -> Path | None:
         """None: an S3 blob has no local file (copy it out with ``copy_verified``)."""

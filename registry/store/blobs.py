@@ -7,20 +7,20 @@ only way bytes should leave a store, because it re-checks them on the way out.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
-from registry.errors import BlobCorrupt, ConfigurationError
+from registry.errors import ConfigurationError
 from registry.store._common import (
     CHUNK,
     DIGEST_RE,
     BlobCheck,
     BlobInfo,
     Progress,
+    hashed_chunks,
     hex_of,
 )
 from registry.store._local import LocalBlobStore
@@ -82,6 +82,18 @@ class BlobStore(Protocol):
 
     def open(self, digest: str) -> AbstractContextManager[BinaryIO]:
         """The stored bytes, unverified; BlobMissing when absent."""
+        ...
+
+    def read_verified(
+        self, digest: str, size: int, *, chunk: int = CHUNK
+    ) -> Iterator[bytes | memoryview]:
+        """The stored bytes in chunks of at most ``chunk``, for handing out.
+
+        The last chunk comes only once the blob is known to be ``digest`` and ``size``
+        bytes long, BlobCorrupt instead of it otherwise: a corrupt blob never reaches a
+        reader complete. Known by hashing it on the way, or (a local store) by its file
+        being unchanged since the store last hashed it in full. BlobMissing when absent.
+        """
         ...
 
     def local_path(self, digest: str) -> Path | None:
@@ -146,31 +158,11 @@ def copy_verified(
     sees it cut short as well as the error. ``dest`` must be discarded on any error.
     """
     hex_of(digest)
-    hasher = hashlib.sha256()
-    count = 0
-    held = b""
     with store.open(digest) as source:
-        while chunk := source.read(min(CHUNK, size + 1 - count)):
-            count += len(chunk)
-            if count > size:
-                raise BlobCorrupt(
-                    digest, f"it holds more than the {size} bytes recorded", store=store.url
-                )
-            hasher.update(chunk)
-            if held:
-                dest.write(held)
-                if progress is not None:
-                    progress(len(held))
-            held = chunk
-    if count != size:
-        raise BlobCorrupt(
-            digest, f"it holds {count} bytes, not the {size} recorded", store=store.url
-        )
-    if f"sha256:{hasher.hexdigest()}" != digest:
-        raise BlobCorrupt(digest, f"its bytes hash to sha256:{hasher.hexdigest()}", store=store.url)
-    dest.write(held)
-    if progress is not None and held:
-        progress(len(held))
+        for chunk in hashed_chunks(source, digest, size, store=store.url):
+            dest.write(chunk)
+            if progress is not None:
+                progress(len(chunk))
 
 
 def __getattr__(name: str) -> object:
