@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from registry.admission.files import materialized
-from registry.admission.slot import Slot, holding
+from registry.admission.slot import holding
 from registry.db import unit_of_work
 from registry.errors import InvalidInput
 from registry.hf import ImportPlan
@@ -52,6 +52,8 @@ class AdmissionScans:
     profile: ScanProfile | None
     behavioral: BehavioralReport | None
 
+
+T = TypeVar("T")
 
 #: Called with each step's name as admission moves on ("static scan", "behavioral scan").
 StepCallback = Callable[[str], None]
@@ -160,36 +162,23 @@ def admit_model(
                 hint="leave it out: the registry scans the files it holds",
             )
         fields.pop(claimed, None)
-    name, version = str(fields["name"]), str(fields["version"])
-    verify: set[str] = set()
 
-    def preflight(session: Session) -> None:  # before minutes of scanning
-        verify.update(_check_new(session, manifest))
-        _rehearse(
+    def record(session: Session, scans: AdmissionScans | None) -> ArtifactPublic:
+        return artifacts.register_model(
             session,
-            lambda: artifacts.register_model(
-                session,
-                actor=actor,
-                manifest=manifest,
-                parents=parents,
-                provenance=ScanProvenance.REGISTRY,
-                stored=True,
-                **fields,
-            ),
+            actor=actor,
+            manifest=manifest,
+            parents=parents,
+            provenance=ScanProvenance.REGISTRY,
+            stored=True,
+            **_verdicts(scans),
+            **fields,
         )
 
-    with holding(
-        engine,
-        actor=actor,
-        kind=Kind.MODEL,
-        name=name,
-        version=version,
-        digest=manifest.digest,
-        team=fields.get("team"),
-        lease=lease,
-        preflight=preflight,
-    ) as slot:
-        scans = scan_stored(
+    def scan(
+        verify: Collection[str], _parents: Sequence[str], step: StepCallback
+    ) -> AdmissionScans:
+        return scan_stored(
             engine,
             store,
             manifest,
@@ -198,24 +187,22 @@ def admit_model(
             parents=parents,
             limits=limits,
             progress=progress,
-            on_step=_steps(slot, on_step),
+            on_step=_also(step, on_step),
             behavioral_scan=behavioral_scan,
         )
-        slot.step("recording")
-        with unit_of_work(engine) as session:
-            slot.finish(session)
-            return artifacts.register_model(
-                session,
-                actor=actor,
-                manifest=manifest,
-                parents=parents,
-                scan=scans.static,
-                profile=scans.profile,
-                behavioral=scans.behavioral,
-                provenance=ScanProvenance.REGISTRY,
-                stored=True,
-                **fields,
-            )
+
+    return _admit(
+        engine,
+        actor=actor,
+        name=str(fields["name"]),
+        version=str(fields["version"]),
+        manifest=manifest,
+        team=fields.get("team"),
+        lease=lease,
+        parents=lambda _session: parents,
+        scan=scan,
+        record=record,
+    )
 
 
 def admit_hf(
@@ -237,37 +224,21 @@ def admit_hf(
     card's bases stand for (as a registration inherits from its parents).
     """
     authorize(actor, Operation.IMPORT_HF, team=fields.get("team"))  # before any file is read
-    verify: set[str] = set()
-    bases: list[str] = []
 
-    def preflight(session: Session) -> None:  # before minutes of scanning
-        verify.update(_check_new(session, manifest))
-        bases.extend(hf_import.registered_bases(session, plan))  # they pass their profile down
-        _rehearse(
+    def record(session: Session, scans: AdmissionScans | None) -> HfImportResult:
+        return hf_import.import_hf(
             session,
-            lambda: hf_import.import_hf(
-                session,
-                plan,
-                actor=actor,
-                manifest=manifest,
-                provenance=ScanProvenance.REGISTRY,
-                stored=True,
-                **fields,
-            ),
+            plan,
+            actor=actor,
+            manifest=manifest,
+            provenance=ScanProvenance.REGISTRY,
+            stored=True,
+            **_verdicts(scans),
+            **fields,
         )
 
-    with holding(
-        engine,
-        actor=actor,
-        kind=Kind.MODEL,
-        name=plan.repo_id,
-        version=plan.version,
-        digest=manifest.digest,
-        team=fields.get("team"),
-        lease=lease,
-        preflight=preflight,
-    ) as slot:
-        scans = scan_stored(
+    def scan(verify: Collection[str], bases: Sequence[str], step: StepCallback) -> AdmissionScans:
+        return scan_stored(
             engine,
             store,
             manifest,
@@ -275,23 +246,75 @@ def admit_hf(
             parents=bases,
             limits=limits,
             verify=verify,
-            on_step=_steps(slot, None),
+            on_step=step,
         )
+
+    return _admit(
+        engine,
+        actor=actor,
+        name=plan.repo_id,
+        version=plan.version,
+        manifest=manifest,
+        team=fields.get("team"),
+        lease=lease,
+        # The card's bases that are registered pass their profile down, as parents do.
+        parents=lambda session: hf_import.registered_bases(session, plan),
+        scan=scan,
+        record=record,
+    )
+
+
+def _admit(
+    engine: Engine,
+    *,
+    actor: Actor,
+    name: str,
+    version: str,
+    manifest: Manifest,
+    team: str | None,
+    lease: float,
+    parents: Callable[[Session], Sequence[str]],
+    scan: Callable[[Collection[str], Sequence[str], StepCallback], AdmissionScans],
+    record: Callable[[Session, AdmissionScans | None], T],
+) -> T:
+    """Admission's three steps around ``scan`` and ``record``.
+
+    Checked and rehearsed (``record`` without verdicts, rolled back), the version is
+    held as pending; ``scan`` runs with no transaction open (given the blobs to
+    re-hash, the parents a profile is inherited from, and the step callback);
+    ``record`` with the verdicts commits the version and releases the hold.
+    """
+    verify: set[str] = set()
+    found: list[str] = []
+
+    def preflight(session: Session) -> None:  # before minutes of scanning
+        verify.update(_check_new(session, manifest))
+        found.extend(parents(session))
+        _rehearse(session, lambda: record(session, None))
+
+    with holding(
+        engine,
+        actor=actor,
+        kind=Kind.MODEL,
+        name=name,
+        version=version,
+        digest=manifest.digest,
+        team=team,
+        lease=lease,
+        preflight=preflight,
+    ) as slot:
+        scans = scan(verify, found, slot.step)
         slot.step("recording")
         with unit_of_work(engine) as session:
             slot.finish(session)
-            return hf_import.import_hf(
-                session,
-                plan,
-                actor=actor,
-                manifest=manifest,
-                scan=scans.static,
-                profile=scans.profile,
-                behavioral=scans.behavioral,
-                provenance=ScanProvenance.REGISTRY,
-                stored=True,
-                **fields,
-            )
+            return record(session, scans)
+
+
+def _verdicts(scans: AdmissionScans | None) -> dict[str, Any]:
+    """The registry's verdicts as registration arguments (none in a rehearsal)."""
+    if scans is None:
+        return {}
+    return {"scan": scans.static, "profile": scans.profile, "behavioral": scans.behavioral}
 
 
 def _check_new(session: Session, manifest: Manifest) -> set[str]:
@@ -323,12 +346,12 @@ def _rehearse(session: Session, registration: Callable[[], object]) -> None:
     session.expire_all()
 
 
-def _steps(slot: Slot, also: StepCallback | None) -> StepCallback:
-    """Record each step on the pending row, then tell ``also``."""
+def _also(step: StepCallback, also: StepCallback | None) -> StepCallback:
+    """``step``, then ``also`` (the caller's own callback), for each step."""
 
-    def step(name: str) -> None:
-        slot.step(name)
+    def both(name: str) -> None:
+        step(name)
         if also is not None:
             also(name)
 
-    return step
+    return both
