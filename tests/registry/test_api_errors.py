@@ -122,6 +122,9 @@ def test_unexpected_error_is_a_problem_500_with_a_logged_incident(
 def test_undecodable_cli_argument_is_one_line_and_exit_2(
     tmp_path: Path, args: tuple[str | bytes, ...]
 ) -> None:
+    # An existing registry: a read on a missing one is refused before its argument is used.
+    subprocess.run([str(MBOM), "team", "create", "setup"], env=cli_env(tmp_path), check=True,
+                   capture_output=True, timeout=60)
     done = subprocess.run([str(MBOM), *args], env=cli_env(tmp_path), capture_output=True,
                           timeout=60, check=False)
     err = done.stderr.decode("utf-8", "replace")
